@@ -1,0 +1,172 @@
+//! The command line, as clap parses it. Nothing here touches the spool:
+//! `--help` and `--version` do no I/O, and [`crate::cli`] validates these raw
+//! values before acting.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// A filesystem-spooled work queue: run commands in strict FIFO order, a
+/// few at a time, through a spool directory.
+#[derive(Debug, Parser)]
+#[command(name = "spoolq", version, about, max_term_width = 100)]
+pub struct Cli {
+    /// Spool directory [default: /var/spool/spoolq for root,
+    /// $XDG_RUNTIME_DIR/spoolq or ~/.local/state/spoolq otherwise]
+    #[arg(long, global = true, env = "SPOOLQ_DIR", value_name = "DIR")]
+    pub spool: Option<PathBuf>,
+
+    /// Do not fsync: faster, but a power failure may lose recent requests
+    /// and results (a crash of spoolq alone loses nothing)
+    #[arg(long, global = true, env = "SPOOLQ_NO_FSYNC")]
+    pub no_fsync: bool,
+
+    /// More log output on stderr (-v info, -vv debug); RUST_LOG overrides
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server for the spool in the foreground (one per spool)
+    Serve(ServeArgs),
+    /// Enqueue a command; prints its id
+    Submit(SubmitArgs),
+    /// Wait for a request's result, replay its output, exit with its code
+    Wait(WaitArgs),
+    /// Submit and wait in one step: like running the command, only queued
+    Run(RunArgs),
+    /// Abort requests in any state
+    Abort(AbortArgs),
+    /// Show whether a server runs and what the queue holds
+    Status(StatusArgs),
+    /// List requests
+    List(ListArgs),
+    /// Show one request and its result
+    Show(ShowArgs),
+}
+
+/// `spoolq serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Most jobs running at once [default: number of CPUs]
+    #[arg(long, value_name = "N")]
+    pub max_jobs: Option<usize>,
+    /// Seconds between rescans that catch events inotify missed
+    #[arg(long, value_name = "SECS", default_value = "10")]
+    pub poll_interval: f64,
+    /// Seconds between SIGTERM and SIGKILL when a job is killed
+    #[arg(long, value_name = "SECS", default_value = "5")]
+    pub kill_grace: f64,
+    /// On SIGTERM/SIGINT, seconds running jobs may go on before they are
+    /// stopped and recorded as interrupted
+    #[arg(long, value_name = "SECS", default_value = "30")]
+    pub shutdown_grace: f64,
+}
+
+/// Options that describe a job, shared by `submit` and `run`.
+#[derive(Debug, Args)]
+pub struct JobArgs {
+    /// Set a variable in the job's environment (KEY=VALUE), or pass KEY on
+    /// from this environment (KEY alone); repeatable
+    #[arg(short, long = "env", value_name = "KEY[=VALUE]")]
+    pub env: Vec<String>,
+    /// Give the job this whole environment instead of the allowlist (PATH,
+    /// HOME, USER, LOGNAME, SHELL, LANG, LANGUAGE, TZ, TERM, LC_*)
+    #[arg(long)]
+    pub inherit_env: bool,
+    /// Working directory of the job [default: the current directory]
+    #[arg(long, value_name = "DIR")]
+    pub cwd: Option<PathBuf>,
+    /// The command and its arguments (no shell: use `sh -c '…'` for one)
+    #[arg(required = true, last = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
+}
+
+/// `spoolq submit`.
+#[derive(Debug, Args)]
+pub struct SubmitArgs {
+    /// What to run.
+    #[command(flatten)]
+    pub job: JobArgs,
+    /// Print the request document instead of the id
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Options of waiting, shared by `wait` and `run`.
+#[derive(Debug, Args)]
+pub struct WaitOpts {
+    /// Give up after SECS: abort the request and exit 124
+    #[arg(long, value_name = "SECS")]
+    pub timeout: Option<f64>,
+    /// Keep the result and output in the spool after printing them
+    #[arg(long)]
+    pub keep: bool,
+}
+
+/// `spoolq wait`.
+#[derive(Debug, Args)]
+pub struct WaitArgs {
+    /// How to wait.
+    #[command(flatten)]
+    pub wait: WaitOpts,
+    /// Print the result document instead of replaying the output
+    #[arg(long)]
+    pub json: bool,
+    /// The request id
+    pub id: String,
+}
+
+/// `spoolq run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// How to wait.
+    #[command(flatten)]
+    pub wait: WaitOpts,
+    /// What to run.
+    #[command(flatten)]
+    pub job: JobArgs,
+}
+
+/// `spoolq abort`.
+#[derive(Debug, Args)]
+pub struct AbortArgs {
+    /// Request ids
+    #[arg(required = true)]
+    pub ids: Vec<String>,
+}
+
+/// `spoolq status`.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Print JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `spoolq list`.
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Only this state (requested, pending, running, complete)
+    #[arg(long, value_name = "STATE")]
+    pub state: Option<String>,
+    /// Print JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `spoolq show`.
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    /// Print JSON
+    #[arg(long)]
+    pub json: bool,
+    /// The request id
+    pub id: String,
+}

@@ -1,0 +1,172 @@
+//! The `spoolq` command line: turns parsed arguments into a validated
+//! configuration, calls the client or the server, and maps the outcome to a
+//! documented exit code.
+
+pub mod args;
+mod show;
+mod wait;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::client::{self, JobSpec};
+use crate::error::{Error, Result};
+use crate::id::RequestId;
+use crate::server::{self, ServeConfig};
+use crate::spool::Spool;
+use args::{Cli, Command, JobArgs};
+
+/// Exit code: a wait timed out (as `timeout(1)`).
+pub const EXIT_TIMEOUT: u8 = 124;
+/// Exit code: spoolq itself failed, or the request was rejected.
+pub const EXIT_FAILURE: u8 = 125;
+/// Exit code: `run`/`wait` interrupted by SIGINT (128 + 2).
+pub const EXIT_INTERRUPTED: u8 = 130;
+
+/// Run one command; returns the process exit code.
+pub fn run(cli: Cli) -> Result<u8> {
+    let spool = Spool::new(spool_dir(cli.spool)?, !cli.no_fsync);
+    match cli.command {
+        Command::Serve(a) => {
+            let config = ServeConfig {
+                max_jobs: match a.max_jobs {
+                    Some(0) => return Err(Error::Usage("--max-jobs must be at least 1".into())),
+                    Some(n) => n,
+                    None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+                },
+                poll_interval: seconds("--poll-interval", a.poll_interval)?
+                    .max(Duration::from_millis(10)),
+                kill_grace: seconds("--kill-grace", a.kill_grace)?,
+                shutdown_grace: seconds("--shutdown-grace", a.shutdown_grace)?,
+            };
+            server::serve(&spool, &config)?;
+            Ok(0)
+        }
+        Command::Submit(a) => {
+            let spec = job_spec(a.job)?;
+            let request = client::submit(&spool, &spec)?;
+            if a.json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&request).expect("serializes")
+                );
+            } else {
+                println!("{}", request.id);
+            }
+            Ok(0)
+        }
+        Command::Wait(a) => {
+            let id = parse_id(&a.id)?;
+            let timeout = a
+                .wait
+                .timeout
+                .map(|t| seconds("--timeout", t))
+                .transpose()?;
+            wait::wait(&spool, id, timeout, a.wait.keep, a.json)
+        }
+        Command::Run(a) => {
+            let timeout = a
+                .wait
+                .timeout
+                .map(|t| seconds("--timeout", t))
+                .transpose()?;
+            let spec = job_spec(a.job)?;
+            wait::run(&spool, &spec, timeout, a.wait.keep)
+        }
+        Command::Abort(a) => {
+            let ids = a
+                .ids
+                .iter()
+                .map(|s| parse_id(s))
+                .collect::<Result<Vec<_>>>()?;
+            let mut code = 0;
+            for id in ids {
+                match client::abort(&spool, id)? {
+                    Some(state) => eprintln!("spoolq: abort filed for {id} (was {})", state.name()),
+                    None => {
+                        eprintln!("spoolq: no request {id} in {}", spool.root().display());
+                        code = 1;
+                    }
+                }
+            }
+            Ok(code)
+        }
+        Command::Status(a) => show::status(&spool, a.json),
+        Command::List(a) => show::list(&spool, a.state.as_deref(), a.json),
+        Command::Show(a) => show::show(&spool, parse_id(&a.id)?, a.json),
+    }
+}
+
+/// The spool directory: the flag or `SPOOLQ_DIR`, else the default for this
+/// user.
+fn spool_dir(given: Option<PathBuf>) -> Result<PathBuf> {
+    if let Some(dir) = given {
+        return absolute(&dir);
+    }
+    if rustix::process::geteuid().is_root() {
+        return Ok(PathBuf::from("/var/spool/spoolq"));
+    }
+    if let Some(run) = std::env::var_os("XDG_RUNTIME_DIR").filter(|v| !v.is_empty()) {
+        return Ok(PathBuf::from(run).join("spoolq"));
+    }
+    match std::env::var_os("HOME").filter(|v| !v.is_empty()) {
+        Some(home) => Ok(PathBuf::from(home).join(".local/state/spoolq")),
+        None => Err(Error::Usage(
+            "no spool directory: set --spool, SPOOLQ_DIR, XDG_RUNTIME_DIR or HOME".into(),
+        )),
+    }
+}
+
+fn absolute(p: &Path) -> Result<PathBuf> {
+    std::path::absolute(p).map_err(|e| Error::Usage(format!("{}: {e}", p.display())))
+}
+
+fn parse_id(s: &str) -> Result<RequestId> {
+    s.trim().parse().map_err(Error::Usage)
+}
+
+fn seconds(flag: &str, v: f64) -> Result<Duration> {
+    Duration::try_from_secs_f64(v).map_err(|_| {
+        Error::Usage(format!(
+            "{flag} must be a non-negative number of seconds, not {v}"
+        ))
+    })
+}
+
+/// Validate the job options into what the client submits.
+fn job_spec(a: JobArgs) -> Result<JobSpec> {
+    let cwd = match a.cwd {
+        Some(dir) => absolute(&dir)?,
+        None => std::env::current_dir()
+            .map_err(|e| Error::Usage(format!("cannot determine the current directory: {e}")))?,
+    };
+    let mut env: BTreeMap<String, String> = if a.inherit_env {
+        std::env::vars().collect()
+    } else {
+        JobSpec::default_env()
+    };
+    for item in a.env {
+        match item.split_once('=') {
+            Some(("", _)) => return Err(Error::Usage(format!("--env {item:?}: empty name"))),
+            Some((k, v)) => {
+                env.insert(k.to_string(), v.to_string());
+            }
+            None => match std::env::var(&item) {
+                Ok(v) => {
+                    env.insert(item, v);
+                }
+                Err(_) => {
+                    return Err(Error::Usage(format!(
+                        "--env {item}: not set in this environment (use KEY=VALUE)"
+                    )))
+                }
+            },
+        }
+    }
+    Ok(JobSpec {
+        argv: a.command,
+        cwd,
+        env,
+    })
+}

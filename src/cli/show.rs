@@ -1,0 +1,184 @@
+//! `spoolq status`, `list` and `show`: read-only views of the spool, as text
+//! for people or JSON for programs.
+
+use serde_json::json;
+
+use crate::client;
+use crate::error::{Error, Result};
+use crate::id::RequestId;
+use crate::lock::server_pid;
+use crate::spool::{Spool, State};
+use crate::status::ServerStatus;
+
+/// `spoolq status`: exit 0 if a server runs, 3 if none does (like
+/// `systemctl status`), so scripts can test it.
+pub fn status(spool: &Spool, as_json: bool) -> Result<u8> {
+    if !spool.exists() {
+        return Err(Error::Usage(format!(
+            "{} is not a spool (no server or client has used it yet)",
+            spool.root().display()
+        )));
+    }
+    let pid = server_pid(spool);
+    let published: Option<ServerStatus> = pid
+        .and_then(|_| std::fs::read(spool.status_path()).ok())
+        .and_then(|b| serde_json::from_slice(&b).ok());
+    let mut counts = serde_json::Map::new();
+    for state in State::ALL {
+        counts.insert(state.name().into(), json!(spool.count(state)?));
+    }
+    if as_json {
+        let doc = json!({
+            "spool": spool.root(),
+            "server": { "running": pid.is_some(), "pid": pid },
+            "counts": counts,
+            "published": published,
+        });
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&doc).expect("serializes")
+        );
+    } else {
+        println!("spool:   {}", spool.root().display());
+        match (pid, &published) {
+            (Some(pid), Some(s)) => println!(
+                "server:  {} (pid {pid}), {} of {} job slots in use",
+                s.mode, s.running, s.max_jobs
+            ),
+            (Some(pid), None) => println!("server:  running (pid {pid})"),
+            (None, _) => println!("server:  not running"),
+        }
+        let line: Vec<String> = State::ALL
+            .iter()
+            .map(|s| format!("{} {}", s.name(), counts[s.name()]))
+            .collect();
+        println!("queue:   {}", line.join(", "));
+        if let Some(head) = published.as_ref().and_then(|s| s.head.as_ref()) {
+            println!("head:    {} waits: {}", head.id, head.reason);
+        }
+    }
+    Ok(if pid.is_some() { 0 } else { 3 })
+}
+
+/// `spoolq list`.
+pub fn list(spool: &Spool, state: Option<&str>, as_json: bool) -> Result<u8> {
+    let states = match state {
+        None => vec![
+            State::Requested,
+            State::Pending,
+            State::Running,
+            State::Complete,
+        ],
+        Some(s) => vec![State::parse(s).ok_or_else(|| {
+            Error::Usage(format!(
+                "unknown state {s:?}: use requested, pending, running, complete or aborting"
+            ))
+        })?],
+    };
+    if !spool.exists() {
+        return Err(Error::Usage(format!(
+            "{} is not a spool",
+            spool.root().display()
+        )));
+    }
+    let entries = client::list(spool, &states)?;
+    if as_json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&entries).expect("serializes")
+        );
+        return Ok(0);
+    }
+    let mut out = String::new();
+    for e in entries {
+        let status = match (e.status, e.exit_code) {
+            (Some(s), Some(c)) => format!("{s}({c})"),
+            (Some(s), None) => s.to_string(),
+            (None, _) => String::new(),
+        };
+        let cmd = e
+            .argv
+            .map(|a| shell_words(&a))
+            .unwrap_or_else(|| "?".into());
+        out.push_str(&format!("{}  {:<9} {:<14} {cmd}\n", e.id, e.state, status));
+    }
+    print_all(&out);
+    Ok(0)
+}
+
+/// `spoolq show ID`: exit 1 if the request is not in the spool.
+pub fn show(spool: &Spool, id: RequestId, as_json: bool) -> Result<u8> {
+    let Some(state) = spool.locate(id) else {
+        eprintln!("spoolq: no request {id} in {}", spool.root().display());
+        return Ok(1);
+    };
+    let (request, result) = if state == State::Complete {
+        let r = spool.read_result(id)?;
+        (r.request.clone(), Some(r))
+    } else {
+        (spool.read_request(&spool.path(state, id), id).ok(), None)
+    };
+    if as_json {
+        let doc = json!({ "id": id, "state": state.name(), "request": request, "result": result });
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&doc).expect("serializes")
+        );
+        return Ok(0);
+    }
+    println!("id:      {id}");
+    println!("state:   {}", state.name());
+    if let Some(q) = &request {
+        println!("command: {}", shell_words(&q.argv));
+        println!("cwd:     {}", q.cwd.display());
+    }
+    if let Some(r) = &result {
+        println!("status:  {}", r.status.name());
+        if let Some(c) = r.exit_code {
+            println!("exit:    {c}");
+        }
+        if let Some(s) = r.signal {
+            println!("signal:  {s}");
+        }
+        if let Some(reason) = &r.reason {
+            println!("reason:  {reason}");
+        }
+        println!("waited:  {:.3}s", r.wait_us as f64 / 1e6);
+        if let Some(run) = r.run_us {
+            println!("ran:     {:.3}s", run as f64 / 1e6);
+        }
+        for (name, c) in [("stdout", &r.stdout), ("stderr", &r.stderr)] {
+            if let Some(c) = c {
+                println!(
+                    "{name}:  {} ({} bytes)",
+                    spool.root().join(&c.path).display(),
+                    c.bytes
+                );
+            }
+        }
+    }
+    Ok(0)
+}
+
+/// Print, treating a closed stdout as the end rather than an error.
+fn print_all(s: &str) {
+    use std::io::Write;
+    let _ = std::io::stdout().lock().write_all(s.as_bytes());
+}
+
+/// Quote arguments for display the way a shell would need them.
+fn shell_words(argv: &[String]) -> String {
+    argv.iter()
+        .map(|a| {
+            if !a.is_empty()
+                && a.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c))
+            {
+                a.clone()
+            } else {
+                format!("'{}'", a.replace('\'', r"'\''"))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}

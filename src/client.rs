@@ -1,0 +1,230 @@
+//! The client side of the spool protocol: submit a request, wait for its
+//! result, abort it, and look at what is queued. Talks to the server only
+//! through files, via [`crate::spool`].
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use notify::{RecursiveMode, Watcher};
+
+use crate::error::Result;
+use crate::id::{now_micros, RequestId};
+use crate::request::{JobResult, Request, REQUEST_VERSION};
+use crate::spool::{Spool, State};
+
+/// Environment variables a job gets from its submitter unless told
+/// otherwise (plus every `LC_*`).
+pub const ENV_ALLOWLIST: [&str; 9] = [
+    "PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LANGUAGE", "TZ", "TERM",
+];
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct JobSpec {
+    /// Program and arguments.
+    pub argv: Vec<String>,
+    /// Absolute working directory.
+    pub cwd: PathBuf,
+    /// The job's whole environment.
+    pub env: BTreeMap<String, String>,
+}
+
+impl JobSpec {
+    /// The environment a job gets by default: the allowlisted variables of
+    /// this process's environment.
+    pub fn default_env() -> BTreeMap<String, String> {
+        std::env::vars()
+            .filter(|(k, _)| ENV_ALLOWLIST.contains(&k.as_str()) || k.starts_with("LC_"))
+            .collect()
+    }
+}
+
+/// Enqueue `spec`: durable once this returns.
+pub fn submit(spool: &Spool, spec: &JobSpec) -> Result<Request> {
+    spool.create_layout()?;
+    let uid = rustix::process::getuid().as_raw();
+    let gid = rustix::process::getgid().as_raw();
+    spool.publish_request(|id| Request {
+        version: REQUEST_VERSION,
+        id,
+        argv: spec.argv.clone(),
+        cwd: spec.cwd.clone(),
+        env: spec.env.clone(),
+        submitted_at_us: now_micros(),
+        uid,
+        gid,
+    })
+}
+
+/// How a wait ended.
+#[derive(Debug)]
+pub enum WaitOutcome {
+    /// The result is there.
+    Done(Box<JobResult>),
+    /// The deadline passed; the request was last seen in this state.
+    TimedOut(Option<State>),
+    /// The request is in no state and has no result: it was aborted or its
+    /// result was collected by someone else.
+    Gone,
+    /// Someone sent [`Wake::Interrupt`] (the CLI does on SIGINT/SIGTERM).
+    Interrupted,
+}
+
+/// Messages that wake a [`Waiter`].
+#[derive(Debug, Clone, Copy)]
+pub enum Wake {
+    /// Something changed in `4-complete/`.
+    Changed,
+    /// Stop waiting.
+    Interrupt,
+}
+
+/// How often a waiting client looks even without an inotify event (network
+/// file systems deliver none).
+const WAIT_POLL: Duration = Duration::from_millis(500);
+
+/// Waits for results: an inotify watch on `4-complete/` with a polling
+/// fallback, and a channel others can use to interrupt it.
+pub struct Waiter {
+    tx: mpsc::Sender<Wake>,
+    rx: mpsc::Receiver<Wake>,
+    poll: Duration,
+    _watcher: Option<notify::RecommendedWatcher>,
+}
+
+impl Waiter {
+    /// Watch `spool`'s results. If inotify is unavailable (limits, network
+    /// file system) it polls more often instead.
+    pub fn new(spool: &Spool) -> Waiter {
+        let (tx, rx) = mpsc::channel();
+        let fs_tx = tx.clone();
+        let watcher = notify::recommended_watcher(move |_res| {
+            let _ = fs_tx.send(Wake::Changed);
+        })
+        .and_then(|mut w| {
+            w.watch(
+                &spool.state_dir(State::Complete),
+                RecursiveMode::NonRecursive,
+            )?;
+            Ok(w)
+        })
+        .ok();
+        let poll = if watcher.is_some() {
+            WAIT_POLL
+        } else {
+            Duration::from_millis(50)
+        };
+        Waiter {
+            tx,
+            rx,
+            poll,
+            _watcher: watcher,
+        }
+    }
+
+    /// A sender that can wake or interrupt this waiter from another thread.
+    pub fn sender(&self) -> mpsc::Sender<Wake> {
+        self.tx.clone()
+    }
+
+    /// Block until `id` has a result, the timeout passes, it disappears, or
+    /// the waiter is interrupted.
+    pub fn wait(
+        &self,
+        spool: &Spool,
+        id: RequestId,
+        timeout: Option<Duration>,
+    ) -> Result<WaitOutcome> {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let result_path = spool.path(State::Complete, id);
+        loop {
+            if result_path.exists() {
+                match spool.read_result(id) {
+                    Ok(r) => return Ok(WaitOutcome::Done(Box::new(r))),
+                    Err(e) if e.is_not_found() => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            let state = spool.locate(id);
+            if state.is_none() && !result_path.exists() {
+                return Ok(WaitOutcome::Gone);
+            }
+            let mut sleep = self.poll;
+            if let Some(d) = deadline {
+                let now = Instant::now();
+                if now >= d {
+                    return Ok(WaitOutcome::TimedOut(state));
+                }
+                sleep = sleep.min(d - now);
+            }
+            let mut wakes = self
+                .rx
+                .recv_timeout(sleep)
+                .into_iter()
+                .chain(self.rx.try_iter());
+            if wakes.any(|w| matches!(w, Wake::Interrupt)) {
+                return Ok(WaitOutcome::Interrupted);
+            }
+        }
+    }
+}
+
+/// Remove a collected result and its captured output.
+pub fn collect(spool: &Spool, id: RequestId) -> Result<()> {
+    spool.remove(&spool.path(State::Complete, id))?;
+    spool.remove_output(id)
+}
+
+/// File an abort for `id`. Returns where the request was, or `None` if it is
+/// not in the spool (the abort is then not filed).
+pub fn abort(spool: &Spool, id: RequestId) -> Result<Option<State>> {
+    let state = spool.locate(id);
+    if state.is_some() {
+        spool.file_abort(id)?;
+    }
+    Ok(state)
+}
+
+/// One line of `spoolq list`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Entry {
+    /// Request id.
+    pub id: RequestId,
+    /// Where it is.
+    pub state: &'static str,
+    /// Its command, if the file could be read.
+    pub argv: Option<Vec<String>>,
+    /// Its result status, when complete.
+    pub status: Option<&'static str>,
+    /// Its exit code, when complete and exited.
+    pub exit_code: Option<i32>,
+}
+
+/// Every request in the given states, in state then id order.
+pub fn list(spool: &Spool, states: &[State]) -> Result<Vec<Entry>> {
+    let mut out = Vec::new();
+    for &state in states {
+        for id in spool.ids(state)? {
+            let mut entry = Entry {
+                id,
+                state: state.name(),
+                argv: None,
+                status: None,
+                exit_code: None,
+            };
+            if state == State::Complete {
+                if let Ok(r) = spool.read_result(id) {
+                    entry.argv = r.request.map(|q| q.argv);
+                    entry.status = Some(r.status.name());
+                    entry.exit_code = r.exit_code;
+                }
+            } else if let Ok(q) = spool.read_request(&spool.path(state, id), id) {
+                entry.argv = Some(q.argv);
+            }
+            out.push(entry);
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,76 @@
+//! The one-server-per-spool lock: an exclusive `flock` on `server.lock`, held
+//! for the server's whole life. The kernel drops it when the process dies, so
+//! it is never stale; the pid written into the file is for humans and for
+//! `spoolq status`.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::time::{Duration, Instant};
+
+use fs2::FileExt;
+
+use crate::error::{Error, IoContext, Result};
+use crate::spool::Spool;
+
+/// Held while the server runs; dropping it releases the lock.
+#[derive(Debug)]
+pub struct ServerLock {
+    _file: File,
+}
+
+impl ServerLock {
+    /// Take the lock or fail at once, naming the pid that holds it.
+    pub fn acquire(spool: &Spool) -> Result<ServerLock> {
+        let path = spool.lock_path();
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .at("opening lock file", &path)?;
+        // A `status` probe holds a shared lock for an instant; retry briefly so
+        // that it cannot make a server start fail. A real server holds it for
+        // good and still fails within this window.
+        let deadline = Instant::now() + Duration::from_millis(200);
+        loop {
+            match FileExt::try_lock_exclusive(&file) {
+                Ok(()) => break,
+                Err(_) if Instant::now() < deadline && read_pid(&mut file) == 0 => {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err(_) => {
+                    return Err(Error::Locked {
+                        spool: spool.root().to_path_buf(),
+                        pid: read_pid(&mut file),
+                    })
+                }
+            }
+        }
+        file.set_len(0).at("writing lock file", &path)?;
+        file.seek(SeekFrom::Start(0))
+            .at("writing lock file", &path)?;
+        writeln!(file, "{}", std::process::id()).at("writing lock file", &path)?;
+        Ok(ServerLock { _file: file })
+    }
+}
+
+/// The pid of the server holding the spool's lock, or `None` if no server
+/// runs. Never blocks.
+pub fn server_pid(spool: &Spool) -> Option<u32> {
+    let mut file = File::open(spool.lock_path()).ok()?;
+    match FileExt::try_lock_shared(&file) {
+        Ok(()) => {
+            let _ = FileExt::unlock(&file);
+            None
+        }
+        Err(_) => Some(read_pid(&mut file)),
+    }
+}
+
+fn read_pid(file: &mut File) -> u32 {
+    let mut s = String::new();
+    let _ = file.seek(SeekFrom::Start(0));
+    let _ = file.read_to_string(&mut s);
+    s.trim().parse().unwrap_or(0)
+}

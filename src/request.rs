@@ -1,0 +1,189 @@
+//! The JSON documents that travel through the spool: the request a client
+//! writes and the result the server writes back. `spool-layout.md` shows an
+//! example of each; a test parses those examples with these types.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::id::RequestId;
+
+/// The request format version this build writes and accepts.
+pub const REQUEST_VERSION: u32 = 1;
+/// The result format version this build writes and accepts.
+pub const RESULT_VERSION: u32 = 1;
+/// Largest request file the server will read; larger ones are rejected.
+pub const MAX_REQUEST_BYTES: u64 = 1 << 20;
+
+/// A job to run, as a client puts it into `1-requested/`.
+///
+/// Unknown fields are refused rather than ignored: a request that asks for
+/// something this server does not understand (a limit, a sandbox option) is
+/// rejected with a reason instead of silently running with less.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Request {
+    /// Format version; must equal [`REQUEST_VERSION`].
+    pub version: u32,
+    /// Must equal the file's name.
+    pub id: RequestId,
+    /// The program and its arguments. No shell: ask for `sh -c` explicitly.
+    pub argv: Vec<String>,
+    /// Absolute working directory for the job.
+    pub cwd: PathBuf,
+    /// The job's environment (the only variables it gets).
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Submission time, microseconds since the Unix epoch.
+    pub submitted_at_us: u64,
+    /// The submitter's uid as the client saw it.
+    pub uid: u32,
+    /// The submitter's gid as the client saw it.
+    pub gid: u32,
+}
+
+impl Request {
+    /// Check everything that JSON typing cannot: the version, a non-empty
+    /// program, an absolute working directory, and strings a process can
+    /// actually receive (no NUL bytes, no `=` in variable names).
+    pub fn validate(&self, file_id: RequestId) -> Result<(), String> {
+        if self.version != REQUEST_VERSION {
+            return Err(format!(
+                "request version {} is not supported (this server reads version {REQUEST_VERSION})",
+                self.version
+            ));
+        }
+        if self.id != file_id {
+            return Err(format!(
+                "request names id {} but its file is named {file_id}",
+                self.id
+            ));
+        }
+        match self.argv.first() {
+            None => return Err("argv is empty: nothing to run".into()),
+            Some(p) if p.is_empty() => return Err("argv[0] is empty".into()),
+            _ => {}
+        }
+        if let Some(a) = self.argv.iter().find(|a| a.contains('\0')) {
+            return Err(format!("argument {a:?} contains a NUL byte"));
+        }
+        if !self.cwd.is_absolute() {
+            return Err(format!(
+                "working directory {} is not absolute",
+                self.cwd.display()
+            ));
+        }
+        for (k, v) in &self.env {
+            if k.is_empty() || k.contains('=') || k.contains('\0') || v.contains('\0') {
+                return Err(format!("invalid environment variable {k:?}"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// How a request ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// Exited with code 0.
+    Succeeded,
+    /// Exited with a non-zero code.
+    Failed,
+    /// Killed by a signal it did not ask for from us.
+    Signaled,
+    /// Killed for exceeding its run-time limit.
+    TimedOut,
+    /// The server stopped (shutdown or crash) while it ran; not re-run.
+    Interrupted,
+    /// The request was invalid and never ran.
+    Rejected,
+    /// Its program could not be executed (not found, not executable, bad cwd).
+    ExecFailed,
+}
+
+impl Status {
+    /// Every status, in a stable order (for metrics).
+    pub const ALL: [Status; 7] = [
+        Status::Succeeded,
+        Status::Failed,
+        Status::Signaled,
+        Status::TimedOut,
+        Status::Interrupted,
+        Status::Rejected,
+        Status::ExecFailed,
+    ];
+
+    /// The snake_case name used in JSON and metrics.
+    pub fn name(self) -> &'static str {
+        match self {
+            Status::Succeeded => "succeeded",
+            Status::Failed => "failed",
+            Status::Signaled => "signaled",
+            Status::TimedOut => "timed_out",
+            Status::Interrupted => "interrupted",
+            Status::Rejected => "rejected",
+            Status::ExecFailed => "exec_failed",
+        }
+    }
+}
+
+/// Where one captured stream is and how big it is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Captured {
+    /// Path relative to the spool directory.
+    pub path: String,
+    /// Size in bytes.
+    pub bytes: u64,
+}
+
+/// The outcome of a request, as the server puts it into `4-complete/`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobResult {
+    /// Format version; must equal [`RESULT_VERSION`].
+    pub version: u32,
+    /// The request this result belongs to.
+    pub id: RequestId,
+    /// How it ended.
+    pub status: Status,
+    /// The exit code, when it exited (or 126/127 when it could not be run).
+    pub exit_code: Option<i32>,
+    /// The signal that killed it, when one did.
+    pub signal: Option<i32>,
+    /// Why, in words, for anything but success.
+    pub reason: Option<String>,
+    /// Submission time (from the id), microseconds since the epoch.
+    pub enqueued_at_us: u64,
+    /// When it started, if it did.
+    pub started_at_us: Option<u64>,
+    /// When the server recorded this result.
+    pub finished_at_us: u64,
+    /// Time from submission to start (or to this result if it never started).
+    pub wait_us: u64,
+    /// Time from start to finish, if it started.
+    pub run_us: Option<u64>,
+    /// Captured standard output, if any was kept.
+    pub stdout: Option<Captured>,
+    /// Captured standard error, if any was kept.
+    pub stderr: Option<Captured>,
+    /// The request as it was read, when it could be parsed.
+    pub request: Option<Request>,
+}
+
+impl JobResult {
+    /// The exit code `spoolq wait`/`run` should return for this result, as
+    /// documented in the README.
+    pub fn exit_code_for_client(&self) -> u8 {
+        match self.status {
+            Status::Succeeded => 0,
+            Status::Failed => self.exit_code.map(|c| (c & 0xff) as u8).unwrap_or(1),
+            Status::Signaled => 128u8.saturating_add(self.signal.unwrap_or(0).clamp(0, 127) as u8),
+            Status::TimedOut => 124,
+            Status::ExecFailed => self.exit_code.map(|c| c as u8).unwrap_or(126),
+            Status::Interrupted | Status::Rejected => 125,
+        }
+    }
+}

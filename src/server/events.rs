@@ -1,0 +1,129 @@
+//! The server's one event channel. inotify events on the two directories
+//! clients write to, Unix signals, and (through the loop's receive timeout)
+//! timers all arrive as [`Event`]s on a single `mpsc` channel that the server
+//! loop blocks on; between events the server sleeps.
+
+use std::sync::mpsc::{self, Receiver, Sender};
+
+use notify::event::{EventKind, ModifyKind, RenameMode};
+use notify::{RecommendedWatcher, RecursiveMode, Watcher};
+use signal_hook::consts::{SIGCHLD, SIGHUP, SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
+
+use crate::error::{Error, IoContext, Result};
+use crate::spool::{Spool, State};
+
+/// Something the server must react to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Event {
+    /// Something appeared in a watched state directory.
+    Changed(State),
+    /// The watcher may have missed events: look at everything.
+    Rescan,
+    /// A child exited (SIGCHLD).
+    ChildExited,
+    /// SIGTERM or SIGINT: shut down.
+    Stop,
+}
+
+/// Keeps the event sources alive; dropping it stops the watcher.
+pub struct Sources {
+    _watcher: RecommendedWatcher,
+    signals: signal_hook::iterator::Handle,
+}
+
+impl Drop for Sources {
+    fn drop(&mut self) {
+        self.signals.close();
+    }
+}
+
+/// Start the watcher and the signal thread; return the channel they feed.
+pub fn start(spool: &Spool) -> Result<(Sources, Sender<Event>, Receiver<Event>)> {
+    let (tx, rx) = mpsc::channel();
+
+    let fs_tx = tx.clone();
+    let requested = spool.state_dir(State::Requested);
+    let aborting = spool.state_dir(State::Aborting);
+    let (req_dir, abort_dir) = (requested.clone(), aborting.clone());
+    let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+        let event = match res {
+            Ok(ev) if ev.need_rescan() => Event::Rescan,
+            Ok(ev) if !is_arrival(&ev.kind) => return,
+            Ok(ev) => match ev.paths.first().and_then(|p| p.parent()) {
+                Some(dir) if dir == req_dir => Event::Changed(State::Requested),
+                Some(dir) if dir == abort_dir => Event::Changed(State::Aborting),
+                _ => Event::Rescan,
+            },
+            Err(_) => Event::Rescan,
+        };
+        let _ = fs_tx.send(event);
+    })
+    .map_err(|source| Error::Watch {
+        path: requested.clone(),
+        source,
+    })?;
+    for dir in [&requested, &aborting] {
+        watcher
+            .watch(dir, RecursiveMode::NonRecursive)
+            .map_err(|source| Error::Watch {
+                path: dir.to_path_buf(),
+                source: with_hint(source),
+            })?;
+    }
+
+    let mut signals =
+        Signals::new([SIGCHLD, SIGTERM, SIGINT, SIGHUP]).at("installing signal handlers", "/")?;
+    let handle = signals.handle();
+    let sig_tx = tx.clone();
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            for sig in signals.forever() {
+                let ev = if sig == SIGCHLD {
+                    Event::ChildExited
+                } else if sig == SIGHUP {
+                    Event::Rescan
+                } else {
+                    Event::Stop
+                };
+                if sig_tx.send(ev).is_err() {
+                    break;
+                }
+            }
+        })
+        .at("starting signal thread", "/")?;
+
+    Ok((
+        Sources {
+            _watcher: watcher,
+            signals: handle,
+        },
+        tx,
+        rx,
+    ))
+}
+
+/// Only new names matter: creations and renames into the directory.
+fn is_arrival(kind: &EventKind) -> bool {
+    matches!(
+        kind,
+        EventKind::Create(_)
+            | EventKind::Modify(ModifyKind::Name(RenameMode::To))
+            | EventKind::Modify(ModifyKind::Name(RenameMode::Both))
+            | EventKind::Modify(ModifyKind::Name(RenameMode::Any))
+            | EventKind::Any
+            | EventKind::Other
+    )
+}
+
+/// Say which sysctl to raise when inotify runs out of watches or instances.
+fn with_hint(e: notify::Error) -> notify::Error {
+    match e.kind {
+        notify::ErrorKind::MaxFilesWatch => notify::Error::generic(
+            "inotify watch limit reached: raise fs.inotify.max_user_watches (sysctl) \
+             or fs.inotify.max_user_instances",
+        ),
+        _ => e,
+    }
+}

@@ -1,0 +1,510 @@
+//! The spool server: one per spool, single-threaded. It blocks on one event
+//! channel and on each wake reaps finished jobs, takes new requests into
+//! `2-pending/` in id order, applies aborts, starts pending jobs in FIFO order
+//! while the task manager says there is room, and publishes its status.
+//! Decisions come from [`queue::Queue`]; this module carries them out.
+
+mod events;
+mod metrics;
+pub mod queue;
+mod recovery;
+
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+use tracing::{debug, info, warn};
+
+use crate::error::{Error, Result};
+use crate::id::{now_micros, RequestId};
+use crate::lock::ServerLock;
+use crate::request::{Captured, JobResult, Request, Status, RESULT_VERSION};
+use crate::spool::{Rejection, Spool, State};
+use crate::status::{HeadWaiting, ServerStatus, STATUS_VERSION};
+use crate::tasks::{Admission, KillReason, LocalTasks, MaxJobs, Outcome};
+use events::Event;
+use metrics::Metrics;
+use queue::{AbortTarget, Pending, Queue};
+
+/// How the server runs, validated from the command line.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    /// Most jobs running at once.
+    pub max_jobs: usize,
+    /// Interval of the slow rescan that catches missed inotify events.
+    pub poll_interval: Duration,
+    /// Time between SIGTERM and SIGKILL when killing a job.
+    pub kill_grace: Duration,
+    /// On SIGTERM/SIGINT, how long running jobs may go on before they are
+    /// stopped and recorded as interrupted.
+    pub shutdown_grace: Duration,
+}
+
+/// Least time between two writes of `status.json` / `metrics.prom`.
+const PUBLISH_EVERY: Duration = Duration::from_millis(100);
+
+/// Run the server on `spool` until SIGTERM/SIGINT. Fails at once if another
+/// server holds the spool.
+pub fn serve(spool: &Spool, config: &ServeConfig) -> Result<()> {
+    spool.create_layout()?;
+    let _lock = ServerLock::acquire(spool)?;
+    // Watch before the first scan, so nothing published in between is missed.
+    let (_sources, _tx, rx) = events::start(spool)?;
+    let mut server = Server::new(spool, config);
+    info!(spool = %spool.root().display(), pid = std::process::id(), max_jobs = config.max_jobs, "serving");
+    server.recover()?;
+    server.run(&rx)?;
+    info!("stopped");
+    Ok(())
+}
+
+#[derive(Debug, Default)]
+struct Dirty {
+    requested: bool,
+    aborting: bool,
+    status: bool,
+}
+
+struct Server<'a> {
+    spool: &'a Spool,
+    config: &'a ServeConfig,
+    admission: MaxJobs,
+    queue: Queue,
+    tasks: LocalTasks,
+    metrics: Metrics,
+    started_at_us: u64,
+    stopping: Option<Instant>,
+    head: Option<HeadWaiting>,
+    next_rescan: Instant,
+    last_publish: Option<Instant>,
+    dirty: Dirty,
+}
+
+impl<'a> Server<'a> {
+    fn new(spool: &'a Spool, config: &'a ServeConfig) -> Server<'a> {
+        Server {
+            spool,
+            config,
+            admission: MaxJobs(config.max_jobs),
+            queue: Queue::new(),
+            tasks: LocalTasks::new(config.kill_grace),
+            metrics: Metrics::default(),
+            started_at_us: now_micros(),
+            stopping: None,
+            head: None,
+            next_rescan: Instant::now() + config.poll_interval,
+            last_publish: None,
+            dirty: Dirty {
+                requested: true,
+                aborting: true,
+                status: true,
+            },
+        }
+    }
+
+    fn run(&mut self, rx: &Receiver<Event>) -> Result<()> {
+        loop {
+            self.wake()?;
+            if self.stopping.is_some() && self.tasks.is_empty() {
+                self.dirty.status = true;
+                self.publish(true)?;
+                return Ok(());
+            }
+            let timeout = self
+                .next_deadline()
+                .saturating_duration_since(Instant::now());
+            match rx.recv_timeout(timeout) {
+                Ok(ev) => self.note(ev),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => {
+                    return Err(Error::Usage("the event sources stopped".into()))
+                }
+            }
+            while let Ok(ev) = rx.try_recv() {
+                self.note(ev);
+            }
+        }
+    }
+
+    fn note(&mut self, ev: Event) {
+        match ev {
+            Event::Changed(State::Requested) => self.dirty.requested = true,
+            Event::Changed(State::Aborting) => self.dirty.aborting = true,
+            Event::Changed(_) | Event::Rescan => {
+                self.dirty.requested = true;
+                self.dirty.aborting = true;
+            }
+            Event::ChildExited => {}
+            Event::Stop => {
+                let now = Instant::now();
+                if self.stopping.is_none() {
+                    info!(
+                        running = self.tasks.len(),
+                        grace_s = self.config.shutdown_grace.as_secs_f64(),
+                        "stopping: starting nothing new, waiting for running jobs"
+                    );
+                    self.stopping = Some(now + self.config.shutdown_grace);
+                } else {
+                    info!("second stop signal: stopping running jobs now");
+                    self.stopping = Some(now);
+                }
+                self.dirty.status = true;
+            }
+        }
+    }
+
+    fn next_deadline(&self) -> Instant {
+        let mut next = self.next_rescan;
+        for d in [self.tasks.next_deadline(), self.stopping]
+            .into_iter()
+            .flatten()
+        {
+            next = next.min(d);
+        }
+        if self.dirty.status {
+            if let Some(last) = self.last_publish {
+                next = next.min(last + PUBLISH_EVERY);
+            }
+        }
+        next
+    }
+
+    /// One pass: reap → intake → aborts → starts → publish.
+    fn wake(&mut self) -> Result<()> {
+        self.metrics.ticks += 1;
+        let now = Instant::now();
+        if now >= self.next_rescan {
+            self.next_rescan = now + self.config.poll_interval;
+            self.dirty.requested = true;
+            self.dirty.aborting = true;
+        }
+        if let Some(deadline) = self.stopping {
+            if now >= deadline {
+                let ids: Vec<RequestId> = self.tasks.ids().collect();
+                for id in ids {
+                    self.tasks.terminate(id, KillReason::Shutdown, now);
+                }
+            }
+        }
+        self.tasks.escalate(now);
+        self.reap()?;
+        if std::mem::take(&mut self.dirty.requested) {
+            self.intake(State::Requested)?;
+        }
+        if std::mem::take(&mut self.dirty.aborting) {
+            self.aborts()?;
+        }
+        self.starts()?;
+        self.publish(false)
+    }
+
+    fn reap(&mut self) -> Result<()> {
+        let done = self.tasks.reap();
+        if done.is_empty() {
+            return Ok(());
+        }
+        let mut published = Vec::new();
+        for (id, outcome) in done {
+            let run = self.queue.finish(id);
+            if outcome.killed == Some(KillReason::Abort) || run.is_some_and(|r| r.aborting) {
+                self.spool.remove_output(id)?;
+                self.spool.remove(&self.spool.path(State::Running, id))?;
+                self.spool.remove(&self.spool.path(State::Aborting, id))?;
+                self.metrics.completed("aborted");
+                self.metrics
+                    .time_to_abort
+                    .observe_us(now_micros().saturating_sub(id.micros()));
+                info!(%id, "aborted while running");
+                continue;
+            }
+            self.spool.remove(&self.spool.output_path(id, "pid"))?;
+            let request = self
+                .spool
+                .read_request(&self.spool.path(State::Running, id), id)
+                .ok();
+            let result = self.result(id, &outcome, request);
+            if let Some(run_us) = result.run_us {
+                self.metrics.time_running.observe_us(run_us);
+            }
+            self.spool.write_result(&result)?;
+            self.metrics.completed(result.status.name());
+            info!(%id, status = result.status.name(), exit_code = result.exit_code, "finished");
+            published.push(id);
+        }
+        self.finish_running(&published)
+    }
+
+    /// After results are written: flush `4-complete/`, then drop the
+    /// `3-running/` entries. A crash in between leaves both, which recovery
+    /// resolves in favour of the result.
+    fn finish_running(&mut self, ids: &[RequestId]) -> Result<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        self.spool.sync_state(State::Complete)?;
+        for id in ids {
+            self.spool.remove(&self.spool.path(State::Running, *id))?;
+        }
+        self.dirty.status = true;
+        Ok(())
+    }
+
+    fn result(&self, id: RequestId, o: &Outcome, request: Option<Request>) -> JobResult {
+        build_result(self.spool, id, o, request)
+    }
+
+    /// Take in every request in `state` (`1-requested` normally, `2-pending`
+    /// once at start-up), in id order.
+    fn intake(&mut self, state: State) -> Result<()> {
+        for name in self.spool.names(state)? {
+            let Ok(id) = name.parse::<RequestId>() else {
+                let to = self.spool.set_aside(state, &name)?;
+                warn!(file = %name, moved_to = %to.display(), "not a request id; set aside");
+                continue;
+            };
+            let path = self.spool.path(state, id);
+            if self.queue.contains(id)
+                || (state == State::Requested && self.spool.locate_beyond(id))
+            {
+                let to = self.spool.set_aside(state, &name)?;
+                warn!(%id, moved_to = %to.display(), "duplicate of a known request; set aside");
+                continue;
+            }
+            match self.spool.read_request(&path, id) {
+                Ok(_) => {
+                    if state == State::Requested {
+                        self.spool
+                            .move_request(id, State::Requested, State::Pending)?;
+                    }
+                    self.queue.admit(
+                        id,
+                        Pending {
+                            enqueued_at_us: id.micros(),
+                        },
+                    );
+                    self.metrics.total_received += 1;
+                    debug!(%id, "pending");
+                }
+                Err(r) if r.reason == "not found" => {}
+                Err(r) => {
+                    self.metrics.total_received += 1;
+                    self.reject(id, state, r)?;
+                }
+            }
+            self.dirty.status = true;
+        }
+        Ok(())
+    }
+
+    /// Give a bad request a `rejected` result and move its file out of the queue.
+    fn reject(&mut self, id: RequestId, state: State, r: Rejection) -> Result<()> {
+        warn!(%id, reason = %r.reason, "rejected");
+        let outcome = Outcome {
+            status: Status::Rejected,
+            exit_code: None,
+            signal: None,
+            reason: Some(r.reason),
+            started_at_us: None,
+            killed: None,
+        };
+        let result = self.result(id, &outcome, r.request.map(|b| *b));
+        self.spool.write_result(&result)?;
+        self.spool.sync_state(State::Complete)?;
+        self.spool.set_aside(state, id.as_str())?;
+        self.metrics.completed("rejected");
+        self.dirty.status = true;
+        Ok(())
+    }
+
+    fn aborts(&mut self) -> Result<()> {
+        for name in self.spool.names(State::Aborting)? {
+            let marker = self.spool.state_dir(State::Aborting).join(&name);
+            let Ok(id) = name.parse::<RequestId>() else {
+                let to = self.spool.set_aside(State::Aborting, &name)?;
+                warn!(file = %name, moved_to = %to.display(), "abort marker is not a request id; set aside");
+                continue;
+            };
+            let mut target = self.queue.abort(id);
+            if target == AbortTarget::NotQueued && self.spool.path(State::Requested, id).exists() {
+                // Published and aborted before we saw it: take it in first.
+                self.intake(State::Requested)?;
+                target = self.queue.abort(id);
+            }
+            match target {
+                AbortTarget::Pending => {
+                    self.spool.remove(&self.spool.path(State::Pending, id))?;
+                    self.spool.remove(&marker)?;
+                    self.metrics.completed("aborted");
+                    self.metrics
+                        .time_to_abort
+                        .observe_us(now_micros().saturating_sub(id.micros()));
+                    info!(%id, "aborted while pending");
+                }
+                AbortTarget::Running => {
+                    // The marker stays until the job is reaped, so a crash
+                    // meanwhile still ends in the abort being applied.
+                    self.tasks.terminate(id, KillReason::Abort, Instant::now());
+                    info!(%id, "aborting running job");
+                }
+                AbortTarget::AlreadyAborting => {}
+                AbortTarget::NotQueued => {
+                    let result = self.spool.path(State::Complete, id);
+                    if result.exists() {
+                        self.spool.remove(&result)?;
+                        self.spool.remove_output(id)?;
+                        info!(%id, "aborted after completion: result removed");
+                    } else {
+                        debug!(%id, "abort for an unknown request ignored");
+                    }
+                    self.spool.remove(&marker)?;
+                }
+            }
+            self.dirty.status = true;
+        }
+        Ok(())
+    }
+
+    fn starts(&mut self) -> Result<()> {
+        let plan = self
+            .queue
+            .plan_starts(&self.admission, self.stopping.is_some());
+        let head = plan
+            .head_waiting
+            .map(|(id, reason)| HeadWaiting { id, reason });
+        if head.as_ref().map(|h| &h.reason) != self.head.as_ref().map(|h| &h.reason) {
+            if let Some(h) = &head {
+                debug!(id = %h.id, reason = %h.reason, "head of the queue waits");
+            }
+            self.dirty.status = true;
+        }
+        self.head = head;
+        for (id, _, reason) in plan.reject {
+            let request = self
+                .spool
+                .read_request(&self.spool.path(State::Pending, id), id)
+                .ok();
+            self.reject(
+                id,
+                State::Pending,
+                Rejection {
+                    reason,
+                    request: request.map(Box::new),
+                },
+            )?;
+        }
+        if plan.start.is_empty() {
+            return Ok(());
+        }
+        let mut ready = Vec::with_capacity(plan.start.len());
+        for (id, p) in plan.start {
+            match self
+                .spool
+                .read_request(&self.spool.path(State::Pending, id), id)
+            {
+                Ok(request) => {
+                    self.spool
+                        .move_request(id, State::Pending, State::Running)?;
+                    self.metrics
+                        .time_waiting
+                        .observe_us(now_micros().saturating_sub(p.enqueued_at_us));
+                    ready.push(request);
+                }
+                Err(r) => {
+                    self.queue.finish(id);
+                    self.reject(id, State::Pending, r)?;
+                }
+            }
+        }
+        // One flush makes every start of this round durable before any job
+        // runs: a crash after this point records them as interrupted, never
+        // runs them twice.
+        self.spool.sync_state(State::Running)?;
+        let mut failed = Vec::new();
+        for request in ready {
+            let id = request.id;
+            match self.tasks.start(self.spool, &request) {
+                Ok(()) => debug!(%id, "started"),
+                Err(outcome) => {
+                    self.queue.finish(id);
+                    let result = self.result(id, &outcome, Some(request));
+                    warn!(%id, reason = result.reason.as_deref().unwrap_or(""), "could not start");
+                    self.spool.write_result(&result)?;
+                    self.metrics.completed(result.status.name());
+                    failed.push(id);
+                }
+            }
+        }
+        self.dirty.status = true;
+        self.finish_running(&failed)
+    }
+
+    fn publish(&mut self, force: bool) -> Result<()> {
+        if !self.dirty.status {
+            return Ok(());
+        }
+        let now = Instant::now();
+        if !force && self.last_publish.is_some_and(|t| now < t + PUBLISH_EVERY) {
+            return Ok(());
+        }
+        self.dirty.status = false;
+        self.last_publish = Some(now);
+        let mut running_ids: Vec<RequestId> = self.queue.running_ids().collect();
+        running_ids.sort_unstable();
+        let status = ServerStatus {
+            version: STATUS_VERSION,
+            pid: std::process::id(),
+            mode: if self.stopping.is_some() {
+                "stopping"
+            } else {
+                "running"
+            }
+            .into(),
+            started_at_us: self.started_at_us,
+            updated_at_us: now_micros(),
+            pending: self.queue.pending_len(),
+            running: self.queue.running_len(),
+            max_jobs: self.admission.max_jobs(),
+            running_ids,
+            head: self.head.clone(),
+            metrics: serde_json::to_value(&self.metrics).expect("metrics serialize"),
+        };
+        let mut bytes = serde_json::to_vec_pretty(&status).expect("status serializes");
+        bytes.push(b'\n');
+        self.spool
+            .replace_file(&self.spool.status_path(), &bytes, false)?;
+        let prom = self
+            .metrics
+            .prometheus(self.queue.pending_len(), self.queue.running_len());
+        self.spool
+            .replace_file(&self.spool.metrics_path(), prom.as_bytes(), false)
+    }
+}
+
+/// Build the result document for `id`, recording captured output if present.
+fn build_result(spool: &Spool, id: RequestId, o: &Outcome, request: Option<Request>) -> JobResult {
+    let finished_at_us = now_micros();
+    let enqueued_at_us = id.micros();
+    let captured = |ext: &str| {
+        let meta = std::fs::metadata(spool.output_path(id, ext)).ok()?;
+        Some(Captured {
+            path: Spool::output_name(id, ext),
+            bytes: meta.len(),
+        })
+    };
+    let wait_until = o.started_at_us.unwrap_or(finished_at_us);
+    JobResult {
+        version: RESULT_VERSION,
+        id,
+        status: o.status,
+        exit_code: o.exit_code,
+        signal: o.signal,
+        reason: o.reason.clone(),
+        enqueued_at_us,
+        started_at_us: o.started_at_us,
+        finished_at_us,
+        wait_us: wait_until.saturating_sub(enqueued_at_us),
+        run_us: o.started_at_us.map(|s| finished_at_us.saturating_sub(s)),
+        stdout: captured("out"),
+        stderr: captured("err"),
+        request,
+    }
+}

@@ -1,0 +1,535 @@
+//! The spool directory: every path, file name and atomic file operation that
+//! client and server share. Neither side builds a spool path by hand; both go
+//! through [`Spool`], so the protocol in `spool-layout.md` lives in one place.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use rustix::fs::{Mode, OFlags};
+
+use crate::error::{Error, IoContext, Result};
+use crate::id::RequestId;
+use crate::request::{JobResult, Request, MAX_REQUEST_BYTES, RESULT_VERSION};
+
+/// The five request states, in processing order. Each is a directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum State {
+    /// `1-requested/`: published by clients, not yet seen by the server.
+    Requested,
+    /// `2-pending/`: taken in by the server, waiting for capacity.
+    Pending,
+    /// `3-running/`: its job has been started.
+    Running,
+    /// `4-complete/`: holds the result document, until collected.
+    Complete,
+    /// `5-aborting/`: abort markers filed by clients.
+    Aborting,
+}
+
+impl State {
+    /// All states in directory order.
+    pub const ALL: [State; 5] = [
+        State::Requested,
+        State::Pending,
+        State::Running,
+        State::Complete,
+        State::Aborting,
+    ];
+
+    /// The directory name of this state.
+    pub fn dir_name(self) -> &'static str {
+        match self {
+            State::Requested => "1-requested",
+            State::Pending => "2-pending",
+            State::Running => "3-running",
+            State::Complete => "4-complete",
+            State::Aborting => "5-aborting",
+        }
+    }
+
+    /// The short name used on the command line and in JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            State::Requested => "requested",
+            State::Pending => "pending",
+            State::Running => "running",
+            State::Complete => "complete",
+            State::Aborting => "aborting",
+        }
+    }
+
+    /// Parse a short name or a directory name.
+    pub fn parse(s: &str) -> Option<State> {
+        State::ALL
+            .into_iter()
+            .find(|st| st.name() == s || st.dir_name() == s)
+    }
+}
+
+/// Why a request file was refused, with the id when its name had one.
+#[derive(Debug)]
+pub struct Rejection {
+    /// Human reason.
+    pub reason: String,
+    /// The request, when it parsed but failed validation.
+    pub request: Option<Box<Request>>,
+}
+
+/// A handle on a spool directory. Cheap; does no I/O until asked.
+#[derive(Debug, Clone)]
+pub struct Spool {
+    root: PathBuf,
+    fsync: bool,
+}
+
+/// Names of the non-state entries in the spool root.
+const TMP: &str = "tmp";
+const OUTPUT: &str = "output";
+const REJECTED: &str = "rejected";
+const LOCK: &str = "server.lock";
+const STATUS: &str = "status.json";
+const METRICS: &str = "metrics.prom";
+
+impl Spool {
+    /// A spool rooted at `root`. With `fsync` false, nothing is flushed to
+    /// disk: faster, but a power loss may lose recent requests and results.
+    pub fn new(root: impl Into<PathBuf>, fsync: bool) -> Spool {
+        Spool {
+            root: root.into(),
+            fsync,
+        }
+    }
+
+    /// The spool's root directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Whether this handle flushes files and directories to disk.
+    pub fn fsyncs(&self) -> bool {
+        self.fsync
+    }
+
+    /// Create every directory of the layout that is missing. Never removes
+    /// or empties anything.
+    pub fn create_layout(&self) -> Result<()> {
+        fs::create_dir_all(&self.root).at("creating spool directory", &self.root)?;
+        let mut dirs: Vec<PathBuf> = State::ALL.iter().map(|s| self.state_dir(*s)).collect();
+        dirs.extend([self.tmp_dir(), self.output_dir(), self.rejected_dir()]);
+        for d in dirs {
+            match fs::create_dir(&d) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(e).at("creating spool directory", d),
+            }
+        }
+        Ok(())
+    }
+
+    /// True when the layout exists (every state directory is present).
+    pub fn exists(&self) -> bool {
+        State::ALL.iter().all(|s| self.state_dir(*s).is_dir())
+    }
+
+    /// Directory of a state.
+    pub fn state_dir(&self, state: State) -> PathBuf {
+        self.root.join(state.dir_name())
+    }
+
+    /// Path of a request's file in a state directory.
+    pub fn path(&self, state: State, id: RequestId) -> PathBuf {
+        self.state_dir(state).join(id.as_str())
+    }
+
+    /// Directory for files being written.
+    pub fn tmp_dir(&self) -> PathBuf {
+        self.root.join(TMP)
+    }
+
+    /// Directory of captured job output.
+    pub fn output_dir(&self) -> PathBuf {
+        self.root.join(OUTPUT)
+    }
+
+    /// Directory where refused request files are set aside.
+    pub fn rejected_dir(&self) -> PathBuf {
+        self.root.join(REJECTED)
+    }
+
+    /// The server's lock file.
+    pub fn lock_path(&self) -> PathBuf {
+        self.root.join(LOCK)
+    }
+
+    /// The server's published status document.
+    pub fn status_path(&self) -> PathBuf {
+        self.root.join(STATUS)
+    }
+
+    /// The server's Prometheus metrics file.
+    pub fn metrics_path(&self) -> PathBuf {
+        self.root.join(METRICS)
+    }
+
+    /// Spool-relative name of a captured stream (`out` or `err`), as results
+    /// record it.
+    pub fn output_name(id: RequestId, stream: &str) -> String {
+        format!("{OUTPUT}/{id}.{stream}")
+    }
+
+    /// Absolute path of a captured stream or the job's pid record.
+    pub fn output_path(&self, id: RequestId, ext: &str) -> PathBuf {
+        self.output_dir().join(format!("{id}.{ext}"))
+    }
+
+    /// Resolve a spool-relative path recorded in a result. Refuses anything
+    /// that would leave the output directory.
+    pub fn resolve_output(&self, rel: &str) -> Option<PathBuf> {
+        let name = rel.strip_prefix(&format!("{OUTPUT}/"))?;
+        if name.is_empty() || name.contains('/') || name.starts_with('.') {
+            return None;
+        }
+        Some(self.output_dir().join(name))
+    }
+
+    /// Publish a new request: write it under `tmp/`, flush it, then link it
+    /// into `1-requested/` under its id without ever replacing a file. On a
+    /// name collision a new id is drawn and the document rebuilt.
+    pub fn publish_request(&self, mut build: impl FnMut(RequestId) -> Request) -> Result<Request> {
+        let dir = self.state_dir(State::Requested);
+        loop {
+            let request = build(RequestId::generate());
+            let mut bytes = serde_json::to_vec_pretty(&request).expect("requests serialize");
+            bytes.push(b'\n');
+            let tmp = self
+                .tmp_dir()
+                .join(format!("{}.{}.req", request.id, std::process::id()));
+            self.write_new(&tmp, &bytes, "creating request file")?;
+            let dest = dir.join(request.id.as_str());
+            let published = publish_noreplace(&tmp, &dest);
+            if published.is_err() {
+                let _ = fs::remove_file(&tmp);
+            }
+            match published {
+                Ok(()) => {
+                    self.sync_dir(&dir)?;
+                    return Ok(request);
+                }
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(e).at("publishing request", dest),
+            }
+        }
+    }
+
+    /// File an abort marker for `id` in `5-aborting/`.
+    pub fn file_abort(&self, id: RequestId) -> Result<()> {
+        let path = self.path(State::Aborting, id);
+        match OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o644)
+            .open(&path)
+        {
+            Ok(_) => {}
+            // An abort already filed for this id is the same abort.
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(()),
+            Err(e) => return Err(e).at("filing abort marker", path),
+        }
+        self.sync_dir(&self.state_dir(State::Aborting))
+    }
+
+    /// Write `bytes` to a new file at `path` (which must not exist), flushed
+    /// when this spool fsyncs.
+    pub fn write_new(&self, path: &Path, bytes: &[u8], action: &'static str) -> Result<()> {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o644)
+            .open(path)
+            .at(action, path)?;
+        f.write_all(bytes).at(action, path)?;
+        if self.fsync {
+            f.sync_all().at(action, path)?;
+        }
+        Ok(())
+    }
+
+    /// Replace `path` atomically with `bytes` (temporary file + rename).
+    /// `durable` adds an fsync of the file and its directory.
+    pub fn replace_file(&self, path: &Path, bytes: &[u8], durable: bool) -> Result<()> {
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
+        let tmp = self
+            .tmp_dir()
+            .join(format!("srv-{name}.{}", std::process::id()));
+        let _ = fs::remove_file(&tmp);
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o644)
+            .open(&tmp)
+            .at("creating temporary file", &tmp)?;
+        f.write_all(bytes).at("writing temporary file", &tmp)?;
+        if durable && self.fsync {
+            f.sync_all().at("flushing temporary file", &tmp)?;
+        }
+        drop(f);
+        fs::rename(&tmp, path).at("renaming into place", path)?;
+        if durable {
+            if let Some(parent) = path.parent() {
+                self.sync_dir(parent)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Write a result into `4-complete/`: temporary file, fsync, rename. The
+    /// caller fsyncs `4-complete/` (once for a batch) before removing the
+    /// request's `3-running/` entry.
+    pub fn write_result(&self, result: &JobResult) -> Result<()> {
+        let mut bytes = serde_json::to_vec_pretty(result).expect("results serialize");
+        bytes.push(b'\n');
+        let tmp = self.tmp_dir().join(format!("srv-{}.result", result.id));
+        let _ = fs::remove_file(&tmp);
+        self.write_new(&tmp, &bytes, "writing result")?;
+        let dest = self.path(State::Complete, result.id);
+        fs::rename(&tmp, &dest).at("publishing result", dest)
+    }
+
+    /// Move a request from one state directory to another: one rename that
+    /// never replaces a file already under that name.
+    pub fn move_request(&self, id: RequestId, from: State, to: State) -> Result<()> {
+        use rustix::fs::{renameat_with, RenameFlags, CWD};
+        let (src, dest) = (self.path(from, id), self.path(to, id));
+        match renameat_with(CWD, &src, CWD, &dest, RenameFlags::NOREPLACE) {
+            Err(rustix::io::Errno::INVAL) | Err(rustix::io::Errno::NOSYS) => {
+                // No renameat2 here: check, then rename. Only the server moves
+                // requests, so nobody can slip in between.
+                if dest.symlink_metadata().is_ok() {
+                    return Err(io::Error::from(io::ErrorKind::AlreadyExists))
+                        .at("moving request", dest);
+                }
+                fs::rename(&src, &dest).at("moving request", src)
+            }
+            other => other.at("moving request", src),
+        }
+    }
+
+    /// True if `id` is already pending, running or complete: a file of that
+    /// name in `1-requested/` is then a duplicate.
+    pub fn locate_beyond(&self, id: RequestId) -> bool {
+        [State::Pending, State::Running, State::Complete]
+            .into_iter()
+            .any(|s| self.path(s, id).symlink_metadata().is_ok())
+    }
+
+    /// Remove a file, treating "already gone" as success.
+    pub fn remove(&self, path: &Path) -> Result<()> {
+        match fs::remove_file(path) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e).at("removing", path),
+            _ => Ok(()),
+        }
+    }
+
+    /// Remove a request's captured output and pid record.
+    pub fn remove_output(&self, id: RequestId) -> Result<()> {
+        for ext in ["out", "err", "pid"] {
+            self.remove(&self.output_path(id, ext))?;
+        }
+        Ok(())
+    }
+
+    /// Flush a directory's entries to disk (when this spool fsyncs).
+    pub fn sync_dir(&self, dir: &Path) -> Result<()> {
+        if self.fsync {
+            File::open(dir)
+                .and_then(|d| d.sync_all())
+                .at("flushing directory", dir)?;
+        }
+        Ok(())
+    }
+
+    /// Flush a state directory.
+    pub fn sync_state(&self, state: State) -> Result<()> {
+        self.sync_dir(&self.state_dir(state))
+    }
+
+    /// Names of the entries of a state directory, sorted. Names that are not
+    /// valid UTF-8 are returned lossily so they can still be set aside.
+    pub fn names(&self, state: State) -> Result<Vec<String>> {
+        let dir = self.state_dir(state);
+        let mut names = Vec::new();
+        for entry in fs::read_dir(&dir).at("listing", &dir)? {
+            let entry = entry.at("listing", &dir)?;
+            names.push(entry.file_name().to_string_lossy().into_owned());
+        }
+        names.sort_unstable();
+        Ok(names)
+    }
+
+    /// Number of entries in a state directory (no sorting, no parsing).
+    pub fn count(&self, state: State) -> Result<usize> {
+        let dir = self.state_dir(state);
+        Ok(fs::read_dir(&dir).at("listing", &dir)?.count())
+    }
+
+    /// The ids in a state directory, sorted; names that are not ids are left out.
+    pub fn ids(&self, state: State) -> Result<Vec<RequestId>> {
+        Ok(self
+            .names(state)?
+            .iter()
+            .filter_map(|n| n.parse().ok())
+            .collect())
+    }
+
+    /// Where a request is now. States are checked in processing order, so a
+    /// request that moves forward while we look is still found.
+    pub fn locate(&self, id: RequestId) -> Option<State> {
+        [
+            State::Requested,
+            State::Pending,
+            State::Running,
+            State::Complete,
+        ]
+        .into_iter()
+        .find(|s| self.path(*s, id).symlink_metadata().is_ok())
+    }
+
+    /// Read and validate the request file at `path`, named `id`. Refuses
+    /// symlinks, non-regular files and oversized files without blocking on
+    /// them (a FIFO planted in the spool cannot stall the server).
+    pub fn read_request(&self, path: &Path, id: RequestId) -> Result<Request, Rejection> {
+        let reject = |reason: String| Rejection {
+            reason,
+            request: None,
+        };
+        let bytes = read_regular(path, MAX_REQUEST_BYTES).map_err(reject)?;
+        let request: Request = serde_json::from_slice(&bytes)
+            .map_err(|e| reject(format!("not a valid request document: {e}")))?;
+        match request.validate(id) {
+            Ok(()) => Ok(request),
+            Err(reason) => Err(Rejection {
+                reason,
+                request: Some(Box::new(request)),
+            }),
+        }
+    }
+
+    /// Read a result from `4-complete/`.
+    pub fn read_result(&self, id: RequestId) -> Result<JobResult> {
+        let path = self.path(State::Complete, id);
+        let bytes = read_regular(&path, 64 << 20).map_err(|reason| {
+            if reason.starts_with("not found") {
+                Error::Io {
+                    action: "reading result",
+                    path: path.clone(),
+                    source: io::ErrorKind::NotFound.into(),
+                }
+            } else {
+                Error::Invalid {
+                    what: "result",
+                    path: path.clone(),
+                    reason,
+                }
+            }
+        })?;
+        let result: JobResult = serde_json::from_slice(&bytes).map_err(|e| Error::Invalid {
+            what: "result",
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
+        if result.version != RESULT_VERSION {
+            return Err(Error::Invalid {
+                what: "result",
+                path,
+                reason: format!("version {} is not supported", result.version),
+            });
+        }
+        Ok(result)
+    }
+
+    /// Move a refused file out of the queue into `rejected/`, never replacing
+    /// an earlier one of the same name. Returns where it went.
+    pub fn set_aside(&self, state: State, name: &str) -> Result<PathBuf> {
+        let src = self.state_dir(state).join(name);
+        let dir = self.rejected_dir();
+        let safe: String = name
+            .chars()
+            .map(|c| if c == '/' || c.is_control() { '_' } else { c })
+            .collect();
+        for n in 0u32.. {
+            let dest = if n == 0 {
+                dir.join(&safe)
+            } else {
+                dir.join(format!("{safe}.{n}"))
+            };
+            match rustix::fs::renameat_with(
+                rustix::fs::CWD,
+                &src,
+                rustix::fs::CWD,
+                &dest,
+                rustix::fs::RenameFlags::NOREPLACE,
+            ) {
+                Ok(()) => return Ok(dest),
+                Err(rustix::io::Errno::EXIST) => continue,
+                Err(e) => return Err(e).at("setting aside rejected file", src),
+            }
+        }
+        unreachable!("u32 range exhausted")
+    }
+}
+
+/// Move `tmp` to `dest` in one step that fails with `AlreadyExists` instead
+/// of replacing. `renameat2(RENAME_NOREPLACE)` where the file system has it;
+/// elsewhere (some network file systems) `link` + `unlink`, during which the
+/// file briefly has two links.
+fn publish_noreplace(tmp: &Path, dest: &Path) -> io::Result<()> {
+    use rustix::fs::{renameat_with, RenameFlags, CWD};
+    match renameat_with(CWD, tmp, CWD, dest, RenameFlags::NOREPLACE) {
+        Ok(()) => Ok(()),
+        Err(rustix::io::Errno::INVAL) | Err(rustix::io::Errno::NOSYS) => {
+            fs::hard_link(tmp, dest)?;
+            fs::remove_file(tmp)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Read a regular file of at most `max` bytes without following symlinks or
+/// blocking on FIFOs. The error is a human reason.
+fn read_regular(path: &Path, max: u64) -> Result<Vec<u8>, String> {
+    let fd = rustix::fs::open(
+        path,
+        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| match e {
+        rustix::io::Errno::LOOP => "is a symbolic link".to_string(),
+        rustix::io::Errno::NOENT => "not found".to_string(),
+        e => format!("cannot open: {}", io::Error::from(e)),
+    })?;
+    let mut file = File::from(fd);
+    let meta = file.metadata().map_err(|e| format!("cannot stat: {e}"))?;
+    if !meta.file_type().is_file() {
+        return Err("is not a regular file".into());
+    }
+    if meta.nlink() > 1 {
+        return Err(format!("has {} hard links (expected 1)", meta.nlink()));
+    }
+    if meta.size() > max {
+        return Err(format!(
+            "is {} bytes, more than the {max}-byte limit",
+            meta.size()
+        ));
+    }
+    let mut bytes = Vec::with_capacity(meta.size() as usize);
+    (&mut file)
+        .take(max + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("cannot read: {e}"))?;
+    if bytes.len() as u64 > max {
+        return Err(format!("grew past the {max}-byte limit while being read"));
+    }
+    Ok(bytes)
+}

@@ -1,0 +1,47 @@
+//! The status document the server publishes as `status.json` after every
+//! change, read by `spoolq status`. Advisory: it is replaced atomically but
+//! not fsynced, and whether a server is alive is decided by the lock, not by
+//! this file.
+
+use serde::{Deserialize, Serialize};
+
+use crate::id::RequestId;
+
+/// Format version of `status.json`.
+pub const STATUS_VERSION: u32 = 1;
+
+/// What the server says about itself.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServerStatus {
+    /// Format version.
+    pub version: u32,
+    /// The server's pid.
+    pub pid: u32,
+    /// `running` normally; `stopping` after SIGTERM/SIGINT.
+    pub mode: String,
+    /// When the server started, µs since the epoch.
+    pub started_at_us: u64,
+    /// When this document was written, µs since the epoch.
+    pub updated_at_us: u64,
+    /// Requests waiting in `2-pending/`.
+    pub pending: usize,
+    /// Requests whose jobs are running.
+    pub running: usize,
+    /// Most jobs that may run at once.
+    pub max_jobs: usize,
+    /// Ids of the running requests, oldest first.
+    pub running_ids: Vec<RequestId>,
+    /// The head of the queue and why it is not starting, if it is waiting.
+    pub head: Option<HeadWaiting>,
+    /// Server metrics (see `metrics.prom` for the same in Prometheus form).
+    pub metrics: serde_json::Value,
+}
+
+/// The request at the head of the queue and why it waits.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HeadWaiting {
+    /// The head request.
+    pub id: RequestId,
+    /// Why it does not start yet.
+    pub reason: String,
+}

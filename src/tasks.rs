@@ -1,0 +1,357 @@
+//! The task manager: starts each request's job as a child process, tells the
+//! server when jobs finish, and kills a job's whole process group on request.
+//!
+//! The server decides *whether* a job may start (see [`Admission`]); this
+//! module only carries that out. Later the sandbox wraps `spawn` and the load
+//! meter implements `Admission`, behind these same two seams.
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use rustix::process::{Pid, Signal};
+
+use crate::error::{IoContext, Result};
+use crate::id::{now_micros, RequestId};
+use crate::request::{Request, Status};
+use crate::spool::Spool;
+
+/// What the server needs to know about a request to decide if it may start.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Demand {
+    /// The request.
+    pub id: RequestId,
+}
+
+/// A capacity decision for the head of the queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Start it now.
+    Start,
+    /// Not now; the reason is shown in `status`.
+    Wait(String),
+    /// Never: reject it with this reason.
+    Never(String),
+}
+
+/// Decides whether there is room to start one more job. Pure: it sees only
+/// what it is given, so it is unit-tested with synthetic inputs.
+pub trait Admission {
+    /// May `head` start while `running` jobs are under way?
+    fn admit(&self, head: &Demand, running: usize) -> Verdict;
+    /// The most jobs that may ever run at once (for `status`).
+    fn max_jobs(&self) -> usize;
+}
+
+/// Capacity as a plain job count (`serve --max-jobs N`).
+#[derive(Debug, Clone)]
+pub struct MaxJobs(pub usize);
+
+impl Admission for MaxJobs {
+    fn admit(&self, _head: &Demand, running: usize) -> Verdict {
+        if running < self.0 {
+            Verdict::Start
+        } else {
+            Verdict::Wait(format!("all {} job slots are in use", self.0))
+        }
+    }
+
+    fn max_jobs(&self) -> usize {
+        self.0
+    }
+}
+
+/// Why the server is killing a job; decides what the result says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KillReason {
+    /// A client aborted it: no result is written.
+    Abort,
+    /// The server is shutting down: recorded as `interrupted`.
+    Shutdown,
+}
+
+/// How a job ended, as far as the process is concerned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    /// Result status.
+    pub status: Status,
+    /// Exit code, if it exited (or 126/127 if it never ran).
+    pub exit_code: Option<i32>,
+    /// Terminating signal, if any.
+    pub signal: Option<i32>,
+    /// Words for anything but success.
+    pub reason: Option<String>,
+    /// Start time (µs since epoch), if it started.
+    pub started_at_us: Option<u64>,
+    /// Why we killed it, if we did.
+    pub killed: Option<KillReason>,
+}
+
+struct Job {
+    child: Child,
+    started_at_us: u64,
+    kill: Option<(KillReason, Instant)>,
+    escalated: bool,
+}
+
+/// The running jobs of one server, as plain child processes, each in its own
+/// process group with stdin from /dev/null and output captured in the spool.
+pub struct LocalTasks {
+    jobs: HashMap<RequestId, Job>,
+    kill_grace: Duration,
+}
+
+impl LocalTasks {
+    /// A task manager that waits `kill_grace` between SIGTERM and SIGKILL.
+    pub fn new(kill_grace: Duration) -> LocalTasks {
+        LocalTasks {
+            jobs: HashMap::new(),
+            kill_grace,
+        }
+    }
+
+    /// How many jobs are running (including ones being killed).
+    pub fn len(&self) -> usize {
+        self.jobs.len()
+    }
+
+    /// True when no job is running.
+    pub fn is_empty(&self) -> bool {
+        self.jobs.is_empty()
+    }
+
+    /// Ids of the running jobs.
+    pub fn ids(&self) -> impl Iterator<Item = RequestId> + '_ {
+        self.jobs.keys().copied()
+    }
+
+    /// Start `request`. `Err` carries the outcome of a job that could not be
+    /// started (program not found, bad working directory, …).
+    pub fn start(&mut self, spool: &Spool, request: &Request) -> Result<(), Outcome> {
+        let id = request.id;
+        let started_at_us = now_micros();
+        let not_run = |code: i32, reason: String| Outcome {
+            status: Status::ExecFailed,
+            exit_code: Some(code),
+            signal: None,
+            reason: Some(reason),
+            started_at_us: None,
+            killed: None,
+        };
+        if !request.cwd.is_dir() {
+            return Err(not_run(
+                126,
+                format!("working directory {} does not exist", request.cwd.display()),
+            ));
+        }
+        let open = |ext: &str| -> Result<File> {
+            let path = spool.output_path(id, ext);
+            OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o644)
+                .open(&path)
+                .at("creating output file", path)
+        };
+        let (stdout, stderr) = match (open("out"), open("err")) {
+            (Ok(o), Ok(e)) => (o, e),
+            (Err(e), _) | (_, Err(e)) => return Err(not_run(126, e.to_string())),
+        };
+        let mut cmd = Command::new(&request.argv[0]);
+        cmd.args(&request.argv[1..])
+            .current_dir(&request.cwd)
+            .env_clear()
+            .envs(&request.env)
+            .stdin(Stdio::null())
+            .stdout(stdout)
+            .stderr(stderr)
+            .process_group(0);
+        if !request.env.contains_key("PATH") {
+            cmd.env("PATH", DEFAULT_PATH);
+        }
+        // SAFETY: only an async-signal-safe prctl runs between fork and exec.
+        // The job dies with the server instead of running on unsupervised;
+        // recovery then records it as interrupted.
+        unsafe {
+            cmd.pre_exec(|| {
+                rustix::process::set_parent_process_death_signal(Some(Signal::KILL))
+                    .map_err(io::Error::from)
+            });
+        }
+        match cmd.spawn() {
+            Ok(child) => {
+                let record = format!(
+                    "{} {}\n",
+                    child.id(),
+                    process_start_time(child.id()).unwrap_or(0)
+                );
+                // The pid record lets a restarted server kill a job left
+                // behind by a crash; failing to write it is not fatal.
+                let _ = std::fs::write(spool.output_path(id, "pid"), record);
+                self.jobs.insert(
+                    id,
+                    Job {
+                        child,
+                        started_at_us,
+                        kill: None,
+                        escalated: false,
+                    },
+                );
+                Ok(())
+            }
+            Err(e) => {
+                let code = if e.kind() == io::ErrorKind::NotFound {
+                    127
+                } else {
+                    126
+                };
+                Err(not_run(
+                    code,
+                    format!("cannot execute {:?}: {e}", request.argv[0]),
+                ))
+            }
+        }
+    }
+
+    /// Ask a job's process group to stop (SIGTERM now, SIGKILL after the
+    /// grace period). Repeated calls keep the first reason.
+    pub fn terminate(&mut self, id: RequestId, why: KillReason, now: Instant) {
+        if let Some(job) = self.jobs.get_mut(&id) {
+            if job.kill.is_none() {
+                job.kill = Some((why, now + self.kill_grace));
+                signal_group(&job.child, Signal::TERM);
+            }
+        }
+    }
+
+    /// Send SIGKILL to every job whose grace period is over.
+    pub fn escalate(&mut self, now: Instant) {
+        for job in self.jobs.values_mut() {
+            if let Some((_, deadline)) = job.kill {
+                if !job.escalated && deadline <= now {
+                    job.escalated = true;
+                    signal_group(&job.child, Signal::KILL);
+                }
+            }
+        }
+    }
+
+    /// The next instant at which [`escalate`](Self::escalate) has work.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.jobs
+            .values()
+            .filter(|j| !j.escalated)
+            .filter_map(|j| j.kill.map(|(_, d)| d))
+            .min()
+    }
+
+    /// Collect every job that has exited.
+    pub fn reap(&mut self) -> Vec<(RequestId, Outcome)> {
+        let mut done = Vec::new();
+        for (id, job) in self.jobs.iter_mut() {
+            if let Ok(Some(status)) = job.child.try_wait() {
+                done.push((*id, status));
+            }
+        }
+        done.into_iter()
+            .map(|(id, status)| {
+                let job = self.jobs.remove(&id).expect("present");
+                if job.kill.is_some() {
+                    // Whatever the leader left in its group goes too.
+                    signal_group(&job.child, Signal::KILL);
+                }
+                (id, outcome(&job, status))
+            })
+            .collect()
+    }
+}
+
+/// PATH for jobs whose request does not set one.
+pub const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
+
+fn outcome(job: &Job, status: ExitStatus) -> Outcome {
+    let killed = job.kill.map(|(why, _)| why);
+    let (st, reason) = match (killed, status.code(), status.signal()) {
+        (Some(KillReason::Shutdown), _, _) => (
+            Status::Interrupted,
+            Some(
+                "the server shut down while the job ran; it was stopped and will not be re-run"
+                    .to_string(),
+            ),
+        ),
+        (Some(KillReason::Abort), _, _) => (Status::Interrupted, Some("aborted".to_string())),
+        (None, Some(0), _) => (Status::Succeeded, None),
+        (None, Some(c), _) => (Status::Failed, Some(format!("exited with code {c}"))),
+        (None, None, Some(sig)) => (Status::Signaled, Some(format!("killed by signal {sig}"))),
+        (None, None, None) => (Status::Failed, Some("ended without a status".to_string())),
+    };
+    Outcome {
+        status: st,
+        exit_code: status.code(),
+        signal: status.signal(),
+        reason,
+        started_at_us: Some(job.started_at_us),
+        killed,
+    }
+}
+
+fn signal_group(child: &Child, sig: Signal) {
+    if let Some(pid) = Pid::from_raw(child.id() as i32) {
+        // ESRCH (group already gone) is the normal case after exit.
+        let _ = rustix::process::kill_process_group(pid, sig);
+    }
+}
+
+/// The start time of a process in clock ticks since boot (field 22 of
+/// `/proc/PID/stat`), to tell a live job from a reused pid.
+pub fn process_start_time(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may contain spaces and parentheses: skip past the last ')'.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// Kill the process group recorded in a pid record (`PID STARTTIME`) if that
+/// process is still the one we started. Used by recovery after a crash.
+pub fn kill_recorded(record: &str) -> bool {
+    let mut parts = record.split_whitespace();
+    let (Some(pid), Some(start)) = (parts.next(), parts.next()) else {
+        return false;
+    };
+    let (Ok(pid), Ok(start)) = (pid.parse::<u32>(), start.parse::<u64>()) else {
+        return false;
+    };
+    if start == 0 || process_start_time(pid) != Some(start) {
+        return false;
+    }
+    match Pid::from_raw(pid as i32) {
+        Some(p) => rustix::process::kill_process_group(p, Signal::KILL).is_ok(),
+        None => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn max_jobs_admits_until_full() {
+        let cap = MaxJobs(2);
+        let d = Demand {
+            id: RequestId::generate(),
+        };
+        assert_eq!(cap.admit(&d, 0), Verdict::Start);
+        assert_eq!(cap.admit(&d, 1), Verdict::Start);
+        assert!(matches!(cap.admit(&d, 2), Verdict::Wait(_)));
+    }
+
+    #[test]
+    fn own_start_time_is_readable() {
+        assert!(process_start_time(std::process::id()).is_some());
+    }
+}
