@@ -187,3 +187,64 @@ impl JobResult {
         }
     }
 }
+
+#[cfg(test)]
+mod layout_doc {
+    //! Every JSON example in `spool-layout.md` must parse with the types the
+    //! server uses, so the specification cannot drift from the code.
+
+    use super::*;
+    use crate::status::ServerStatus;
+
+    const SPEC: &str = include_str!("../spool-layout.md");
+
+    /// The bodies of the fenced blocks whose info string is `json KIND`.
+    fn examples(kind: &str) -> Vec<&'static str> {
+        let fence = format!("```json {kind}\n");
+        SPEC.split(fence.as_str())
+            .skip(1)
+            .map(|rest| &rest[..rest.find("```").expect("closed fence")])
+            .collect()
+    }
+
+    #[test]
+    fn request_examples_parse_and_validate() {
+        let found = examples("request");
+        assert!(!found.is_empty());
+        for text in found {
+            let r: Request = serde_json::from_str(text).expect("request example parses");
+            r.validate(r.id).expect("request example is valid");
+        }
+    }
+
+    #[test]
+    fn result_examples_parse() {
+        let found = examples("result");
+        assert!(found.len() >= 2);
+        for text in found {
+            let r: JobResult = serde_json::from_str(text).expect("result example parses");
+            assert_eq!(r.version, RESULT_VERSION);
+            if let Some(q) = &r.request {
+                q.validate(r.id).expect("embedded request is valid");
+            }
+        }
+    }
+
+    #[test]
+    fn status_example_parses() {
+        let found = examples("status");
+        assert_eq!(found.len(), 1);
+        let s: ServerStatus = serde_json::from_str(found[0]).expect("status example parses");
+        assert_eq!(s.version, crate::status::STATUS_VERSION);
+    }
+
+    #[test]
+    fn every_json_block_is_checked() {
+        let total = SPEC.matches("```json").count();
+        let typed = ["request", "result", "status"]
+            .iter()
+            .map(|k| examples(k).len())
+            .sum::<usize>();
+        assert_eq!(total, typed, "a ```json block without a known kind");
+    }
+}

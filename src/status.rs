@@ -6,6 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::id::RequestId;
+use crate::metrics::Metrics;
 
 /// Format version of `status.json`.
 pub const STATUS_VERSION: u32 = 1;
@@ -34,7 +35,7 @@ pub struct ServerStatus {
     /// The head of the queue and why it is not starting, if it is waiting.
     pub head: Option<HeadWaiting>,
     /// Server metrics (see `metrics.prom` for the same in Prometheus form).
-    pub metrics: serde_json::Value,
+    pub metrics: Metrics,
 }
 
 /// The request at the head of the queue and why it waits.

@@ -5,7 +5,6 @@
 //! Decisions come from [`queue::Queue`]; this module carries them out.
 
 mod events;
-mod metrics;
 pub mod queue;
 mod recovery;
 
@@ -17,12 +16,12 @@ use tracing::{debug, info, warn};
 use crate::error::{Error, Result};
 use crate::id::{now_micros, RequestId};
 use crate::lock::ServerLock;
+use crate::metrics::Metrics;
 use crate::request::{Captured, JobResult, Request, Status, RESULT_VERSION};
 use crate::spool::{Rejection, Spool, State};
 use crate::status::{HeadWaiting, ServerStatus, STATUS_VERSION};
 use crate::tasks::{Admission, KillReason, LocalTasks, MaxJobs, Outcome};
 use events::Event;
-use metrics::Metrics;
 use queue::{AbortTarget, Pending, Queue};
 
 /// How the server runs, validated from the command line.
@@ -465,7 +464,7 @@ impl<'a> Server<'a> {
             max_jobs: self.admission.max_jobs(),
             running_ids,
             head: self.head.clone(),
-            metrics: serde_json::to_value(&self.metrics).expect("metrics serialize"),
+            metrics: self.metrics.clone(),
         };
         let mut bytes = serde_json::to_vec_pretty(&status).expect("status serializes");
         bytes.push(b'\n');

@@ -1,12 +1,13 @@
 //! The reference design's server metrics — ticks, time waiting, time
 //! running, time to abort, task counts, totals received and completed — kept
 //! in memory and rendered both into the status document and as a Prometheus
-//! text-format file.
+//! text-format file. Shared by the server (which keeps them) and the
+//! status document (which carries them).
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Upper bounds of the histogram buckets, in seconds.
 const BUCKETS: [f64; 14] = [
@@ -14,7 +15,7 @@ const BUCKETS: [f64; 14] = [
 ];
 
 /// A cumulative histogram of durations in seconds.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Histogram {
     /// Count of observations at or below each bucket bound, in order.
     pub buckets: Vec<u64>,
@@ -42,7 +43,7 @@ impl Histogram {
 }
 
 /// All server metrics.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Metrics {
     /// Passes through the server loop.
     pub ticks: u64,
