@@ -75,6 +75,8 @@ pub struct Rejection {
     pub reason: String,
     /// The request, when it parsed but failed validation.
     pub request: Option<Box<Request>>,
+    /// The file was not there (moved or removed meanwhile): nothing to reject.
+    pub gone: bool,
 }
 
 /// A handle on a spool directory. Cheap; does no I/O until asked.
@@ -403,8 +405,16 @@ impl Spool {
         let reject = |reason: String| Rejection {
             reason,
             request: None,
+            gone: false,
         };
-        let bytes = read_regular(path, MAX_REQUEST_BYTES).map_err(reject)?;
+        let bytes = read_regular(path, MAX_REQUEST_BYTES).map_err(|e| match e {
+            ReadError::Gone => Rejection {
+                reason: "not found".into(),
+                request: None,
+                gone: true,
+            },
+            ReadError::Bad(reason) => reject(reason),
+        })?;
         let request: Request = serde_json::from_slice(&bytes)
             .map_err(|e| reject(format!("not a valid request document: {e}")))?;
         match request.validate(id) {
@@ -412,6 +422,7 @@ impl Spool {
             Err(reason) => Err(Rejection {
                 reason,
                 request: Some(Box::new(request)),
+                gone: false,
             }),
         }
     }
@@ -419,20 +430,17 @@ impl Spool {
     /// Read a result from `4-complete/`.
     pub fn read_result(&self, id: RequestId) -> Result<JobResult> {
         let path = self.path(State::Complete, id);
-        let bytes = read_regular(&path, 64 << 20).map_err(|reason| {
-            if reason.starts_with("not found") {
-                Error::Io {
-                    action: "reading result",
-                    path: path.clone(),
-                    source: io::ErrorKind::NotFound.into(),
-                }
-            } else {
-                Error::Invalid {
-                    what: "result",
-                    path: path.clone(),
-                    reason,
-                }
-            }
+        let bytes = read_regular(&path, 64 << 20).map_err(|e| match e {
+            ReadError::Gone => Error::Io {
+                action: "reading result",
+                path: path.clone(),
+                source: io::ErrorKind::NotFound.into(),
+            },
+            ReadError::Bad(reason) => Error::Invalid {
+                what: "result",
+                path: path.clone(),
+                reason,
+            },
         })?;
         let result: JobResult = serde_json::from_slice(&bytes).map_err(|e| Error::Invalid {
             what: "result",
@@ -496,40 +504,49 @@ fn publish_noreplace(tmp: &Path, dest: &Path) -> io::Result<()> {
     }
 }
 
+/// Why [`read_regular`] failed.
+enum ReadError {
+    /// No such file.
+    Gone,
+    /// The file is unacceptable; a human reason.
+    Bad(String),
+}
+
 /// Read a regular file of at most `max` bytes without following symlinks or
-/// blocking on FIFOs. The error is a human reason.
-fn read_regular(path: &Path, max: u64) -> Result<Vec<u8>, String> {
+/// blocking on FIFOs.
+fn read_regular(path: &Path, max: u64) -> Result<Vec<u8>, ReadError> {
+    let bad = |s: String| ReadError::Bad(s);
     let fd = rustix::fs::open(
         path,
         OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC,
         Mode::empty(),
     )
     .map_err(|e| match e {
-        rustix::io::Errno::LOOP => "is a symbolic link".to_string(),
-        rustix::io::Errno::NOENT => "not found".to_string(),
-        e => format!("cannot open: {}", io::Error::from(e)),
+        rustix::io::Errno::LOOP => bad("is a symbolic link".to_string()),
+        rustix::io::Errno::NOENT => ReadError::Gone,
+        e => bad(format!("cannot open: {}", io::Error::from(e))),
     })?;
     let mut file = File::from(fd);
-    let meta = file.metadata().map_err(|e| format!("cannot stat: {e}"))?;
+    let meta = file.metadata().map_err(|e| bad(format!("cannot stat: {e}")))?;
     if !meta.file_type().is_file() {
-        return Err("is not a regular file".into());
+        return Err(bad("is not a regular file".into()));
     }
     if meta.nlink() > 1 {
-        return Err(format!("has {} hard links (expected 1)", meta.nlink()));
+        return Err(bad(format!("has {} hard links (expected 1)", meta.nlink())));
     }
     if meta.size() > max {
-        return Err(format!(
+        return Err(bad(format!(
             "is {} bytes, more than the {max}-byte limit",
             meta.size()
-        ));
+        )));
     }
     let mut bytes = Vec::with_capacity(meta.size() as usize);
     (&mut file)
         .take(max + 1)
         .read_to_end(&mut bytes)
-        .map_err(|e| format!("cannot read: {e}"))?;
+        .map_err(|e| bad(format!("cannot read: {e}")))?;
     if bytes.len() as u64 > max {
-        return Err(format!("grew past the {max}-byte limit while being read"));
+        return Err(bad(format!("grew past the {max}-byte limit while being read")));
     }
     Ok(bytes)
 }

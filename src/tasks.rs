@@ -316,8 +316,11 @@ pub fn process_start_time(pid: u32) -> Option<u64> {
     rest.split_whitespace().nth(19)?.parse().ok()
 }
 
-/// Kill the process group recorded in a pid record (`PID STARTTIME`) if that
-/// process is still the one we started. Used by recovery after a crash.
+/// Kill the process group recorded in a pid record (`PID STARTTIME`) unless
+/// that pid now belongs to another process. Used by recovery after a crash.
+///
+/// If the leader is gone, members of its group may live on; no new group can
+/// take that id while no process has that pid, so the group is still ours.
 pub fn kill_recorded(record: &str) -> bool {
     let mut parts = record.split_whitespace();
     let (Some(pid), Some(start)) = (parts.next(), parts.next()) else {
@@ -326,8 +329,9 @@ pub fn kill_recorded(record: &str) -> bool {
     let (Ok(pid), Ok(start)) = (pid.parse::<u32>(), start.parse::<u64>()) else {
         return false;
     };
-    if start == 0 || process_start_time(pid) != Some(start) {
-        return false;
+    match process_start_time(pid) {
+        Some(now) if now != start => return false,
+        _ => {}
     }
     match Pid::from_raw(pid as i32) {
         Some(p) => rustix::process::kill_process_group(p, Signal::KILL).is_ok(),

@@ -40,6 +40,8 @@ pub struct ServeConfig {
 
 /// Least time between two writes of `status.json` / `metrics.prom`.
 const PUBLISH_EVERY: Duration = Duration::from_millis(100);
+/// How soon to retry writing results that could not be written.
+const RETRY_EVERY: Duration = Duration::from_secs(1);
 
 /// Run the server on `spool` until SIGTERM/SIGINT. Fails at once if another
 /// server holds the spool.
@@ -76,6 +78,8 @@ struct Server<'a> {
     next_rescan: Instant,
     last_publish: Option<Instant>,
     dirty: Dirty,
+    /// Finished jobs whose result could not be written yet.
+    unwritten: Vec<(RequestId, Outcome)>,
 }
 
 impl<'a> Server<'a> {
@@ -92,6 +96,7 @@ impl<'a> Server<'a> {
             head: None,
             next_rescan: Instant::now() + config.poll_interval,
             last_publish: None,
+            unwritten: Vec::new(),
             dirty: Dirty {
                 requested: true,
                 aborting: true,
@@ -103,7 +108,7 @@ impl<'a> Server<'a> {
     fn run(&mut self, rx: &Receiver<Event>) -> Result<()> {
         loop {
             self.wake()?;
-            if self.stopping.is_some() && self.tasks.is_empty() {
+            if self.stopping.is_some() && self.tasks.is_empty() && self.unwritten.is_empty() {
                 self.dirty.status = true;
                 self.publish(true)?;
                 return Ok(());
@@ -164,6 +169,9 @@ impl<'a> Server<'a> {
                 next = next.min(last + PUBLISH_EVERY);
             }
         }
+        if !self.unwritten.is_empty() {
+            next = next.min(Instant::now() + RETRY_EVERY);
+        }
         next
     }
 
@@ -185,113 +193,134 @@ impl<'a> Server<'a> {
             }
         }
         self.tasks.escalate(now);
-        self.reap()?;
+        self.reap();
         if std::mem::take(&mut self.dirty.requested) {
             self.intake(State::Requested)?;
         }
         if std::mem::take(&mut self.dirty.aborting) {
             self.aborts()?;
         }
-        self.starts()?;
-        self.publish(false)
+        self.starts();
+        if let Err(e) = self.publish(false) {
+            warn!(error = %e, "cannot publish status");
+        }
+        Ok(())
     }
 
-    fn reap(&mut self) -> Result<()> {
-        let done = self.tasks.reap();
-        if done.is_empty() {
-            return Ok(());
-        }
+    /// Collect finished jobs and publish their results. A result that cannot
+    /// be written (full disk, …) is kept in memory and retried every second;
+    /// its `3-running/` entry stays until it is written.
+    fn reap(&mut self) {
+        let mut done = self.tasks.reap();
+        done.append(&mut self.unwritten);
         let mut published = Vec::new();
         for (id, outcome) in done {
-            let run = self.queue.finish(id);
-            if outcome.killed == Some(KillReason::Abort) || run.is_some_and(|r| r.aborting) {
-                self.spool.remove_output(id)?;
-                self.spool.remove(&self.spool.path(State::Running, id))?;
-                self.spool.remove(&self.spool.path(State::Aborting, id))?;
-                self.metrics.completed("aborted");
-                self.metrics
-                    .time_to_abort
-                    .observe_us(now_micros().saturating_sub(id.micros()));
-                info!(%id, "aborted while running");
-                continue;
+            match self.conclude(id, &outcome) {
+                Ok(true) => published.push(id),
+                Ok(false) => {}
+                Err(e) => {
+                    warn!(%id, error = %e, "cannot record the job's end yet; will retry");
+                    self.unwritten.push((id, outcome));
+                }
             }
-            self.spool.remove(&self.spool.output_path(id, "pid"))?;
-            let request = self
-                .spool
-                .read_request(&self.spool.path(State::Running, id), id)
-                .ok();
-            let result = self.result(id, &outcome, request);
-            if let Some(run_us) = result.run_us {
-                self.metrics.time_running.observe_us(run_us);
-            }
-            self.spool.write_result(&result)?;
-            self.metrics.completed(result.status.name());
-            info!(%id, status = result.status.name(), exit_code = result.exit_code, "finished");
-            published.push(id);
         }
-        self.finish_running(&published)
+        self.finish_running(&published);
+    }
+
+    /// Record one finished job. Returns true if a result was written (and the
+    /// running entry is to be dropped after the directory flush).
+    fn conclude(&mut self, id: RequestId, outcome: &Outcome) -> Result<bool> {
+        self.queue.finish(id);
+        if outcome.killed == Some(KillReason::Abort) {
+            self.spool.remove_output(id)?;
+            self.spool.remove(&self.spool.path(State::Running, id))?;
+            self.spool.remove(&self.spool.path(State::Aborting, id))?;
+            self.metrics.completed("aborted");
+            let waited = now_micros().saturating_sub(id.micros());
+            self.metrics.time_to_abort.observe_us(waited);
+            info!(%id, "aborted while running");
+            self.dirty.status = true;
+            return Ok(false);
+        }
+        let running = self.spool.path(State::Running, id);
+        let request = self.spool.read_request(&running, id).ok();
+        let result = build_result(self.spool, id, outcome, request);
+        self.spool.write_result(&result)?;
+        self.spool.remove(&self.spool.output_path(id, "pid"))?;
+        if let Some(run_us) = result.run_us {
+            self.metrics.time_running.observe_us(run_us);
+        }
+        self.metrics.completed(result.status.name());
+        info!(%id, status = result.status.name(), exit_code = result.exit_code, "finished");
+        Ok(true)
     }
 
     /// After results are written: flush `4-complete/`, then drop the
     /// `3-running/` entries. A crash in between leaves both, which recovery
     /// resolves in favour of the result.
-    fn finish_running(&mut self, ids: &[RequestId]) -> Result<()> {
+    fn finish_running(&mut self, ids: &[RequestId]) {
         if ids.is_empty() {
-            return Ok(());
-        }
-        self.spool.sync_state(State::Complete)?;
-        for id in ids {
-            self.spool.remove(&self.spool.path(State::Running, *id))?;
+            return;
         }
         self.dirty.status = true;
-        Ok(())
-    }
-
-    fn result(&self, id: RequestId, o: &Outcome, request: Option<Request>) -> JobResult {
-        build_result(self.spool, id, o, request)
+        if let Err(e) = self.spool.sync_state(State::Complete) {
+            // Leave the running entries: recovery resolves them either way.
+            warn!(error = %e, "cannot flush results");
+            return;
+        }
+        for id in ids {
+            if let Err(e) = self.spool.remove(&self.spool.path(State::Running, *id)) {
+                warn!(%id, error = %e, "cannot remove running entry");
+            }
+        }
     }
 
     /// Take in every request in `state` (`1-requested` normally, `2-pending`
-    /// once at start-up), in id order.
+    /// once at start-up), in id order. Only failing to list the directory is
+    /// fatal; a request that cannot be handled stays where it is for the
+    /// next rescan.
     fn intake(&mut self, state: State) -> Result<()> {
         for name in self.spool.names(state)? {
-            let Ok(id) = name.parse::<RequestId>() else {
-                let to = self.spool.set_aside(state, &name)?;
-                warn!(file = %name, moved_to = %to.display(), "not a request id; set aside");
-                continue;
-            };
-            let path = self.spool.path(state, id);
-            if self.queue.contains(id)
-                || (state == State::Requested && self.spool.locate_beyond(id))
-            {
-                let to = self.spool.set_aside(state, &name)?;
-                warn!(%id, moved_to = %to.display(), "duplicate of a known request; set aside");
-                continue;
+            if let Err(e) = self.take_in(state, &name) {
+                warn!(file = %name, error = %e, "cannot take in request; will retry");
             }
-            match self.spool.read_request(&path, id) {
-                Ok(_) => {
-                    if state == State::Requested {
-                        self.spool
-                            .move_request(id, State::Requested, State::Pending)?;
-                    }
-                    self.queue.admit(
-                        id,
-                        Pending {
-                            enqueued_at_us: id.micros(),
-                        },
-                    );
-                    self.metrics.total_received += 1;
-                    debug!(%id, "pending");
-                }
-                Err(r) if r.reason == "not found" => {}
-                Err(r) => {
-                    self.metrics.total_received += 1;
-                    self.reject(id, state, r)?;
-                }
-            }
-            self.dirty.status = true;
         }
         Ok(())
+    }
+
+    fn take_in(&mut self, state: State, name: &str) -> Result<()> {
+        let Ok(id) = name.parse::<RequestId>() else {
+            let to = self.spool.set_aside(state, name)?;
+            warn!(file = %name, moved_to = %to.display(), "not a request id; set aside");
+            return Ok(());
+        };
+        let duplicate = self.queue.contains(id)
+            || (state == State::Requested && self.spool.locate_beyond(id));
+        if duplicate {
+            let to = self.spool.set_aside(state, name)?;
+            warn!(%id, moved_to = %to.display(), "duplicate of a known request; set aside");
+            return Ok(());
+        }
+        match self.spool.read_request(&self.spool.path(state, id), id) {
+            Ok(_) => {
+                if state == State::Requested {
+                    self.spool.move_request(id, State::Requested, State::Pending)?;
+                }
+                let pending = Pending {
+                    enqueued_at_us: id.micros(),
+                };
+                self.queue.admit(id, pending);
+                self.metrics.total_received += 1;
+                self.dirty.status = true;
+                debug!(%id, "pending");
+                Ok(())
+            }
+            Err(r) if r.gone => Ok(()),
+            Err(r) => {
+                self.metrics.total_received += 1;
+                self.reject(id, state, r)
+            }
+        }
     }
 
     /// Give a bad request a `rejected` result and move its file out of the queue.
@@ -305,7 +334,7 @@ impl<'a> Server<'a> {
             started_at_us: None,
             killed: None,
         };
-        let result = self.result(id, &outcome, r.request.map(|b| *b));
+        let result = build_result(self.spool, id, &outcome, r.request.map(|b| *b));
         self.spool.write_result(&result)?;
         self.spool.sync_state(State::Complete)?;
         self.spool.set_aside(state, id.as_str())?;
@@ -314,61 +343,67 @@ impl<'a> Server<'a> {
         Ok(())
     }
 
+    /// Apply every abort marker in `5-aborting/`.
     fn aborts(&mut self) -> Result<()> {
         for name in self.spool.names(State::Aborting)? {
-            let marker = self.spool.state_dir(State::Aborting).join(&name);
-            let Ok(id) = name.parse::<RequestId>() else {
-                let to = self.spool.set_aside(State::Aborting, &name)?;
-                warn!(file = %name, moved_to = %to.display(), "abort marker is not a request id; set aside");
-                continue;
-            };
-            let mut target = self.queue.abort(id);
-            if target == AbortTarget::NotQueued && self.spool.path(State::Requested, id).exists() {
-                // Published and aborted before we saw it: take it in first.
-                self.intake(State::Requested)?;
-                target = self.queue.abort(id);
+            if let Err(e) = self.abort_one(&name) {
+                warn!(file = %name, error = %e, "cannot apply abort; will retry");
             }
-            match target {
-                AbortTarget::Pending => {
-                    self.spool.remove(&self.spool.path(State::Pending, id))?;
-                    self.spool.remove(&marker)?;
-                    self.metrics.completed("aborted");
-                    self.metrics
-                        .time_to_abort
-                        .observe_us(now_micros().saturating_sub(id.micros()));
-                    info!(%id, "aborted while pending");
-                }
-                AbortTarget::Running => {
-                    // The marker stays until the job is reaped, so a crash
-                    // meanwhile still ends in the abort being applied.
-                    self.tasks.terminate(id, KillReason::Abort, Instant::now());
-                    info!(%id, "aborting running job");
-                }
-                AbortTarget::AlreadyAborting => {}
-                AbortTarget::NotQueued => {
-                    let result = self.spool.path(State::Complete, id);
-                    if result.exists() {
-                        self.spool.remove(&result)?;
-                        self.spool.remove_output(id)?;
-                        info!(%id, "aborted after completion: result removed");
-                    } else {
-                        debug!(%id, "abort for an unknown request ignored");
-                    }
-                    self.spool.remove(&marker)?;
-                }
-            }
-            self.dirty.status = true;
         }
         Ok(())
     }
 
-    fn starts(&mut self) -> Result<()> {
+    fn abort_one(&mut self, name: &str) -> Result<()> {
+        let marker = self.spool.state_dir(State::Aborting).join(name);
+        let Ok(id) = name.parse::<RequestId>() else {
+            let to = self.spool.set_aside(State::Aborting, name)?;
+            warn!(file = %name, moved_to = %to.display(), "abort marker is not a request id; set aside");
+            return Ok(());
+        };
+        let mut target = self.queue.abort(id);
+        if target == AbortTarget::NotQueued && self.spool.path(State::Requested, id).exists() {
+            // Published and aborted before we saw it: take it in first.
+            self.take_in(State::Requested, id.as_str())?;
+            target = self.queue.abort(id);
+        }
+        self.dirty.status = true;
+        match target {
+            AbortTarget::Pending => {
+                self.spool.remove(&self.spool.path(State::Pending, id))?;
+                self.spool.remove(&marker)?;
+                self.metrics.completed("aborted");
+                let waited = now_micros().saturating_sub(id.micros());
+                self.metrics.time_to_abort.observe_us(waited);
+                info!(%id, "aborted while pending");
+            }
+            AbortTarget::Running => {
+                // The marker stays until the job is reaped, so a crash
+                // meanwhile still ends in the abort being applied.
+                self.tasks.terminate(id, KillReason::Abort, Instant::now());
+                info!(%id, "aborting running job");
+            }
+            AbortTarget::AlreadyAborting => {}
+            AbortTarget::NotQueued => {
+                let result = self.spool.path(State::Complete, id);
+                if result.exists() {
+                    self.spool.remove(&result)?;
+                    self.spool.remove_output(id)?;
+                    info!(%id, "aborted after completion: result removed");
+                } else {
+                    debug!(%id, "abort for an unknown request ignored");
+                }
+                self.spool.remove(&marker)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Start what the queue says may start, in FIFO order.
+    fn starts(&mut self) {
         let plan = self
             .queue
             .plan_starts(&self.admission, self.stopping.is_some());
-        let head = plan
-            .head_waiting
-            .map(|(id, reason)| HeadWaiting { id, reason });
+        let head = plan.head_waiting.map(|(id, reason)| HeadWaiting { id, reason });
         if head.as_ref().map(|h| &h.reason) != self.head.as_ref().map(|h| &h.reason) {
             if let Some(h) = &head {
                 debug!(id = %h.id, reason = %h.reason, "head of the queue waits");
@@ -377,63 +412,78 @@ impl<'a> Server<'a> {
         }
         self.head = head;
         for (id, _, reason) in plan.reject {
-            let request = self
-                .spool
-                .read_request(&self.spool.path(State::Pending, id), id)
-                .ok();
-            self.reject(
-                id,
-                State::Pending,
-                Rejection {
-                    reason,
-                    request: request.map(Box::new),
-                },
-            )?;
+            let path = self.spool.path(State::Pending, id);
+            let request = self.spool.read_request(&path, id).ok().map(Box::new);
+            let r = Rejection {
+                reason,
+                request,
+                gone: false,
+            };
+            if let Err(e) = self.reject(id, State::Pending, r) {
+                warn!(%id, error = %e, "cannot reject request");
+            }
         }
         if plan.start.is_empty() {
-            return Ok(());
+            return;
         }
+        self.dirty.status = true;
         let mut ready = Vec::with_capacity(plan.start.len());
         for (id, p) in plan.start {
-            match self
-                .spool
-                .read_request(&self.spool.path(State::Pending, id), id)
-            {
-                Ok(request) => {
-                    self.spool
-                        .move_request(id, State::Pending, State::Running)?;
-                    self.metrics
-                        .time_waiting
-                        .observe_us(now_micros().saturating_sub(p.enqueued_at_us));
+            match self.claim(id) {
+                Ok(Some(request)) => {
+                    let waited = now_micros().saturating_sub(p.enqueued_at_us);
+                    self.metrics.time_waiting.observe_us(waited);
                     ready.push(request);
                 }
-                Err(r) => {
+                Ok(None) => {
                     self.queue.finish(id);
-                    self.reject(id, State::Pending, r)?;
+                }
+                Err(e) => {
+                    warn!(%id, error = %e, "cannot start request; will retry");
+                    self.queue.finish(id);
+                    self.queue.admit(id, p);
                 }
             }
         }
         // One flush makes every start of this round durable before any job
         // runs: a crash after this point records them as interrupted, never
         // runs them twice.
-        self.spool.sync_state(State::Running)?;
+        if let Err(e) = self.spool.sync_state(State::Running) {
+            warn!(error = %e, "cannot flush running entries; jobs start anyway");
+        }
         let mut failed = Vec::new();
         for request in ready {
             let id = request.id;
-            match self.tasks.start(self.spool, &request) {
-                Ok(()) => debug!(%id, "started"),
-                Err(outcome) => {
-                    self.queue.finish(id);
-                    let result = self.result(id, &outcome, Some(request));
-                    warn!(%id, reason = result.reason.as_deref().unwrap_or(""), "could not start");
-                    self.spool.write_result(&result)?;
-                    self.metrics.completed(result.status.name());
-                    failed.push(id);
+            let Err(outcome) = self.tasks.start(self.spool, &request) else {
+                debug!(%id, "started");
+                continue;
+            };
+            warn!(%id, reason = outcome.reason.as_deref().unwrap_or(""), "could not start");
+            match self.conclude(id, &outcome) {
+                Ok(_) => failed.push(id),
+                Err(e) => {
+                    warn!(%id, error = %e, "cannot record the failed start yet; will retry");
+                    self.unwritten.push((id, outcome));
                 }
             }
         }
-        self.dirty.status = true;
-        self.finish_running(&failed)
+        self.finish_running(&failed);
+    }
+
+    /// Read a pending request and move it to `3-running/`. `None` if it
+    /// turned out to be invalid (it is then rejected) or gone.
+    fn claim(&mut self, id: RequestId) -> Result<Option<Request>> {
+        match self.spool.read_request(&self.spool.path(State::Pending, id), id) {
+            Ok(request) => {
+                self.spool.move_request(id, State::Pending, State::Running)?;
+                Ok(Some(request))
+            }
+            Err(r) if r.gone => Ok(None),
+            Err(r) => {
+                self.reject(id, State::Pending, r)?;
+                Ok(None)
+            }
+        }
     }
 
     fn publish(&mut self, force: bool) -> Result<()> {

@@ -52,46 +52,62 @@ impl Server<'_> {
         Ok(())
     }
 
-    /// Give every request a dead server left running a terminal result.
+    /// Give every request a dead server left running a terminal result. One
+    /// that cannot be recorded (full disk) stays in `3-running/` for the next
+    /// start to resolve.
     fn recover_running(&mut self) -> Result<()> {
         let mut done = Vec::new();
         for name in self.spool.names(State::Running)? {
-            let Ok(id) = name.parse::<RequestId>() else {
-                let to = self.spool.set_aside(State::Running, &name)?;
-                warn!(file = %name, moved_to = %to.display(), "not a request id; set aside");
-                continue;
-            };
-            if let Ok(record) = fs::read_to_string(self.spool.output_path(id, "pid")) {
-                if kill_recorded(&record) {
-                    info!(%id, "killed a job the previous server left running");
-                }
+            match self.recover_one(&name) {
+                Ok(Some(id)) => done.push(id),
+                Ok(None) => {}
+                Err(e) => warn!(file = %name, error = %e, "cannot recover running entry"),
             }
-            if self.spool.path(State::Complete, id).exists() {
-                // The result was published just before the crash.
-                done.push(id);
-                continue;
-            }
-            let request = self
-                .spool
-                .read_request(&self.spool.path(State::Running, id), id)
-                .ok();
-            let outcome = Outcome {
-                status: Status::Interrupted,
-                exit_code: None,
-                signal: None,
-                reason: Some(
-                    "the server stopped while the job was running; it was not re-run (at most once)"
-                        .into(),
-                ),
-                started_at_us: None,
-                killed: None,
-            };
-            let result = build_result(self.spool, id, &outcome, request);
-            self.spool.write_result(&result)?;
-            self.metrics.completed(Status::Interrupted.name());
-            warn!(%id, "recorded as interrupted");
-            done.push(id);
         }
-        self.finish_running(&done)
+        self.finish_running(&done);
+        Ok(())
+    }
+
+    fn recover_one(&mut self, name: &str) -> Result<Option<RequestId>> {
+        let Ok(id) = name.parse::<RequestId>() else {
+            let to = self.spool.set_aside(State::Running, name)?;
+            warn!(file = %name, moved_to = %to.display(), "not a request id; set aside");
+            return Ok(None);
+        };
+        let pid_path = self.spool.output_path(id, "pid");
+        // The pid record was written when the job started.
+        let started_at_us = fs::metadata(&pid_path)
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map(|d| d.as_micros() as u64);
+        if let Ok(record) = fs::read_to_string(&pid_path) {
+            if kill_recorded(&record) {
+                info!(%id, "killed a job the previous server left running");
+            }
+        }
+        if self.spool.path(State::Complete, id).exists() {
+            // The result was published just before the crash.
+            return Ok(Some(id));
+        }
+        let running = self.spool.path(State::Running, id);
+        let request = self.spool.read_request(&running, id).ok();
+        let outcome = Outcome {
+            status: Status::Interrupted,
+            exit_code: None,
+            signal: None,
+            reason: Some(
+                "the server stopped while the job was running; it was not re-run (at most once)"
+                    .into(),
+            ),
+            started_at_us,
+            killed: None,
+        };
+        let result = build_result(self.spool, id, &outcome, request);
+        self.spool.write_result(&result)?;
+        self.spool.remove(&pid_path)?;
+        self.metrics.completed(Status::Interrupted.name());
+        warn!(%id, "recorded as interrupted");
+        Ok(Some(id))
     }
 }
