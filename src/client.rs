@@ -29,6 +29,14 @@ pub struct JobSpec {
     pub cwd: PathBuf,
     /// The job's whole environment.
     pub env: BTreeMap<String, String>,
+    /// Memory to reserve, bytes.
+    pub mem: Option<u64>,
+    /// CPUs to reserve.
+    pub cpus: Option<f64>,
+    /// Longest wait to start.
+    pub queue_timeout: Option<Duration>,
+    /// Longest run time.
+    pub time_limit: Option<Duration>,
 }
 
 impl JobSpec {
@@ -55,6 +63,10 @@ pub fn submit(spool: &Spool, spec: &JobSpec) -> Result<Request> {
         submitted_at_us: now_micros(),
         uid,
         gid,
+        mem: spec.mem,
+        cpus: spec.cpus,
+        queue_timeout_us: spec.queue_timeout.map(|d| d.as_micros() as u64),
+        time_limit_us: spec.time_limit.map(|d| d.as_micros() as u64),
     })
 }
 

@@ -21,7 +21,7 @@ pub const MAX_REQUEST_BYTES: u64 = 1 << 20;
 /// Unknown fields are refused rather than ignored: a request that asks for
 /// something this server does not understand (a limit, a sandbox option) is
 /// rejected with a reason instead of silently running with less.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Request {
     /// Format version; must equal [`REQUEST_VERSION`].
@@ -41,6 +41,18 @@ pub struct Request {
     pub uid: u32,
     /// The submitter's gid as the client saw it.
     pub gid: u32,
+    /// Memory to reserve for the job, in bytes (server default if absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mem: Option<u64>,
+    /// CPUs to reserve for the job, fractions allowed (server default if absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpus: Option<f64>,
+    /// Longest time the request may wait to start, µs; then it is `expired`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue_timeout_us: Option<u64>,
+    /// Longest time the job may run, µs; then it is killed as `timed_out`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_limit_us: Option<u64>,
 }
 
 impl Request {
@@ -74,6 +86,14 @@ impl Request {
                 self.cwd.display()
             ));
         }
+        if let Some(c) = self.cpus {
+            if !(c.is_finite() && c > 0.0) {
+                return Err(format!("cpus must be a positive number, not {c}"));
+            }
+        }
+        if self.mem == Some(0) {
+            return Err("mem must be more than 0 bytes".into());
+        }
         for (k, v) in &self.env {
             if k.is_empty() || k.contains('=') || k.contains('\0') || v.contains('\0') {
                 return Err(format!("invalid environment variable {k:?}"));
@@ -101,11 +121,13 @@ pub enum Status {
     Rejected,
     /// Its program could not be executed (not found, not executable, bad cwd).
     ExecFailed,
+    /// It waited longer than its queue timeout and never started.
+    Expired,
 }
 
 impl Status {
     /// Every status, in a stable order (for metrics).
-    pub const ALL: [Status; 7] = [
+    pub const ALL: [Status; 8] = [
         Status::Succeeded,
         Status::Failed,
         Status::Signaled,
@@ -113,6 +135,7 @@ impl Status {
         Status::Interrupted,
         Status::Rejected,
         Status::ExecFailed,
+        Status::Expired,
     ];
 
     /// The snake_case name used in JSON and metrics.
@@ -125,6 +148,7 @@ impl Status {
             Status::Interrupted => "interrupted",
             Status::Rejected => "rejected",
             Status::ExecFailed => "exec_failed",
+            Status::Expired => "expired",
         }
     }
 }
@@ -140,7 +164,7 @@ pub struct Captured {
 }
 
 /// The outcome of a request, as the server puts it into `4-complete/`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct JobResult {
     /// Format version; must equal [`RESULT_VERSION`].
@@ -184,6 +208,8 @@ impl JobResult {
             Status::TimedOut => 124,
             Status::ExecFailed => self.exit_code.map(|c| c as u8).unwrap_or(126),
             Status::Interrupted | Status::Rejected => 125,
+            // sysexits EX_TEMPFAIL: try again later.
+            Status::Expired => 75,
         }
     }
 }

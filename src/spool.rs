@@ -90,6 +90,7 @@ pub struct Spool {
 const TMP: &str = "tmp";
 const OUTPUT: &str = "output";
 const REJECTED: &str = "rejected";
+const CONTROL: &str = "control";
 const LOCK: &str = "server.lock";
 const STATUS: &str = "status.json";
 const METRICS: &str = "metrics.prom";
@@ -119,7 +120,12 @@ impl Spool {
     pub fn create_layout(&self) -> Result<()> {
         fs::create_dir_all(&self.root).at("creating spool directory", &self.root)?;
         let mut dirs: Vec<PathBuf> = State::ALL.iter().map(|s| self.state_dir(*s)).collect();
-        dirs.extend([self.tmp_dir(), self.output_dir(), self.rejected_dir()]);
+        dirs.extend([
+            self.tmp_dir(),
+            self.output_dir(),
+            self.rejected_dir(),
+            self.control_dir(),
+        ]);
         for d in dirs {
             match fs::create_dir(&d) {
                 Ok(()) => {}
@@ -158,6 +164,17 @@ impl Spool {
     /// Directory where refused request files are set aside.
     pub fn rejected_dir(&self) -> PathBuf {
         self.root.join(REJECTED)
+    }
+
+    /// Directory of requests to the server itself (drain).
+    pub fn control_dir(&self) -> PathBuf {
+        self.root.join(CONTROL)
+    }
+
+    /// While this file exists the server starts nothing new and exits once
+    /// its running jobs have finished.
+    pub fn drain_path(&self) -> PathBuf {
+        self.control_dir().join("drain")
     }
 
     /// The server's lock file.

@@ -72,6 +72,8 @@ pub enum KillReason {
     Abort,
     /// The server is shutting down: recorded as `interrupted`.
     Shutdown,
+    /// It ran past its time limit: recorded as `timed_out`.
+    TimeLimit,
 }
 
 /// How a job ended, as far as the process is concerned.
@@ -94,6 +96,8 @@ pub struct Outcome {
 struct Job {
     child: Child,
     started_at_us: u64,
+    /// When its time limit runs out, if it has one.
+    limit: Option<(Instant, Duration)>,
     kill: Option<(KillReason, Instant)>,
     escalated: bool,
 }
@@ -193,11 +197,13 @@ impl LocalTasks {
                 // The pid record lets a restarted server kill a job left
                 // behind by a crash; failing to write it is not fatal.
                 let _ = std::fs::write(spool.output_path(id, "pid"), record);
+                let limit = request.time_limit_us.map(Duration::from_micros);
                 self.jobs.insert(
                     id,
                     Job {
                         child,
                         started_at_us,
+                        limit: limit.map(|d| (Instant::now() + d, d)),
                         kill: None,
                         escalated: false,
                     },
@@ -229,9 +235,17 @@ impl LocalTasks {
         }
     }
 
-    /// Send SIGKILL to every job whose grace period is over.
-    pub fn escalate(&mut self, now: Instant) {
+    /// Start killing jobs past their time limit, and send SIGKILL to every
+    /// job whose grace period is over.
+    pub fn enforce(&mut self, now: Instant) {
+        let grace = self.kill_grace;
         for job in self.jobs.values_mut() {
+            if let (Some((limit, _)), None) = (job.limit, job.kill) {
+                if limit <= now {
+                    job.kill = Some((KillReason::TimeLimit, now + grace));
+                    signal_group(&job.child, Signal::TERM);
+                }
+            }
             if let Some((_, deadline)) = job.kill {
                 if !job.escalated && deadline <= now {
                     job.escalated = true;
@@ -241,12 +255,15 @@ impl LocalTasks {
         }
     }
 
-    /// The next instant at which [`escalate`](Self::escalate) has work.
+    /// The next instant at which [`enforce`](Self::enforce) has work.
     pub fn next_deadline(&self) -> Option<Instant> {
         self.jobs
             .values()
-            .filter(|j| !j.escalated)
-            .filter_map(|j| j.kill.map(|(_, d)| d))
+            .filter_map(|j| match j.kill {
+                Some(_) if j.escalated => None,
+                Some((_, grace_end)) => Some(grace_end),
+                None => j.limit.map(|(at, _)| at),
+            })
             .min()
     }
 
@@ -271,6 +288,11 @@ impl LocalTasks {
     }
 }
 
+/// A duration in µs for messages: "1.5s".
+pub fn format_secs(us: u64) -> String {
+    format!("{}s", us as f64 / 1e6)
+}
+
 /// PATH for jobs whose request does not set one.
 pub const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
 
@@ -285,6 +307,13 @@ fn outcome(job: &Job, status: ExitStatus) -> Outcome {
             ),
         ),
         (Some(KillReason::Abort), _, _) => (Status::Interrupted, Some("aborted".to_string())),
+        (Some(KillReason::TimeLimit), _, _) => (
+            Status::TimedOut,
+            Some(format!(
+                "exceeded its time limit of {}",
+                format_secs(job.limit.map_or(0, |(_, d)| d.as_micros() as u64))
+            )),
+        ),
         (None, Some(0), _) => (Status::Succeeded, None),
         (None, Some(c), _) => (Status::Failed, Some(format!("exited with code {c}"))),
         (None, None, Some(sig)) => (Status::Signaled, Some(format!("killed by signal {sig}"))),

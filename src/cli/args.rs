@@ -49,6 +49,18 @@ pub enum Command {
     List(ListArgs),
     /// Show one request and its result
     Show(ShowArgs),
+    /// Tell the server to start nothing new, finish what runs, and exit
+    Drain(DrainArgs),
+    /// Withdraw a drain: the server goes back to starting jobs
+    Resume,
+}
+
+/// `spoolq drain`.
+#[derive(Debug, Args)]
+pub struct DrainArgs {
+    /// Block until the server has exited
+    #[arg(long)]
+    pub wait: bool,
 }
 
 /// `spoolq serve`.
@@ -83,6 +95,17 @@ pub struct JobArgs {
     /// Working directory of the job [default: the current directory]
     #[arg(long, value_name = "DIR")]
     pub cwd: Option<PathBuf>,
+    /// CPUs to reserve for the job, e.g. 0.5 or 4 [default: the server's --default-cpus]
+    #[arg(long, value_name = "N")]
+    pub cpus: Option<f64>,
+    /// Give up if the job has not started after SECS: it completes as
+    /// `expired` and wait/run exit 75
+    #[arg(long, value_name = "SECS")]
+    pub queue_timeout: Option<f64>,
+    /// Kill the job's process group after it has run SECS: it completes as
+    /// `timed_out` and wait/run exit 124
+    #[arg(long, value_name = "SECS")]
+    pub time_limit: Option<f64>,
     /// The command and its arguments (no shell: use `sh -c '…'` for one)
     #[arg(required = true, last = true, value_name = "COMMAND")]
     pub command: Vec<String>,

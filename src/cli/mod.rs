@@ -3,6 +3,7 @@
 //! documented exit code.
 
 pub mod args;
+mod control;
 mod show;
 mod wait;
 
@@ -95,6 +96,8 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Status(a) => show::status(&spool, a.json),
         Command::List(a) => show::list(&spool, a.state.as_deref(), a.json),
         Command::Show(a) => show::show(&spool, parse_id(&a.id)?, a.json),
+        Command::Drain(a) => control::drain(&spool, a.wait),
+        Command::Resume => control::resume(&spool),
     }
 }
 
@@ -164,9 +167,18 @@ fn job_spec(a: JobArgs) -> Result<JobSpec> {
             },
         }
     }
+    if let Some(c) = a.cpus {
+        if !(c.is_finite() && c > 0.0) {
+            return Err(Error::Usage(format!("--cpus must be a positive number, not {c}")));
+        }
+    }
     Ok(JobSpec {
         argv: a.command,
         cwd,
         env,
+        mem: None,
+        cpus: a.cpus,
+        queue_timeout: a.queue_timeout.map(|t| seconds("--queue-timeout", t)).transpose()?,
+        time_limit: a.time_limit.map(|t| seconds("--time-limit", t)).transpose()?,
     })
 }

@@ -18,6 +18,8 @@ use crate::spool::{Spool, State};
 pub enum Event {
     /// Something appeared in a watched state directory.
     Changed(State),
+    /// Something changed in `control/` (drain requested or withdrawn).
+    Control,
     /// The watcher may have missed events: look at everything.
     Rescan,
     /// A child exited (SIGCHLD).
@@ -45,10 +47,14 @@ pub fn start(spool: &Spool) -> Result<(Sources, Sender<Event>, Receiver<Event>)>
     let fs_tx = tx.clone();
     let requested = spool.state_dir(State::Requested);
     let aborting = spool.state_dir(State::Aborting);
-    let (req_dir, abort_dir) = (requested.clone(), aborting.clone());
+    let control = spool.control_dir();
+    let (req_dir, abort_dir, ctl_dir) = (requested.clone(), aborting.clone(), control.clone());
     let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
         let event = match res {
             Ok(ev) if ev.need_rescan() => Event::Rescan,
+            Ok(ev) if ev.paths.first().and_then(|p| p.parent()) == Some(ctl_dir.as_path()) => {
+                Event::Control
+            }
             Ok(ev) if !is_arrival(&ev.kind) => return,
             Ok(ev) => match ev.paths.first().and_then(|p| p.parent()) {
                 Some(dir) if dir == req_dir => Event::Changed(State::Requested),
@@ -63,7 +69,7 @@ pub fn start(spool: &Spool) -> Result<(Sources, Sender<Event>, Receiver<Event>)>
         path: requested.clone(),
         source,
     })?;
-    for dir in [&requested, &aborting] {
+    for dir in [&requested, &aborting, &control] {
         watcher
             .watch(dir, RecursiveMode::NonRecursive)
             .map_err(|source| Error::Watch {

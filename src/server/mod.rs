@@ -62,6 +62,7 @@ pub fn serve(spool: &Spool, config: &ServeConfig) -> Result<()> {
 struct Dirty {
     requested: bool,
     aborting: bool,
+    control: bool,
     status: bool,
 }
 
@@ -74,6 +75,8 @@ struct Server<'a> {
     metrics: Metrics,
     started_at_us: u64,
     stopping: Option<Instant>,
+    /// `spoolq drain` is in force: start nothing, exit when idle.
+    draining: bool,
     head: Option<HeadWaiting>,
     next_rescan: Instant,
     last_publish: Option<Instant>,
@@ -93,6 +96,7 @@ impl<'a> Server<'a> {
             metrics: Metrics::default(),
             started_at_us: now_micros(),
             stopping: None,
+            draining: false,
             head: None,
             next_rescan: Instant::now() + config.poll_interval,
             last_publish: None,
@@ -100,6 +104,7 @@ impl<'a> Server<'a> {
             dirty: Dirty {
                 requested: true,
                 aborting: true,
+                control: false,
                 status: true,
             },
         }
@@ -108,7 +113,12 @@ impl<'a> Server<'a> {
     fn run(&mut self, rx: &Receiver<Event>) -> Result<()> {
         loop {
             self.wake()?;
-            if self.stopping.is_some() && self.tasks.is_empty() && self.unwritten.is_empty() {
+            let winding_down = self.stopping.is_some() || self.draining;
+            if winding_down && self.tasks.is_empty() && self.unwritten.is_empty() {
+                if self.draining {
+                    // Drained: the next server starts normally.
+                    let _ = self.spool.remove(&self.spool.drain_path());
+                }
                 self.dirty.status = true;
                 self.publish(true)?;
                 return Ok(());
@@ -136,7 +146,9 @@ impl<'a> Server<'a> {
             Event::Changed(_) | Event::Rescan => {
                 self.dirty.requested = true;
                 self.dirty.aborting = true;
+                self.dirty.control = true;
             }
+            Event::Control => self.dirty.control = true,
             Event::ChildExited => {}
             Event::Stop => {
                 let now = Instant::now();
@@ -172,6 +184,10 @@ impl<'a> Server<'a> {
         if !self.unwritten.is_empty() {
             next = next.min(Instant::now() + RETRY_EVERY);
         }
+        if let Some(at) = self.queue.next_expiry() {
+            let after = Duration::from_micros(at.saturating_sub(now_micros()));
+            next = next.min(Instant::now() + after);
+        }
         next
     }
 
@@ -192,14 +208,18 @@ impl<'a> Server<'a> {
                 }
             }
         }
-        self.tasks.escalate(now);
+        self.tasks.enforce(now);
         self.reap();
+        if std::mem::take(&mut self.dirty.control) {
+            self.check_drain();
+        }
         if std::mem::take(&mut self.dirty.requested) {
             self.intake(State::Requested)?;
         }
         if std::mem::take(&mut self.dirty.aborting) {
             self.aborts()?;
         }
+        self.expire();
         self.starts();
         if let Err(e) = self.publish(false) {
             warn!(error = %e, "cannot publish status");
@@ -302,12 +322,13 @@ impl<'a> Server<'a> {
             return Ok(());
         }
         match self.spool.read_request(&self.spool.path(state, id), id) {
-            Ok(_) => {
+            Ok(request) => {
                 if state == State::Requested {
                     self.spool.move_request(id, State::Requested, State::Pending)?;
                 }
                 let pending = Pending {
                     enqueued_at_us: id.micros(),
+                    expires_at_us: request.queue_timeout_us.map(|t| id.micros().saturating_add(t)),
                 };
                 self.queue.admit(id, pending);
                 self.metrics.total_received += 1;
@@ -398,11 +419,65 @@ impl<'a> Server<'a> {
         Ok(())
     }
 
+    /// Enter or leave drain mode as `control/drain` appears or goes.
+    fn check_drain(&mut self) {
+        let draining = self.spool.drain_path().exists();
+        if draining != self.draining {
+            self.draining = draining;
+            self.dirty.status = true;
+            if draining {
+                info!(running = self.tasks.len(), "draining: starting nothing new, exiting when idle");
+            } else {
+                info!("drain withdrawn: back to normal");
+            }
+        }
+    }
+
+    /// Complete every pending request whose queue timeout has passed.
+    fn expire(&mut self) {
+        for (id, p) in self.queue.expire(now_micros()) {
+            if let Err(e) = self.expire_one(id, &p) {
+                warn!(%id, error = %e, "cannot record expiry; will retry");
+                self.queue.admit(id, p);
+            }
+        }
+    }
+
+    fn expire_one(&mut self, id: RequestId, p: &Pending) -> Result<()> {
+        let pending = self.spool.path(State::Pending, id);
+        let request = self.spool.read_request(&pending, id).ok();
+        let limit = p.expires_at_us.unwrap_or(0).saturating_sub(p.enqueued_at_us);
+        let outcome = Outcome {
+            status: Status::Expired,
+            exit_code: None,
+            signal: None,
+            reason: Some(format!(
+                "did not start within its queue timeout of {}",
+                crate::tasks::format_secs(limit)
+            )),
+            started_at_us: None,
+            killed: None,
+        };
+        let result = build_result(self.spool, id, &outcome, request);
+        self.spool.write_result(&result)?;
+        self.spool.sync_state(State::Complete)?;
+        self.spool.remove(&pending)?;
+        self.metrics.completed(Status::Expired.name());
+        self.dirty.status = true;
+        info!(%id, "expired in the queue");
+        Ok(())
+    }
+
     /// Start what the queue says may start, in FIFO order.
     fn starts(&mut self) {
-        let plan = self
-            .queue
-            .plan_starts(&self.admission, self.stopping.is_some());
+        let hold = if self.stopping.is_some() {
+            Some("the server is shutting down")
+        } else if self.draining {
+            Some("the server is draining (spoolq resume to undo)")
+        } else {
+            None
+        };
+        let plan = self.queue.plan_starts(&self.admission, hold);
         let head = plan.head_waiting.map(|(id, reason)| HeadWaiting { id, reason });
         if head.as_ref().map(|h| &h.reason) != self.head.as_ref().map(|h| &h.reason) {
             if let Some(h) = &head {
@@ -503,6 +578,8 @@ impl<'a> Server<'a> {
             pid: std::process::id(),
             mode: if self.stopping.is_some() {
                 "stopping"
+            } else if self.draining {
+                "draining"
             } else {
                 "running"
             }

@@ -3,7 +3,7 @@
 //! what it observed and carries out what it returns, so every rule here is
 //! unit-tested with synthetic inputs and no sleeping.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use crate::id::RequestId;
 use crate::tasks::{Admission, Demand, Verdict};
@@ -13,6 +13,9 @@ use crate::tasks::{Admission, Demand, Verdict};
 pub struct Pending {
     /// Submission time, µs since the epoch.
     pub enqueued_at_us: u64,
+    /// When it expires unless started (`submit --queue-timeout`), µs since
+    /// the epoch.
+    pub expires_at_us: Option<u64>,
 }
 
 /// What the queue remembers of a running request.
@@ -53,6 +56,8 @@ pub struct StartPlan {
 pub struct Queue {
     pending: BTreeMap<RequestId, Pending>,
     running: HashMap<RequestId, Running>,
+    /// Queue deadlines of pending requests, soonest first.
+    deadlines: BTreeSet<(u64, RequestId)>,
 }
 
 impl Queue {
@@ -87,13 +92,45 @@ impl Queue {
         if self.contains(id) {
             return false;
         }
+        if let Some(at) = p.expires_at_us {
+            self.deadlines.insert((at, id));
+        }
         self.pending.insert(id, p);
         true
     }
 
+    /// Remove a pending request, with its deadline.
+    fn take_pending(&mut self, id: RequestId) -> Option<Pending> {
+        let p = self.pending.remove(&id)?;
+        if let Some(at) = p.expires_at_us {
+            self.deadlines.remove(&(at, id));
+        }
+        Some(p)
+    }
+
+    /// Take out every pending request whose queue deadline is at or before
+    /// `now_us`; they complete as expired.
+    pub fn expire(&mut self, now_us: u64) -> Vec<(RequestId, Pending)> {
+        let mut out = Vec::new();
+        while let Some(&(at, id)) = self.deadlines.first() {
+            if at > now_us {
+                break;
+            }
+            if let Some(p) = self.take_pending(id) {
+                out.push((id, p));
+            }
+        }
+        out
+    }
+
+    /// The soonest queue deadline, µs since the epoch.
+    pub fn next_expiry(&self) -> Option<u64> {
+        self.deadlines.first().map(|(at, _)| *at)
+    }
+
     /// Apply an abort to `id`.
     pub fn abort(&mut self, id: RequestId) -> AbortTarget {
-        if self.pending.remove(&id).is_some() {
+        if self.take_pending(id).is_some() {
             return AbortTarget::Pending;
         }
         match self.running.get_mut(&id) {
@@ -108,13 +145,14 @@ impl Queue {
 
     /// Decide which pending requests start now: strictly in FIFO order, while
     /// `admission` says there is room. Nothing behind a waiting head starts.
-    /// With `draining`, nothing starts at all. Chosen requests move to
-    /// running in the queue; the caller starts their jobs.
-    pub fn plan_starts(&mut self, admission: &dyn Admission, draining: bool) -> StartPlan {
+    /// With `hold` (shutting down, draining), nothing starts at all and the
+    /// head waits for that reason. Chosen requests move to running in the
+    /// queue; the caller starts their jobs.
+    pub fn plan_starts(&mut self, admission: &dyn Admission, hold: Option<&str>) -> StartPlan {
         let mut plan = StartPlan::default();
-        if draining {
+        if let Some(reason) = hold {
             if let Some((id, _)) = self.pending.first_key_value() {
-                plan.head_waiting = Some((*id, "the server is shutting down".into()));
+                plan.head_waiting = Some((*id, reason.to_string()));
             }
             return plan;
         }
@@ -122,7 +160,7 @@ impl Queue {
             let demand = Demand { id };
             match admission.admit(&demand, self.running.len()) {
                 Verdict::Start => {
-                    let p = self.pending.remove(&id).expect("head exists");
+                    let p = self.take_pending(id).expect("head exists");
                     self.running.insert(
                         id,
                         Running {
@@ -133,7 +171,7 @@ impl Queue {
                     plan.start.push((id, p));
                 }
                 Verdict::Never(reason) => {
-                    let p = self.pending.remove(&id).expect("head exists");
+                    let p = self.take_pending(id).expect("head exists");
                     plan.reject.push((id, p, reason));
                 }
                 Verdict::Wait(reason) => {
@@ -163,7 +201,29 @@ mod tests {
     fn p(n: u64) -> Pending {
         Pending {
             enqueued_at_us: 1_000_000 + n,
+            expires_at_us: None,
         }
+    }
+
+    #[test]
+    fn expiry_takes_out_only_what_is_due_wherever_it_is_in_the_queue() {
+        let mut q = Queue::new();
+        for n in 0..4 {
+            let mut pending = p(n);
+            if n % 2 == 1 {
+                pending.expires_at_us = Some(5_000_000 + n);
+            }
+            q.admit(id(n), pending);
+        }
+        assert_eq!(q.next_expiry(), Some(5_000_001));
+        assert!(q.expire(5_000_000).is_empty());
+        let gone: Vec<RequestId> = q.expire(5_000_001).into_iter().map(|(i, _)| i).collect();
+        assert_eq!(gone, vec![id(1)]);
+        assert_eq!(q.pending_len(), 3);
+        // Started or aborted requests no longer expire.
+        q.abort(id(3));
+        assert_eq!(q.next_expiry(), None);
+        assert!(q.expire(u64::MAX).is_empty());
     }
 
     fn started(plan: &StartPlan) -> Vec<RequestId> {
@@ -176,7 +236,7 @@ mod tests {
         for n in [3, 1, 2] {
             assert!(q.admit(id(n), p(n)));
         }
-        let plan = q.plan_starts(&MaxJobs(10), false);
+        let plan = q.plan_starts(&MaxJobs(10), None);
         assert_eq!(started(&plan), vec![id(1), id(2), id(3)]);
         assert_eq!(q.pending_len(), 0);
         assert_eq!(q.running_len(), 3);
@@ -188,15 +248,15 @@ mod tests {
         for n in 0..5 {
             q.admit(id(n), p(n));
         }
-        let plan = q.plan_starts(&MaxJobs(2), false);
+        let plan = q.plan_starts(&MaxJobs(2), None);
         assert_eq!(started(&plan), vec![id(0), id(1)]);
         let (head, why) = plan.head_waiting.expect("head waits");
         assert_eq!(head, id(2));
         assert!(why.contains("2 job slots"), "{why}");
         // Nothing more starts until one finishes.
-        assert!(q.plan_starts(&MaxJobs(2), false).start.is_empty());
+        assert!(q.plan_starts(&MaxJobs(2), None).start.is_empty());
         q.finish(id(0));
-        assert_eq!(started(&q.plan_starts(&MaxJobs(2), false)), vec![id(2)]);
+        assert_eq!(started(&q.plan_starts(&MaxJobs(2), None)), vec![id(2)]);
     }
 
     #[test]
@@ -204,7 +264,7 @@ mod tests {
         let mut q = Queue::new();
         assert!(q.admit(id(1), p(1)));
         assert!(!q.admit(id(1), p(99)));
-        q.plan_starts(&MaxJobs(1), false);
+        q.plan_starts(&MaxJobs(1), None);
         assert!(!q.admit(id(1), p(1)), "running ids are duplicates too");
     }
 
@@ -213,20 +273,21 @@ mod tests {
         let mut q = Queue::new();
         q.admit(id(1), p(1));
         q.admit(id(2), p(2));
-        q.plan_starts(&MaxJobs(1), false);
+        q.plan_starts(&MaxJobs(1), None);
         assert_eq!(q.abort(id(2)), AbortTarget::Pending);
         assert_eq!(q.abort(id(1)), AbortTarget::Running);
         assert_eq!(q.abort(id(1)), AbortTarget::AlreadyAborting);
         assert_eq!(q.abort(id(9)), AbortTarget::NotQueued);
-        assert!(q.plan_starts(&MaxJobs(5), false).start.is_empty());
+        assert!(q.plan_starts(&MaxJobs(5), None).start.is_empty());
     }
 
     #[test]
     fn draining_starts_nothing() {
         let mut q = Queue::new();
         q.admit(id(1), p(1));
-        let plan = q.plan_starts(&MaxJobs(4), true);
+        let plan = q.plan_starts(&MaxJobs(4), Some("draining"));
         assert!(plan.start.is_empty());
+        assert_eq!(plan.head_waiting, Some((id(1), "draining".to_string())));
         assert_eq!(q.pending_len(), 1);
     }
 
@@ -250,7 +311,7 @@ mod tests {
         for n in 0..4 {
             q.admit(id(n), p(n));
         }
-        let plan = q.plan_starts(&RejectOdd, false);
+        let plan = q.plan_starts(&RejectOdd, None);
         assert_eq!(started(&plan), vec![id(0), id(2)]);
         let rejected: Vec<RequestId> = plan.reject.iter().map(|(i, _, _)| *i).collect();
         assert_eq!(rejected, vec![id(1), id(3)]);

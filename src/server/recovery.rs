@@ -21,6 +21,9 @@ pub const STALE_TMP_AGE: Duration = Duration::from_secs(3600);
 impl Server<'_> {
     /// Bring the spool to a consistent state before serving.
     pub(super) fn recover(&mut self) -> Result<()> {
+        // A drain ends with the server it drained: starting again means
+        // serving normally.
+        self.spool.remove(&self.spool.drain_path())?;
         self.clean_tmp()?;
         self.recover_running()?;
         self.intake(State::Pending)?;
