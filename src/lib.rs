@@ -15,6 +15,7 @@ pub mod client;
 pub mod error;
 pub mod id;
 pub mod lock;
+pub mod meter;
 pub mod metrics;
 pub mod request;
 pub mod server;

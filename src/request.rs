@@ -44,7 +44,7 @@ pub struct Request {
     /// Memory to reserve for the job, in bytes (server default if absent).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mem: Option<u64>,
-    /// CPUs to reserve for the job, fractions allowed (server default if absent).
+    /// CPUs to reserve for the job, ≥ 0, fractions allowed (server default if absent).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cpus: Option<f64>,
     /// Longest time the request may wait to start, µs; then it is `expired`.
@@ -87,8 +87,8 @@ impl Request {
             ));
         }
         if let Some(c) = self.cpus {
-            if !(c.is_finite() && c > 0.0) {
-                return Err(format!("cpus must be a positive number, not {c}"));
+            if !(c.is_finite() && c >= 0.0) {
+                return Err(format!("cpus must be a number ≥ 0, not {c}"));
             }
         }
         if self.mem == Some(0) {
@@ -262,6 +262,7 @@ mod layout_doc {
         assert_eq!(found.len(), 1);
         let s: ServerStatus = serde_json::from_str(found[0]).expect("status example parses");
         assert_eq!(s.version, crate::status::STATUS_VERSION);
+        assert!(s.capacity.is_some(), "the example shows the capacity block");
     }
 
     #[test]

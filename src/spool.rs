@@ -544,7 +544,9 @@ fn read_regular(path: &Path, max: u64) -> Result<Vec<u8>, ReadError> {
         e => bad(format!("cannot open: {}", io::Error::from(e))),
     })?;
     let mut file = File::from(fd);
-    let meta = file.metadata().map_err(|e| bad(format!("cannot stat: {e}")))?;
+    let meta = file
+        .metadata()
+        .map_err(|e| bad(format!("cannot stat: {e}")))?;
     if !meta.file_type().is_file() {
         return Err(bad("is not a regular file".into()));
     }
@@ -563,7 +565,9 @@ fn read_regular(path: &Path, max: u64) -> Result<Vec<u8>, ReadError> {
         .read_to_end(&mut bytes)
         .map_err(|e| bad(format!("cannot read: {e}")))?;
     if bytes.len() as u64 > max {
-        return Err(bad(format!("grew past the {max}-byte limit while being read")));
+        return Err(bad(format!(
+            "grew past the {max}-byte limit while being read"
+        )));
     }
     Ok(bytes)
 }

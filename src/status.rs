@@ -6,6 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::id::RequestId;
+use crate::meter::MeterStatus;
 use crate::metrics::Metrics;
 
 /// Format version of `status.json`.
@@ -30,6 +31,9 @@ pub struct ServerStatus {
     pub running: usize,
     /// Most jobs that may run at once.
     pub max_jobs: usize,
+    /// Budgets, reservations and the last load sample.
+    #[serde(default)]
+    pub capacity: Option<MeterStatus>,
     /// Ids of the running requests, oldest first.
     pub running_ids: Vec<RequestId>,
     /// The head of the queue and why it is not starting, if it is waiting.

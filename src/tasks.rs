@@ -17,6 +17,7 @@ use rustix::process::{Pid, Signal};
 
 use crate::error::{IoContext, Result};
 use crate::id::{now_micros, RequestId};
+use crate::meter::{LoadSource, Meter, Reserved};
 use crate::request::{Request, Status};
 use crate::spool::Spool;
 
@@ -25,6 +26,10 @@ use crate::spool::Spool;
 pub struct Demand {
     /// The request.
     pub id: RequestId,
+    /// Bytes of memory it reserves.
+    pub mem: u64,
+    /// CPUs it reserves.
+    pub cpus: f64,
 }
 
 /// A capacity decision for the head of the queue.
@@ -39,29 +44,23 @@ pub enum Verdict {
 }
 
 /// Decides whether there is room to start one more job. Pure: it sees only
-/// what it is given, so it is unit-tested with synthetic inputs.
+/// what it is given, so it is unit-tested with synthetic inputs. The load
+/// meter ([`crate::meter::Meter`]) is the real one.
 pub trait Admission {
-    /// May `head` start while `running` jobs are under way?
-    fn admit(&self, head: &Demand, running: usize) -> Verdict;
-    /// The most jobs that may ever run at once (for `status`).
-    fn max_jobs(&self) -> usize;
+    /// May `head` start at `now` while `running` jobs hold their reservations?
+    fn admit(&self, head: &Demand, running: &Reserved, now: Instant) -> Verdict;
+    /// When a head that waits could start by the passing of time alone
+    /// (`None`: only a job ending can free it).
+    fn next_wakeup(&self, head: &Demand, running: &Reserved, now: Instant) -> Option<Instant>;
 }
 
-/// Capacity as a plain job count (`serve --max-jobs N`).
-#[derive(Debug, Clone)]
-pub struct MaxJobs(pub usize);
-
-impl Admission for MaxJobs {
-    fn admit(&self, _head: &Demand, running: usize) -> Verdict {
-        if running < self.0 {
-            Verdict::Start
-        } else {
-            Verdict::Wait(format!("all {} job slots are in use", self.0))
-        }
+impl<S: LoadSource> Admission for Meter<S> {
+    fn admit(&self, head: &Demand, running: &Reserved, now: Instant) -> Verdict {
+        self.decide(head.mem, head.cpus, running, now)
     }
 
-    fn max_jobs(&self) -> usize {
-        self.0
+    fn next_wakeup(&self, head: &Demand, running: &Reserved, now: Instant) -> Option<Instant> {
+        Meter::next_wakeup(self, head.mem, head.cpus, running, now)
     }
 }
 
@@ -371,17 +370,6 @@ pub fn kill_recorded(record: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn max_jobs_admits_until_full() {
-        let cap = MaxJobs(2);
-        let d = Demand {
-            id: RequestId::generate(),
-        };
-        assert_eq!(cap.admit(&d, 0), Verdict::Start);
-        assert_eq!(cap.admit(&d, 1), Verdict::Start);
-        assert!(matches!(cap.admit(&d, 2), Verdict::Wait(_)));
-    }
 
     #[test]
     fn own_start_time_is_readable() {

@@ -4,7 +4,11 @@
 
 use std::path::PathBuf;
 
+use std::time::Duration;
+
 use clap::{Args, Parser, Subcommand};
+
+use crate::meter::{parse_cpus, parse_size, parse_start_rate};
 
 /// A filesystem-spooled work queue: run commands in strict FIFO order, a
 /// few at a time, through a spool directory.
@@ -69,6 +73,33 @@ pub struct ServeArgs {
     /// Most jobs running at once [default: number of CPUs]
     #[arg(long, value_name = "N")]
     pub max_jobs: Option<usize>,
+    /// Memory that running jobs may reserve in all, e.g. 16G [default:
+    /// available memory (or the server's cgroup limit) minus 10 % headroom]
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub mem_budget: Option<u64>,
+    /// CPUs that running jobs may reserve in all, e.g. 6 or 1.5 [default:
+    /// the machine's CPUs, or the server's cgroup quota]
+    #[arg(long, value_name = "N", value_parser = parse_cpus)]
+    pub cpu_budget: Option<f64>,
+    /// Memory reserved by a request that declares none (submit --mem)
+    #[arg(long, value_name = "SIZE", value_parser = parse_size, default_value = "0")]
+    pub default_mem: u64,
+    /// CPUs reserved by a request that declares none (submit --cpus)
+    #[arg(long, value_name = "N", value_parser = parse_cpus, default_value = "1")]
+    pub default_cpus: f64,
+    /// Start nothing while the 1-minute load average is at least F (absolute,
+    /// as make -l) [default: off]
+    #[arg(long, value_name = "F")]
+    pub max_load: Option<f64>,
+    /// Start nothing while less memory than SIZE is available [default: off]
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub min_free_mem: Option<u64>,
+    /// Start at most this many jobs per second: "2", "2/s", "30/min" [default: off]
+    #[arg(long, value_name = "RATE", value_parser = parse_start_rate)]
+    pub max_start_rate: Option<Duration>,
+    /// Seconds between samples of load and memory (at least 0.1)
+    #[arg(long, value_name = "SECS", default_value = "1")]
+    pub sample_interval: f64,
     /// Seconds between rescans that catch events inotify missed
     #[arg(long, value_name = "SECS", default_value = "10")]
     pub poll_interval: f64,
@@ -95,8 +126,12 @@ pub struct JobArgs {
     /// Working directory of the job [default: the current directory]
     #[arg(long, value_name = "DIR")]
     pub cwd: Option<PathBuf>,
+    /// Memory to reserve for the job, e.g. 512M or 4G [default: the
+    /// server's --default-mem]
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub mem: Option<u64>,
     /// CPUs to reserve for the job, e.g. 0.5 or 4 [default: the server's --default-cpus]
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = parse_cpus)]
     pub cpus: Option<f64>,
     /// Give up if the job has not started after SECS: it completes as
     /// `expired` and wait/run exit 75

@@ -40,7 +40,10 @@ pub fn resume(spool: &Spool) -> Result<u8> {
             Ok(0)
         }
         None => {
-            eprintln!("spoolq: no server is running on {} (start one with spoolq serve)", spool.root().display());
+            eprintln!(
+                "spoolq: no server is running on {} (start one with spoolq serve)",
+                spool.root().display()
+            );
             Ok(NO_SERVER)
         }
     }

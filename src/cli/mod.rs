@@ -2,6 +2,14 @@
 //! configuration, calls the client or the server, and maps the outcome to a
 //! documented exit code.
 
+/// `println!` for command output: a closed stdout (`spoolq list | head`)
+/// ends the output quietly; any other write error is reported.
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        $crate::cli::emit(&format!("{}\n", format_args!($($arg)*)))?
+    };
+}
+
 pub mod args;
 mod control;
 mod show;
@@ -14,6 +22,7 @@ use std::time::Duration;
 use crate::client::{self, JobSpec};
 use crate::error::{Error, Result};
 use crate::id::RequestId;
+use crate::meter::MeterConfig;
 use crate::server::{self, ServeConfig};
 use crate::spool::Spool;
 use args::{Cli, Command, JobArgs};
@@ -30,30 +39,19 @@ pub fn run(cli: Cli) -> Result<u8> {
     let spool = Spool::new(spool_dir(cli.spool)?, !cli.no_fsync);
     match cli.command {
         Command::Serve(a) => {
-            let config = ServeConfig {
-                max_jobs: match a.max_jobs {
-                    Some(0) => return Err(Error::Usage("--max-jobs must be at least 1".into())),
-                    Some(n) => n,
-                    None => std::thread::available_parallelism().map_or(1, |n| n.get()),
-                },
-                poll_interval: seconds("--poll-interval", a.poll_interval)?
-                    .max(Duration::from_millis(10)),
-                kill_grace: seconds("--kill-grace", a.kill_grace)?,
-                shutdown_grace: seconds("--shutdown-grace", a.shutdown_grace)?,
-            };
-            server::serve(&spool, &config)?;
+            server::serve(&spool, &serve_config(a)?)?;
             Ok(0)
         }
         Command::Submit(a) => {
             let spec = job_spec(a.job)?;
             let request = client::submit(&spool, &spec)?;
             if a.json {
-                println!(
+                outln!(
                     "{}",
                     serde_json::to_string_pretty(&request).expect("serializes")
                 );
             } else {
-                println!("{}", request.id);
+                outln!("{}", request.id);
             }
             Ok(0)
         }
@@ -99,6 +97,42 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Drain(a) => control::drain(&spool, a.wait),
         Command::Resume => control::resume(&spool),
     }
+}
+
+/// Write command output to stdout; see [`outln!`].
+fn emit(text: &str) -> Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(Error::Io {
+            action: "writing output",
+            path: PathBuf::from("<stdout>"),
+            source: e,
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// Validate `serve`'s flags.
+fn serve_config(a: args::ServeArgs) -> Result<ServeConfig> {
+    let mut meter = MeterConfig::new(match a.max_jobs {
+        Some(n) => n,
+        None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+    });
+    meter.mem_budget = a.mem_budget;
+    meter.cpu_budget = a.cpu_budget;
+    meter.default_mem = a.default_mem;
+    meter.default_cpus = a.default_cpus;
+    meter.max_load = a.max_load;
+    meter.min_free_mem = a.min_free_mem;
+    meter.min_start_gap = a.max_start_rate.unwrap_or_default();
+    meter.sample_every = seconds("--sample-interval", a.sample_interval)?;
+    Ok(ServeConfig {
+        meter,
+        poll_interval: seconds("--poll-interval", a.poll_interval)?.max(Duration::from_millis(10)),
+        kill_grace: seconds("--kill-grace", a.kill_grace)?,
+        shutdown_grace: seconds("--shutdown-grace", a.shutdown_grace)?,
+    })
 }
 
 /// The spool directory: the flag or `SPOOLQ_DIR`, else the default for this
@@ -167,18 +201,19 @@ fn job_spec(a: JobArgs) -> Result<JobSpec> {
             },
         }
     }
-    if let Some(c) = a.cpus {
-        if !(c.is_finite() && c > 0.0) {
-            return Err(Error::Usage(format!("--cpus must be a positive number, not {c}")));
-        }
-    }
     Ok(JobSpec {
         argv: a.command,
         cwd,
         env,
-        mem: None,
+        mem: a.mem,
         cpus: a.cpus,
-        queue_timeout: a.queue_timeout.map(|t| seconds("--queue-timeout", t)).transpose()?,
-        time_limit: a.time_limit.map(|t| seconds("--time-limit", t)).transpose()?,
+        queue_timeout: a
+            .queue_timeout
+            .map(|t| seconds("--queue-timeout", t))
+            .transpose()?,
+        time_limit: a
+            .time_limit
+            .map(|t| seconds("--time-limit", t))
+            .transpose()?,
     })
 }

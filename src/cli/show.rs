@@ -34,27 +34,32 @@ pub fn status(spool: &Spool, as_json: bool) -> Result<u8> {
             "counts": counts,
             "published": published,
         });
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&doc).expect("serializes")
         );
     } else {
-        println!("spool:   {}", spool.root().display());
+        outln!("spool:   {}", spool.root().display());
         match (pid, &published) {
-            (Some(pid), Some(s)) => println!(
+            (Some(pid), Some(s)) => outln!(
                 "server:  {} (pid {pid}), {} of {} job slots in use",
-                s.mode, s.running, s.max_jobs
+                s.mode,
+                s.running,
+                s.max_jobs
             ),
-            (Some(pid), None) => println!("server:  running (pid {pid})"),
-            (None, _) => println!("server:  not running"),
+            (Some(pid), None) => outln!("server:  running (pid {pid})"),
+            (None, _) => outln!("server:  not running"),
         }
         let line: Vec<String> = State::ALL
             .iter()
             .map(|s| format!("{} {}", s.name(), counts[s.name()]))
             .collect();
-        println!("queue:   {}", line.join(", "));
+        outln!("queue:   {}", line.join(", "));
+        if let Some(cap) = published.as_ref().and_then(|s| s.capacity.as_ref()) {
+            outln!("{cap}");
+        }
         if let Some(head) = published.as_ref().and_then(|s| s.head.as_ref()) {
-            println!("head:    {} waits: {}", head.id, head.reason);
+            outln!("head:    {} waits: {}", head.id, head.reason);
         }
     }
     Ok(if pid.is_some() { 0 } else { 3 })
@@ -83,7 +88,7 @@ pub fn list(spool: &Spool, state: Option<&str>, as_json: bool) -> Result<u8> {
     }
     let entries = client::list(spool, &states)?;
     if as_json {
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&entries).expect("serializes")
         );
@@ -102,7 +107,7 @@ pub fn list(spool: &Spool, state: Option<&str>, as_json: bool) -> Result<u8> {
             .unwrap_or_else(|| "?".into());
         out.push_str(&format!("{}  {:<9} {:<14} {cmd}\n", e.id, e.state, status));
     }
-    print_all(&out);
+    super::emit(&out)?;
     Ok(0)
 }
 
@@ -120,36 +125,36 @@ pub fn show(spool: &Spool, id: RequestId, as_json: bool) -> Result<u8> {
     };
     if as_json {
         let doc = json!({ "id": id, "state": state.name(), "request": request, "result": result });
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&doc).expect("serializes")
         );
         return Ok(0);
     }
-    println!("id:      {id}");
-    println!("state:   {}", state.name());
+    outln!("id:      {id}");
+    outln!("state:   {}", state.name());
     if let Some(q) = &request {
-        println!("command: {}", shell_words(&q.argv));
-        println!("cwd:     {}", q.cwd.display());
+        outln!("command: {}", shell_words(&q.argv));
+        outln!("cwd:     {}", q.cwd.display());
     }
     if let Some(r) = &result {
-        println!("status:  {}", r.status.name());
+        outln!("status:  {}", r.status.name());
         if let Some(c) = r.exit_code {
-            println!("exit:    {c}");
+            outln!("exit:    {c}");
         }
         if let Some(s) = r.signal {
-            println!("signal:  {s}");
+            outln!("signal:  {s}");
         }
         if let Some(reason) = &r.reason {
-            println!("reason:  {reason}");
+            outln!("reason:  {reason}");
         }
-        println!("waited:  {:.3}s", r.wait_us as f64 / 1e6);
+        outln!("waited:  {:.3}s", r.wait_us as f64 / 1e6);
         if let Some(run) = r.run_us {
-            println!("ran:     {:.3}s", run as f64 / 1e6);
+            outln!("ran:     {:.3}s", run as f64 / 1e6);
         }
         for (name, c) in [("stdout", &r.stdout), ("stderr", &r.stderr)] {
             if let Some(c) = c {
-                println!(
+                outln!(
                     "{name}:  {} ({} bytes)",
                     spool.root().join(&c.path).display(),
                     c.bytes
@@ -158,12 +163,6 @@ pub fn show(spool: &Spool, id: RequestId, as_json: bool) -> Result<u8> {
         }
     }
     Ok(0)
-}
-
-/// Print, treating a closed stdout as the end rather than an error.
-fn print_all(s: &str) {
-    use std::io::Write;
-    let _ = std::io::stdout().lock().write_all(s.as_bytes());
 }
 
 /// Quote arguments for display the way a shell would need them.

@@ -51,7 +51,7 @@ fn finish(
         WaitOutcome::Done(result) => {
             let code = result.exit_code_for_client();
             if json {
-                println!(
+                outln!(
                     "{}",
                     serde_json::to_string_pretty(&result).expect("serializes")
                 );

@@ -16,19 +16,20 @@ use tracing::{debug, info, warn};
 use crate::error::{Error, Result};
 use crate::id::{now_micros, RequestId};
 use crate::lock::ServerLock;
+use crate::meter::{Meter, MeterConfig, MeterStatus, SystemLoad};
 use crate::metrics::Metrics;
 use crate::request::{Captured, JobResult, Request, Status, RESULT_VERSION};
 use crate::spool::{Rejection, Spool, State};
 use crate::status::{HeadWaiting, ServerStatus, STATUS_VERSION};
-use crate::tasks::{Admission, KillReason, LocalTasks, MaxJobs, Outcome};
+use crate::tasks::{KillReason, LocalTasks, Outcome};
 use events::Event;
 use queue::{AbortTarget, Pending, Queue};
 
 /// How the server runs, validated from the command line.
 #[derive(Debug, Clone)]
 pub struct ServeConfig {
-    /// Most jobs running at once.
-    pub max_jobs: usize,
+    /// Capacity: job slots, budgets, load thresholds, start rate.
+    pub meter: MeterConfig,
     /// Interval of the slow rescan that catches missed inotify events.
     pub poll_interval: Duration,
     /// Time between SIGTERM and SIGKILL when killing a job.
@@ -50,8 +51,17 @@ pub fn serve(spool: &Spool, config: &ServeConfig) -> Result<()> {
     let _lock = ServerLock::acquire(spool)?;
     // Watch before the first scan, so nothing published in between is missed.
     let (_sources, _tx, rx) = events::start(spool)?;
-    let mut server = Server::new(spool, config);
-    info!(spool = %spool.root().display(), pid = std::process::id(), max_jobs = config.max_jobs, "serving");
+    let meter = Meter::new(config.meter.clone(), SystemLoad::new(), Instant::now())?;
+    let budgets = meter.budgets();
+    info!(
+        spool = %spool.root().display(),
+        pid = std::process::id(),
+        max_jobs = config.meter.max_jobs,
+        mem_budget = %crate::meter::format_size(budgets.mem),
+        cpu_budget = budgets.cpus,
+        "serving"
+    );
+    let mut server = Server::new(spool, config, meter);
     server.recover()?;
     server.run(&rx)?;
     info!("stopped");
@@ -69,7 +79,7 @@ struct Dirty {
 struct Server<'a> {
     spool: &'a Spool,
     config: &'a ServeConfig,
-    admission: MaxJobs,
+    meter: Meter,
     queue: Queue,
     tasks: LocalTasks,
     metrics: Metrics,
@@ -78,6 +88,8 @@ struct Server<'a> {
     /// `spoolq drain` is in force: start nothing, exit when idle.
     draining: bool,
     head: Option<HeadWaiting>,
+    /// When the waiting head could start by time alone.
+    head_wake: Option<Instant>,
     next_rescan: Instant,
     last_publish: Option<Instant>,
     dirty: Dirty,
@@ -86,11 +98,11 @@ struct Server<'a> {
 }
 
 impl<'a> Server<'a> {
-    fn new(spool: &'a Spool, config: &'a ServeConfig) -> Server<'a> {
+    fn new(spool: &'a Spool, config: &'a ServeConfig, meter: Meter) -> Server<'a> {
         Server {
             spool,
             config,
-            admission: MaxJobs(config.max_jobs),
+            meter,
             queue: Queue::new(),
             tasks: LocalTasks::new(config.kill_grace),
             metrics: Metrics::default(),
@@ -98,6 +110,7 @@ impl<'a> Server<'a> {
             stopping: None,
             draining: false,
             head: None,
+            head_wake: None,
             next_rescan: Instant::now() + config.poll_interval,
             last_publish: None,
             unwritten: Vec::new(),
@@ -170,7 +183,7 @@ impl<'a> Server<'a> {
 
     fn next_deadline(&self) -> Instant {
         let mut next = self.next_rescan;
-        for d in [self.tasks.next_deadline(), self.stopping]
+        for d in [self.tasks.next_deadline(), self.stopping, self.head_wake]
             .into_iter()
             .flatten()
         {
@@ -314,8 +327,8 @@ impl<'a> Server<'a> {
             warn!(file = %name, moved_to = %to.display(), "not a request id; set aside");
             return Ok(());
         };
-        let duplicate = self.queue.contains(id)
-            || (state == State::Requested && self.spool.locate_beyond(id));
+        let duplicate =
+            self.queue.contains(id) || (state == State::Requested && self.spool.locate_beyond(id));
         if duplicate {
             let to = self.spool.set_aside(state, name)?;
             warn!(%id, moved_to = %to.display(), "duplicate of a known request; set aside");
@@ -324,11 +337,17 @@ impl<'a> Server<'a> {
         match self.spool.read_request(&self.spool.path(state, id), id) {
             Ok(request) => {
                 if state == State::Requested {
-                    self.spool.move_request(id, State::Requested, State::Pending)?;
+                    self.spool
+                        .move_request(id, State::Requested, State::Pending)?;
                 }
+                let (mem, cpus) = self.meter.reservation(request.mem, request.cpus);
                 let pending = Pending {
                     enqueued_at_us: id.micros(),
-                    expires_at_us: request.queue_timeout_us.map(|t| id.micros().saturating_add(t)),
+                    expires_at_us: request
+                        .queue_timeout_us
+                        .map(|t| id.micros().saturating_add(t)),
+                    mem,
+                    cpus,
                 };
                 self.queue.admit(id, pending);
                 self.metrics.total_received += 1;
@@ -426,7 +445,10 @@ impl<'a> Server<'a> {
             self.draining = draining;
             self.dirty.status = true;
             if draining {
-                info!(running = self.tasks.len(), "draining: starting nothing new, exiting when idle");
+                info!(
+                    running = self.tasks.len(),
+                    "draining: starting nothing new, exiting when idle"
+                );
             } else {
                 info!("drain withdrawn: back to normal");
             }
@@ -446,7 +468,10 @@ impl<'a> Server<'a> {
     fn expire_one(&mut self, id: RequestId, p: &Pending) -> Result<()> {
         let pending = self.spool.path(State::Pending, id);
         let request = self.spool.read_request(&pending, id).ok();
-        let limit = p.expires_at_us.unwrap_or(0).saturating_sub(p.enqueued_at_us);
+        let limit = p
+            .expires_at_us
+            .unwrap_or(0)
+            .saturating_sub(p.enqueued_at_us);
         let outcome = Outcome {
             status: Status::Expired,
             exit_code: None,
@@ -477,8 +502,13 @@ impl<'a> Server<'a> {
         } else {
             None
         };
-        let plan = self.queue.plan_starts(&self.admission, hold);
-        let head = plan.head_waiting.map(|(id, reason)| HeadWaiting { id, reason });
+        let now = Instant::now();
+        self.meter.resample(now);
+        let plan = self.queue.plan_starts(&self.meter, hold, now);
+        self.head_wake = plan.wake_at;
+        let head = plan
+            .head_waiting
+            .map(|(id, reason)| HeadWaiting { id, reason });
         if head.as_ref().map(|h| &h.reason) != self.head.as_ref().map(|h| &h.reason) {
             if let Some(h) = &head {
                 debug!(id = %h.id, reason = %h.reason, "head of the queue waits");
@@ -530,6 +560,7 @@ impl<'a> Server<'a> {
         for request in ready {
             let id = request.id;
             let Err(outcome) = self.tasks.start(self.spool, &request) else {
+                self.meter.note_started(Instant::now());
                 debug!(%id, "started");
                 continue;
             };
@@ -548,9 +579,13 @@ impl<'a> Server<'a> {
     /// Read a pending request and move it to `3-running/`. `None` if it
     /// turned out to be invalid (it is then rejected) or gone.
     fn claim(&mut self, id: RequestId) -> Result<Option<Request>> {
-        match self.spool.read_request(&self.spool.path(State::Pending, id), id) {
+        match self
+            .spool
+            .read_request(&self.spool.path(State::Pending, id), id)
+        {
             Ok(request) => {
-                self.spool.move_request(id, State::Pending, State::Running)?;
+                self.spool
+                    .move_request(id, State::Pending, State::Running)?;
                 Ok(Some(request))
             }
             Err(r) if r.gone => Ok(None),
@@ -588,7 +623,8 @@ impl<'a> Server<'a> {
             updated_at_us: now_micros(),
             pending: self.queue.pending_len(),
             running: self.queue.running_len(),
-            max_jobs: self.admission.max_jobs(),
+            max_jobs: self.meter.config().max_jobs,
+            capacity: Some(self.capacity()),
             running_ids,
             head: self.head.clone(),
             metrics: self.metrics.clone(),
@@ -602,6 +638,12 @@ impl<'a> Server<'a> {
             .prometheus(self.queue.pending_len(), self.queue.running_len());
         self.spool
             .replace_file(&self.spool.metrics_path(), prom.as_bytes(), false)
+    }
+}
+
+impl Server<'_> {
+    fn capacity(&self) -> MeterStatus {
+        self.meter.status(&self.queue.reserved(), Instant::now())
     }
 }
 

@@ -4,8 +4,10 @@
 //! unit-tested with synthetic inputs and no sleeping.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::Instant;
 
 use crate::id::RequestId;
+use crate::meter::{Held, Reserved};
 use crate::tasks::{Admission, Demand, Verdict};
 
 /// What the queue remembers of a pending request (the file stays on disk).
@@ -16,6 +18,10 @@ pub struct Pending {
     /// When it expires unless started (`submit --queue-timeout`), µs since
     /// the epoch.
     pub expires_at_us: Option<u64>,
+    /// Bytes of memory it reserves.
+    pub mem: u64,
+    /// CPUs it reserves.
+    pub cpus: f64,
 }
 
 /// What the queue remembers of a running request.
@@ -25,6 +31,8 @@ pub struct Running {
     pub enqueued_at_us: u64,
     /// True once an abort has been applied to it.
     pub aborting: bool,
+    /// What it reserved, and when it started.
+    pub held: Held,
 }
 
 /// Where an abort landed.
@@ -49,6 +57,9 @@ pub struct StartPlan {
     pub reject: Vec<(RequestId, Pending, String)>,
     /// Why the head of the queue is still waiting, if it is.
     pub head_waiting: Option<(RequestId, String)>,
+    /// When the waiting head could start by time alone (start gap, next
+    /// load sample); `None` if only a job ending can free it.
+    pub wake_at: Option<Instant>,
 }
 
 /// Pending requests in id order and the set of running ones.
@@ -148,7 +159,12 @@ impl Queue {
     /// With `hold` (shutting down, draining), nothing starts at all and the
     /// head waits for that reason. Chosen requests move to running in the
     /// queue; the caller starts their jobs.
-    pub fn plan_starts(&mut self, admission: &dyn Admission, hold: Option<&str>) -> StartPlan {
+    pub fn plan_starts(
+        &mut self,
+        admission: &dyn Admission,
+        hold: Option<&str>,
+        now: Instant,
+    ) -> StartPlan {
         let mut plan = StartPlan::default();
         if let Some(reason) = hold {
             if let Some((id, _)) = self.pending.first_key_value() {
@@ -156,16 +172,28 @@ impl Queue {
             }
             return plan;
         }
-        while let Some((&id, _)) = self.pending.first_key_value() {
-            let demand = Demand { id };
-            match admission.admit(&demand, self.running.len()) {
+        let mut reserved = self.reserved();
+        while let Some((&id, p)) = self.pending.first_key_value() {
+            let demand = Demand {
+                id,
+                mem: p.mem,
+                cpus: p.cpus,
+            };
+            match admission.admit(&demand, &reserved, now) {
                 Verdict::Start => {
                     let p = self.take_pending(id).expect("head exists");
+                    let held = Held {
+                        mem: p.mem,
+                        cpus: p.cpus,
+                        started: now,
+                    };
+                    reserved.add(held.mem, held.cpus, held.started);
                     self.running.insert(
                         id,
                         Running {
                             enqueued_at_us: p.enqueued_at_us,
                             aborting: false,
+                            held,
                         },
                     );
                     plan.start.push((id, p));
@@ -176,11 +204,17 @@ impl Queue {
                 }
                 Verdict::Wait(reason) => {
                     plan.head_waiting = Some((id, reason));
+                    plan.wake_at = admission.next_wakeup(&demand, &reserved, now);
                     break;
                 }
             }
         }
         plan
+    }
+
+    /// What the running requests hold.
+    pub fn reserved(&self) -> Reserved {
+        self.running.values().map(|r| r.held).collect()
     }
 
     /// Forget a running request (its job ended or never started).
@@ -192,7 +226,21 @@ impl Queue {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tasks::MaxJobs;
+
+    /// A fake admission: a plain job count.
+    struct MaxJobs(usize);
+    impl Admission for MaxJobs {
+        fn admit(&self, _head: &Demand, running: &Reserved, _now: Instant) -> Verdict {
+            if running.jobs() < self.0 {
+                Verdict::Start
+            } else {
+                Verdict::Wait(format!("all {} job slots are in use", self.0))
+            }
+        }
+        fn next_wakeup(&self, _: &Demand, _: &Reserved, _: Instant) -> Option<Instant> {
+            None
+        }
+    }
 
     fn id(n: u64) -> RequestId {
         RequestId::from_parts(1_000_000 + n, 0xabc, 0)
@@ -202,6 +250,8 @@ mod tests {
         Pending {
             enqueued_at_us: 1_000_000 + n,
             expires_at_us: None,
+            mem: 0,
+            cpus: 1.0,
         }
     }
 
@@ -236,7 +286,7 @@ mod tests {
         for n in [3, 1, 2] {
             assert!(q.admit(id(n), p(n)));
         }
-        let plan = q.plan_starts(&MaxJobs(10), None);
+        let plan = q.plan_starts(&MaxJobs(10), None, Instant::now());
         assert_eq!(started(&plan), vec![id(1), id(2), id(3)]);
         assert_eq!(q.pending_len(), 0);
         assert_eq!(q.running_len(), 3);
@@ -248,15 +298,21 @@ mod tests {
         for n in 0..5 {
             q.admit(id(n), p(n));
         }
-        let plan = q.plan_starts(&MaxJobs(2), None);
+        let plan = q.plan_starts(&MaxJobs(2), None, Instant::now());
         assert_eq!(started(&plan), vec![id(0), id(1)]);
         let (head, why) = plan.head_waiting.expect("head waits");
         assert_eq!(head, id(2));
         assert!(why.contains("2 job slots"), "{why}");
         // Nothing more starts until one finishes.
-        assert!(q.plan_starts(&MaxJobs(2), None).start.is_empty());
+        assert!(q
+            .plan_starts(&MaxJobs(2), None, Instant::now())
+            .start
+            .is_empty());
         q.finish(id(0));
-        assert_eq!(started(&q.plan_starts(&MaxJobs(2), None)), vec![id(2)]);
+        assert_eq!(
+            started(&q.plan_starts(&MaxJobs(2), None, Instant::now())),
+            vec![id(2)]
+        );
     }
 
     #[test]
@@ -264,7 +320,7 @@ mod tests {
         let mut q = Queue::new();
         assert!(q.admit(id(1), p(1)));
         assert!(!q.admit(id(1), p(99)));
-        q.plan_starts(&MaxJobs(1), None);
+        q.plan_starts(&MaxJobs(1), None, Instant::now());
         assert!(!q.admit(id(1), p(1)), "running ids are duplicates too");
     }
 
@@ -273,19 +329,22 @@ mod tests {
         let mut q = Queue::new();
         q.admit(id(1), p(1));
         q.admit(id(2), p(2));
-        q.plan_starts(&MaxJobs(1), None);
+        q.plan_starts(&MaxJobs(1), None, Instant::now());
         assert_eq!(q.abort(id(2)), AbortTarget::Pending);
         assert_eq!(q.abort(id(1)), AbortTarget::Running);
         assert_eq!(q.abort(id(1)), AbortTarget::AlreadyAborting);
         assert_eq!(q.abort(id(9)), AbortTarget::NotQueued);
-        assert!(q.plan_starts(&MaxJobs(5), None).start.is_empty());
+        assert!(q
+            .plan_starts(&MaxJobs(5), None, Instant::now())
+            .start
+            .is_empty());
     }
 
     #[test]
     fn draining_starts_nothing() {
         let mut q = Queue::new();
         q.admit(id(1), p(1));
-        let plan = q.plan_starts(&MaxJobs(4), Some("draining"));
+        let plan = q.plan_starts(&MaxJobs(4), Some("draining"), Instant::now());
         assert!(plan.start.is_empty());
         assert_eq!(plan.head_waiting, Some((id(1), "draining".to_string())));
         assert_eq!(q.pending_len(), 1);
@@ -293,15 +352,15 @@ mod tests {
 
     struct RejectOdd;
     impl Admission for RejectOdd {
-        fn admit(&self, head: &Demand, _running: usize) -> Verdict {
+        fn next_wakeup(&self, _: &Demand, _: &Reserved, _: Instant) -> Option<Instant> {
+            None
+        }
+        fn admit(&self, head: &Demand, _running: &Reserved, _now: Instant) -> Verdict {
             if head.id.micros() % 2 == 1 {
                 Verdict::Never("odd".into())
             } else {
                 Verdict::Start
             }
-        }
-        fn max_jobs(&self) -> usize {
-            usize::MAX
         }
     }
 
@@ -311,7 +370,7 @@ mod tests {
         for n in 0..4 {
             q.admit(id(n), p(n));
         }
-        let plan = q.plan_starts(&RejectOdd, None);
+        let plan = q.plan_starts(&RejectOdd, None, Instant::now());
         assert_eq!(started(&plan), vec![id(0), id(2)]);
         let rejected: Vec<RequestId> = plan.reject.iter().map(|(i, _, _)| *i).collect();
         assert_eq!(rejected, vec![id(1), id(3)]);
