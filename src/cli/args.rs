@@ -85,8 +85,9 @@ pub struct ServeArgs {
     #[arg(long, value_name = "SIZE", value_parser = parse_size, default_value = "0")]
     pub default_mem: u64,
     /// CPUs reserved by a request that declares none (submit --cpus)
-    #[arg(long, value_name = "N", value_parser = parse_cpus, default_value = "1")]
-    pub default_cpus: f64,
+    /// [default: an equal share of the CPU budget, budget / --max-jobs]
+    #[arg(long, value_name = "N", value_parser = parse_cpus)]
+    pub default_cpus: Option<f64>,
     /// Start nothing while the 1-minute load average is at least F (absolute,
     /// as make -l) [default: off]
     #[arg(long, value_name = "F")]

@@ -82,7 +82,7 @@ pub(super) fn budgets(config: &MeterConfig, r: &Reading) -> Budgets {
         Some(cpus) => (cpus, BudgetSource::Flag),
         None => {
             let (cpus, from) = derived_cpu_budget(r);
-            (cpus.max(config.default_cpus), from)
+            (cpus.max(config.default_cpus.unwrap_or(0.0)), from)
         }
     };
     Budgets {
@@ -144,7 +144,7 @@ mod tests {
         let cfg = MeterConfig {
             mem_budget: Some(GIB),
             cpu_budget: Some(0.5),
-            default_cpus: 0.25,
+            default_cpus: Some(0.25),
             ..MeterConfig::new(1)
         };
         let b = budgets(&cfg, &machine());

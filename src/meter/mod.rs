@@ -19,10 +19,12 @@
 //! A request that asks for more than a whole budget is rejected at once.
 //!
 //! Where the issue is silent:
-//! - A request that declares nothing reserves `--default-mem` 0 and
-//!   `--default-cpus` 1: a job of unknown size still takes a CPU, so
-//!   `--cpu-budget 2` runs two undeclared jobs at once, while a memory guess
-//!   could only reject jobs that would have fit.
+//! - A request that declares nothing reserves `--default-mem` 0 and, unless
+//!   `--default-cpus` says otherwise, an equal share of the CPU budget:
+//!   budget / `--max-jobs` (1 CPU with the defaults). A job of unknown size
+//!   still takes its part of the machine, `--max-jobs 8` on two CPUs still
+//!   runs eight undeclared jobs, and a memory guess could only reject jobs
+//!   that would have fit.
 //! - Derived budgets are fixed at start-up from the first reading (see
 //!   [`derived_mem_budget`], [`derived_cpu_budget`]), never below one default
 //!   reservation, so a default configuration can always run a job.
@@ -68,8 +70,10 @@ pub struct MeterConfig {
     pub cpu_budget: Option<f64>,
     /// `--default-mem`: bytes reserved by a request that declares none.
     pub default_mem: u64,
-    /// `--default-cpus`: CPUs reserved by a request that declares none.
-    pub default_cpus: f64,
+    /// `--default-cpus`: CPUs reserved by a request that declares none;
+    /// `None` is an equal share of the CPU budget, budget / `max_jobs`, so
+    /// that `max_jobs` undeclared jobs always fit side by side.
+    pub default_cpus: Option<f64>,
     /// `--max-load`: start nothing while the 1-minute load is at least this.
     pub max_load: Option<f64>,
     /// `--min-free-mem`: start nothing while less memory is available.
@@ -91,7 +95,7 @@ impl MeterConfig {
             mem_budget: None,
             cpu_budget: None,
             default_mem: 0,
-            default_cpus: 1.0,
+            default_cpus: None,
             max_load: None,
             min_free_mem: None,
             min_start_gap: Duration::ZERO,
@@ -104,7 +108,10 @@ impl MeterConfig {
         if self.max_jobs == 0 {
             return Err(usage("--max-jobs must be at least 1"));
         }
-        if !(self.default_cpus.is_finite() && self.default_cpus >= 0.0) {
+        if self
+            .default_cpus
+            .is_some_and(|d| !(d.is_finite() && d >= 0.0))
+        {
             return Err(usage("--default-cpus must be a number ≥ 0"));
         }
         if self.cpu_budget.is_some_and(|c| !positive(c)) {
@@ -129,6 +136,8 @@ fn usage(message: impl Into<String>) -> Error {
 pub struct Meter<S = SystemLoad> {
     config: MeterConfig,
     budgets: Budgets,
+    /// CPUs an undeclared request reserves (the flag, or the budget share).
+    default_cpus: f64,
     source: S,
     reading: Reading,
     sampled_at: Instant,
@@ -143,10 +152,14 @@ impl<S: LoadSource> Meter<S> {
         config.check_numbers()?;
         let reading = source.sample();
         let budgets = budget::budgets(&config, &reading);
-        check_fit(&config, &budgets, &reading)?;
+        let default_cpus = config
+            .default_cpus
+            .unwrap_or(budgets.cpus / config.max_jobs as f64);
+        check_fit(&config, &budgets, default_cpus, &reading)?;
         Ok(Meter {
             config,
             budgets,
+            default_cpus,
             source,
             reading,
             sampled_at: now,
@@ -173,7 +186,7 @@ impl<S: LoadSource> Meter<S> {
     pub fn reservation(&self, mem: Option<u64>, cpus: Option<f64>) -> (u64, f64) {
         (
             mem.unwrap_or(self.config.default_mem),
-            cpus.unwrap_or(self.config.default_cpus),
+            cpus.unwrap_or(self.default_cpus),
         )
     }
 
@@ -349,7 +362,12 @@ impl<S: LoadSource> Meter<S> {
 }
 
 /// Refuse a configuration under which some jobs, or all, could never start.
-fn check_fit(config: &MeterConfig, budgets: &Budgets, reading: &Reading) -> Result<()> {
+fn check_fit(
+    config: &MeterConfig,
+    budgets: &Budgets,
+    default_cpus: f64,
+    reading: &Reading,
+) -> Result<()> {
     if config.default_mem > budgets.mem {
         return Err(usage(format!(
             "--default-mem {} is more than the memory budget {}: requests that declare no memory could never start",
@@ -357,10 +375,10 @@ fn check_fit(config: &MeterConfig, budgets: &Budgets, reading: &Reading) -> Resu
             format_size(budgets.mem)
         )));
     }
-    if config.default_cpus > budgets.cpus + CPU_EPSILON {
+    if default_cpus > budgets.cpus + CPU_EPSILON {
         return Err(usage(format!(
             "--default-cpus {} is more than the CPU budget {}: requests that declare no CPUs could never start",
-            format_cpus(config.default_cpus),
+            format_cpus(default_cpus),
             format_cpus(budgets.cpus)
         )));
     }

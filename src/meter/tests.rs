@@ -125,8 +125,11 @@ fn cpu_reservations_add_up_in_fractions() {
 }
 
 #[test]
-fn undeclared_requests_each_reserve_one_cpu() {
-    let (m, _, t0) = meter(config());
+fn undeclared_requests_each_reserve_the_declared_default() {
+    let (m, _, t0) = meter(MeterConfig {
+        default_cpus: Some(1.0),
+        ..config()
+    });
     let (mem, cpus) = m.reservation(None, None);
     assert_eq!((mem, cpus), (0, 1.0));
     assert_eq!(m.reservation(Some(GIB), Some(0.5)), (GIB, 0.5));
@@ -358,10 +361,30 @@ fn wakeups_only_when_time_alone_can_free_the_head() {
 }
 
 #[test]
+fn undeclared_requests_share_the_cpu_budget_by_max_jobs() {
+    // Two CPUs and --max-jobs 8: eight undeclared jobs fit side by side.
+    let (m, _, t0) = meter(MeterConfig {
+        cpu_budget: Some(2.0),
+        ..MeterConfig::new(8)
+    });
+    assert_eq!(m.budgets().cpus, 2.0);
+    let (mem, cpus) = m.reservation(None, None);
+    assert_eq!((mem, cpus), (0, 0.25));
+    let mut running = Reserved::new();
+    let (started, _, why) = plan(&m, &[(mem, cpus); 9], &mut running, t0);
+    assert_eq!(started.len(), 8);
+    assert!(why.unwrap().starts_with("all 8 job slots"));
+}
+
+#[test]
 fn a_derived_cpu_budget_still_fits_one_default_job() {
     let fake = Fake::default();
     fake.set(|r| r.cgroup_cpu_limit = Some(0.5));
-    let m = Meter::new(MeterConfig::new(4), fake, Instant::now()).unwrap();
+    let cfg = MeterConfig {
+        default_cpus: Some(1.0),
+        ..MeterConfig::new(4)
+    };
+    let m = Meter::new(cfg, fake, Instant::now()).unwrap();
     assert_eq!(m.budgets().cpus, 1.0);
     assert_eq!(m.budgets().cpus_from, BudgetSource::Cgroup);
 }
@@ -384,7 +407,7 @@ fn configurations_that_could_never_start_a_job_are_refused() {
     );
     refuse(
         MeterConfig {
-            default_cpus: 4.0,
+            default_cpus: Some(4.0),
             ..config()
         },
         "--default-cpus",
