@@ -29,23 +29,25 @@ impl ServerLock {
             .truncate(false)
             .open(&path)
             .at("opening lock file", &path)?;
-        // A `status` probe holds a shared lock for an instant; retry briefly so
-        // that it cannot make a server start fail. A real server holds it for
-        // good and still fails within this window.
+        // A `status` probe holds a shared lock for an instant: if a shared
+        // lock can be had, no server holds the exclusive one, so retry
+        // briefly. A real server fails at once.
         let deadline = Instant::now() + Duration::from_millis(200);
         loop {
-            match FileExt::try_lock_exclusive(&file) {
-                Ok(()) => break,
-                Err(_) if Instant::now() < deadline && read_pid(&mut file) == 0 => {
-                    std::thread::sleep(Duration::from_millis(5));
-                }
-                Err(_) => {
-                    return Err(Error::Locked {
-                        spool: spool.root().to_path_buf(),
-                        pid: read_pid(&mut file),
-                    })
-                }
+            if FileExt::try_lock_exclusive(&file).is_ok() {
+                break;
             }
+            let only_probes = FileExt::try_lock_shared(&file).is_ok();
+            if only_probes {
+                let _ = FileExt::unlock(&file);
+            }
+            if !only_probes || Instant::now() >= deadline {
+                return Err(Error::Locked {
+                    spool: spool.root().to_path_buf(),
+                    pid: read_pid(&mut file),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(2));
         }
         file.set_len(0).at("writing lock file", &path)?;
         file.seek(SeekFrom::Start(0))

@@ -2,6 +2,7 @@
 //! client and server share. Neither side builds a spool path by hand; both go
 //! through [`Spool`], so the protocol in `spool-layout.md` lives in one place.
 
+use std::ffi::{OsStr, OsString};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
@@ -374,14 +375,13 @@ impl Spool {
         self.sync_dir(&self.state_dir(state))
     }
 
-    /// Names of the entries of a state directory, sorted. Names that are not
-    /// valid UTF-8 are returned lossily so they can still be set aside.
-    pub fn names(&self, state: State) -> Result<Vec<String>> {
+    /// Names of the entries of a state directory, sorted, as the raw bytes
+    /// the file system holds (a name that is not UTF-8 can still be set aside).
+    pub fn names(&self, state: State) -> Result<Vec<OsString>> {
         let dir = self.state_dir(state);
         let mut names = Vec::new();
         for entry in fs::read_dir(&dir).at("listing", &dir)? {
-            let entry = entry.at("listing", &dir)?;
-            names.push(entry.file_name().to_string_lossy().into_owned());
+            names.push(entry.at("listing", &dir)?.file_name());
         }
         names.sort_unstable();
         Ok(names)
@@ -398,7 +398,7 @@ impl Spool {
         Ok(self
             .names(state)?
             .iter()
-            .filter_map(|n| n.parse().ok())
+            .filter_map(|n| n.to_str()?.parse().ok())
             .collect())
     }
 
@@ -476,10 +476,11 @@ impl Spool {
 
     /// Move a refused file out of the queue into `rejected/`, never replacing
     /// an earlier one of the same name. Returns where it went.
-    pub fn set_aside(&self, state: State, name: &str) -> Result<PathBuf> {
+    pub fn set_aside(&self, state: State, name: &OsStr) -> Result<PathBuf> {
         let src = self.state_dir(state).join(name);
         let dir = self.rejected_dir();
         let safe: String = name
+            .to_string_lossy()
             .chars()
             .map(|c| if c == '/' || c.is_control() { '_' } else { c })
             .collect();

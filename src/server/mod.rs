@@ -8,6 +8,7 @@ mod events;
 pub mod queue;
 mod recovery;
 
+use std::ffi::OsStr;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
@@ -315,16 +316,18 @@ impl<'a> Server<'a> {
     fn intake(&mut self, state: State) -> Result<()> {
         for name in self.spool.names(state)? {
             if let Err(e) = self.take_in(state, &name) {
-                warn!(file = %name, error = %e, "cannot take in request; will retry");
+                let file = name.to_string_lossy();
+                warn!(%file, error = %e, "cannot take in request; will retry");
             }
         }
         Ok(())
     }
 
-    fn take_in(&mut self, state: State, name: &str) -> Result<()> {
-        let Ok(id) = name.parse::<RequestId>() else {
+    fn take_in(&mut self, state: State, name: &OsStr) -> Result<()> {
+        let Some(id) = parse_name(name) else {
             let to = self.spool.set_aside(state, name)?;
-            warn!(file = %name, moved_to = %to.display(), "not a request id; set aside");
+            let file = name.to_string_lossy();
+            warn!(%file, moved_to = %to.display(), "not a request id; set aside");
             return Ok(());
         };
         let duplicate =
@@ -377,7 +380,7 @@ impl<'a> Server<'a> {
         let result = build_result(self.spool, id, &outcome, r.request.map(|b| *b));
         self.spool.write_result(&result)?;
         self.spool.sync_state(State::Complete)?;
-        self.spool.set_aside(state, id.as_str())?;
+        self.spool.set_aside(state, OsStr::new(id.as_str()))?;
         self.metrics.completed("rejected");
         self.dirty.status = true;
         Ok(())
@@ -387,23 +390,25 @@ impl<'a> Server<'a> {
     fn aborts(&mut self) -> Result<()> {
         for name in self.spool.names(State::Aborting)? {
             if let Err(e) = self.abort_one(&name) {
-                warn!(file = %name, error = %e, "cannot apply abort; will retry");
+                let file = name.to_string_lossy();
+                warn!(%file, error = %e, "cannot apply abort; will retry");
             }
         }
         Ok(())
     }
 
-    fn abort_one(&mut self, name: &str) -> Result<()> {
+    fn abort_one(&mut self, name: &OsStr) -> Result<()> {
         let marker = self.spool.state_dir(State::Aborting).join(name);
-        let Ok(id) = name.parse::<RequestId>() else {
+        let Some(id) = parse_name(name) else {
             let to = self.spool.set_aside(State::Aborting, name)?;
-            warn!(file = %name, moved_to = %to.display(), "abort marker is not a request id; set aside");
+            let file = name.to_string_lossy();
+            warn!(%file, moved_to = %to.display(), "abort marker is not a request id; set aside");
             return Ok(());
         };
         let mut target = self.queue.abort(id);
         if target == AbortTarget::NotQueued && self.spool.path(State::Requested, id).exists() {
             // Published and aborted before we saw it: take it in first.
-            self.take_in(State::Requested, id.as_str())?;
+            self.take_in(State::Requested, OsStr::new(id.as_str()))?;
             target = self.queue.abort(id);
         }
         self.dirty.status = true;
@@ -645,6 +650,11 @@ impl Server<'_> {
     fn capacity(&self) -> MeterStatus {
         self.meter.status(&self.queue.reserved(), Instant::now())
     }
+}
+
+/// The request id a directory entry is named after, if it is one.
+fn parse_name(name: &OsStr) -> Option<RequestId> {
+    name.to_str()?.parse().ok()
 }
 
 /// Build the result document for `id`, recording captured output if present.

@@ -3,12 +3,13 @@
 //! result (at most once: they are never re-run), requests in `2-pending/` and
 //! `1-requested/` keep their FIFO order, and results stay until collected.
 
+use std::ffi::OsStr;
 use std::fs;
 use std::time::{Duration, SystemTime};
 
 use tracing::{info, warn};
 
-use super::{build_result, Server};
+use super::{build_result, parse_name, Server};
 use crate::error::{IoContext, Result};
 use crate::id::RequestId;
 use crate::request::Status;
@@ -64,17 +65,21 @@ impl Server<'_> {
             match self.recover_one(&name) {
                 Ok(Some(id)) => done.push(id),
                 Ok(None) => {}
-                Err(e) => warn!(file = %name, error = %e, "cannot recover running entry"),
+                Err(e) => {
+                    let file = name.to_string_lossy();
+                    warn!(%file, error = %e, "cannot recover running entry")
+                }
             }
         }
         self.finish_running(&done);
         Ok(())
     }
 
-    fn recover_one(&mut self, name: &str) -> Result<Option<RequestId>> {
-        let Ok(id) = name.parse::<RequestId>() else {
+    fn recover_one(&mut self, name: &OsStr) -> Result<Option<RequestId>> {
+        let Some(id) = parse_name(name) else {
             let to = self.spool.set_aside(State::Running, name)?;
-            warn!(file = %name, moved_to = %to.display(), "not a request id; set aside");
+            let file = name.to_string_lossy();
+            warn!(%file, moved_to = %to.display(), "not a request id; set aside");
             return Ok(None);
         };
         let pid_path = self.spool.output_path(id, "pid");
