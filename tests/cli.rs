@@ -2,6 +2,7 @@
 //! temporary spool per test. Nothing here sleeps a fixed time: every wait
 //! polls for a condition until a hard deadline (see `util`).
 
+mod capacity;
 mod util;
 
 use std::collections::{BTreeMap, BTreeSet};
