@@ -12,6 +12,7 @@ use notify::{RecursiveMode, Watcher};
 use crate::error::Result;
 use crate::id::{now_micros, RequestId};
 use crate::request::{JobResult, Request, REQUEST_VERSION};
+use crate::sandbox::policy::SandboxRequest;
 use crate::spool::{Spool, State};
 
 /// Environment variables a job gets from its submitter unless told
@@ -37,6 +38,8 @@ pub struct JobSpec {
     pub queue_timeout: Option<Duration>,
     /// Longest run time.
     pub time_limit: Option<Duration>,
+    /// Sandbox options (less freedom than the server's policy, if any).
+    pub sandbox: Option<SandboxRequest>,
 }
 
 impl JobSpec {
@@ -67,6 +70,7 @@ pub fn submit(spool: &Spool, spec: &JobSpec) -> Result<Request> {
         cpus: spec.cpus,
         queue_timeout_us: spec.queue_timeout.map(|d| d.as_micros() as u64),
         time_limit_us: spec.time_limit.map(|d| d.as_micros() as u64),
+        sandbox: spec.sandbox.clone(),
     })
 }
 

@@ -6,7 +6,7 @@
 //! between the two: see `spool-layout.md`.
 //!
 //! Module map: `cli → {client, server}`; `client → spool → request`;
-//! `server → {queue, tasks}`; `tasks → spool`.
+//! `server → {queue, tasks, meter}`; `tasks → {sandbox, spool}`.
 
 #![warn(missing_docs)]
 
@@ -18,6 +18,7 @@ pub mod lock;
 pub mod meter;
 pub mod metrics;
 pub mod request;
+pub mod sandbox;
 pub mod server;
 pub mod spool;
 pub mod status;

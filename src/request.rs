@@ -8,6 +8,8 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use crate::id::RequestId;
+use crate::sandbox::policy::SandboxRequest;
+use crate::sandbox::{SandboxReport, Usage};
 
 /// The request format version this build writes and accepts.
 pub const REQUEST_VERSION: u32 = 1;
@@ -53,6 +55,10 @@ pub struct Request {
     /// Longest time the job may run, µs; then it is killed as `timed_out`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub time_limit_us: Option<u64>,
+    /// Sandbox options: it may ask for less freedom than the server's
+    /// policy, never more.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sandbox: Option<SandboxRequest>,
 }
 
 impl Request {
@@ -123,11 +129,13 @@ pub enum Status {
     ExecFailed,
     /// It waited longer than its queue timeout and never started.
     Expired,
+    /// The OOM killer killed it (at its memory limit).
+    Oom,
 }
 
 impl Status {
     /// Every status, in a stable order (for metrics).
-    pub const ALL: [Status; 8] = [
+    pub const ALL: [Status; 9] = [
         Status::Succeeded,
         Status::Failed,
         Status::Signaled,
@@ -136,6 +144,7 @@ impl Status {
         Status::Rejected,
         Status::ExecFailed,
         Status::Expired,
+        Status::Oom,
     ];
 
     /// The snake_case name used in JSON and metrics.
@@ -149,6 +158,7 @@ impl Status {
             Status::Rejected => "rejected",
             Status::ExecFailed => "exec_failed",
             Status::Expired => "expired",
+            Status::Oom => "oom",
         }
     }
 }
@@ -195,6 +205,12 @@ pub struct JobResult {
     pub stderr: Option<Captured>,
     /// The request as it was read, when it could be parsed.
     pub request: Option<Request>,
+    /// The protections the job ran under, if it started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sandbox: Option<SandboxReport>,
+    /// What the job used, where measured (its cgroup).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<Usage>,
 }
 
 impl JobResult {
@@ -210,6 +226,8 @@ impl JobResult {
             Status::Interrupted | Status::Rejected => 125,
             // sysexits EX_TEMPFAIL: try again later.
             Status::Expired => 75,
+            // As a shell reports a SIGKILL.
+            Status::Oom => 137,
         }
     }
 }

@@ -80,6 +80,15 @@ pub struct Rejection {
     pub gone: bool,
 }
 
+/// A request as read from the spool, with who submitted it.
+#[derive(Debug)]
+pub struct Submission {
+    /// The validated request.
+    pub request: Request,
+    /// Owner (uid, gid) of its file.
+    pub owner: (u32, u32),
+}
+
 /// A handle on a spool directory. Cheap; does no I/O until asked.
 #[derive(Debug, Clone)]
 pub struct Spool {
@@ -419,12 +428,18 @@ impl Spool {
     /// symlinks, non-regular files and oversized files without blocking on
     /// them (a FIFO planted in the spool cannot stall the server).
     pub fn read_request(&self, path: &Path, id: RequestId) -> Result<Request, Rejection> {
+        self.read_submission(path, id).map(|s| s.request)
+    }
+
+    /// [`read_request`](Self::read_request), with the file's owner, which is
+    /// who submitted it: the request's claimed uid must match it.
+    pub fn read_submission(&self, path: &Path, id: RequestId) -> Result<Submission, Rejection> {
         let reject = |reason: String| Rejection {
             reason,
             request: None,
             gone: false,
         };
-        let bytes = read_regular(path, MAX_REQUEST_BYTES).map_err(|e| match e {
+        let (bytes, owner) = read_regular(path, MAX_REQUEST_BYTES).map_err(|e| match e {
             ReadError::Gone => Rejection {
                 reason: "not found".into(),
                 request: None,
@@ -434,8 +449,18 @@ impl Spool {
         })?;
         let request: Request = serde_json::from_slice(&bytes)
             .map_err(|e| reject(format!("not a valid request document: {e}")))?;
-        match request.validate(id) {
-            Ok(()) => Ok(request),
+        let validated = request.validate(id).and_then(|()| {
+            if request.uid == owner.0 {
+                Ok(())
+            } else {
+                Err(format!(
+                    "the request claims uid {} but its file is owned by uid {}",
+                    request.uid, owner.0
+                ))
+            }
+        });
+        match validated {
+            Ok(()) => Ok(Submission { request, owner }),
             Err(reason) => Err(Rejection {
                 reason,
                 request: Some(Box::new(request)),
@@ -447,7 +472,7 @@ impl Spool {
     /// Read a result from `4-complete/`.
     pub fn read_result(&self, id: RequestId) -> Result<JobResult> {
         let path = self.path(State::Complete, id);
-        let bytes = read_regular(&path, 64 << 20).map_err(|e| match e {
+        let (bytes, _) = read_regular(&path, 64 << 20).map_err(|e| match e {
             ReadError::Gone => Error::Io {
                 action: "reading result",
                 path: path.clone(),
@@ -531,8 +556,8 @@ enum ReadError {
 }
 
 /// Read a regular file of at most `max` bytes without following symlinks or
-/// blocking on FIFOs.
-fn read_regular(path: &Path, max: u64) -> Result<Vec<u8>, ReadError> {
+/// blocking on FIFOs. Also returns its owner (uid, gid).
+fn read_regular(path: &Path, max: u64) -> Result<(Vec<u8>, (u32, u32)), ReadError> {
     let bad = |s: String| ReadError::Bad(s);
     let fd = rustix::fs::open(
         path,
@@ -570,5 +595,5 @@ fn read_regular(path: &Path, max: u64) -> Result<Vec<u8>, ReadError> {
             "grew past the {max}-byte limit while being read"
         )));
     }
-    Ok(bytes)
+    Ok((bytes, (meta.uid(), meta.gid())))
 }

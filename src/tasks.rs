@@ -17,9 +17,11 @@ use rustix::process::{Pid, Signal};
 
 use crate::error::{IoContext, Result};
 use crate::id::{now_micros, RequestId};
-use crate::meter::{LoadSource, Meter, Reserved};
-use crate::request::{Request, Status};
-use crate::spool::Spool;
+use crate::meter::{format_size, LoadSource, Meter, Reserved};
+use crate::request::Status;
+use crate::sandbox::cgroup::JobCgroup;
+use crate::sandbox::{Prepared, Sandbox, SandboxReport, Usage};
+use crate::spool::{Spool, Submission};
 
 /// What the server needs to know about a request to decide if it may start.
 #[derive(Debug, Clone, PartialEq)]
@@ -90,10 +92,33 @@ pub struct Outcome {
     pub started_at_us: Option<u64>,
     /// Why we killed it, if we did.
     pub killed: Option<KillReason>,
+    /// The protections it ran under, if it started.
+    pub sandbox: Option<Box<SandboxReport>>,
+    /// What it used, from its cgroup.
+    pub usage: Option<Usage>,
+}
+
+impl Outcome {
+    /// The outcome of a request that never ran.
+    pub fn not_run(status: Status, exit_code: Option<i32>, reason: String) -> Outcome {
+        Outcome {
+            status,
+            exit_code,
+            signal: None,
+            reason: Some(reason),
+            started_at_us: None,
+            killed: None,
+            sandbox: None,
+            usage: None,
+        }
+    }
 }
 
 struct Job {
     child: Child,
+    cgroup: Option<JobCgroup>,
+    sandbox: SandboxReport,
+    mem_limit: Option<u64>,
     started_at_us: u64,
     /// When its time limit runs out, if it has one.
     limit: Option<(Instant, Duration)>,
@@ -106,15 +131,23 @@ struct Job {
 pub struct LocalTasks {
     jobs: HashMap<RequestId, Job>,
     kill_grace: Duration,
+    sandbox: Sandbox,
 }
 
 impl LocalTasks {
-    /// A task manager that waits `kill_grace` between SIGTERM and SIGKILL.
-    pub fn new(kill_grace: Duration) -> LocalTasks {
+    /// A task manager that confines jobs in `sandbox` and waits
+    /// `kill_grace` between SIGTERM and SIGKILL.
+    pub fn new(sandbox: Sandbox, kill_grace: Duration) -> LocalTasks {
         LocalTasks {
             jobs: HashMap::new(),
             kill_grace,
+            sandbox,
         }
+    }
+
+    /// The sandbox jobs run in.
+    pub fn sandbox(&self) -> &Sandbox {
+        &self.sandbox
     }
 
     /// How many jobs are running (including ones being killed).
@@ -132,59 +165,58 @@ impl LocalTasks {
         self.jobs.keys().copied()
     }
 
-    /// Start `request`. `Err` carries the outcome of a job that could not be
-    /// started (program not found, bad working directory, …).
-    pub fn start(&mut self, spool: &Spool, request: &Request) -> Result<(), Outcome> {
+    /// Start a submitted request with its (mem, cpus) reservation. `Err`
+    /// carries the outcome of a job that could not be started (program not
+    /// found, bad working directory, refused by a strict sandbox, …).
+    pub fn start(
+        &mut self,
+        spool: &Spool,
+        sub: &Submission,
+        reservation: (u64, f64),
+    ) -> Result<(), Outcome> {
+        let request = &sub.request;
         let id = request.id;
-        let started_at_us = now_micros();
-        let not_run = |code: i32, reason: String| Outcome {
-            status: Status::ExecFailed,
-            exit_code: Some(code),
-            signal: None,
-            reason: Some(reason),
-            started_at_us: None,
-            killed: None,
-        };
+        let not_run =
+            |code: i32, reason: String| Outcome::not_run(Status::ExecFailed, Some(code), reason);
+        let identity = self
+            .sandbox
+            .identity_for(sub.owner)
+            .map_err(|r| not_run(126, r))?;
         if !request.cwd.is_dir() {
-            return Err(not_run(
-                126,
-                format!("working directory {} does not exist", request.cwd.display()),
-            ));
+            let reason = format!("working directory {} does not exist", request.cwd.display());
+            return Err(not_run(126, reason));
         }
-        let open = |ext: &str| -> Result<File> {
-            let path = spool.output_path(id, ext);
-            OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o644)
-                .open(&path)
-                .at("creating output file", path)
-        };
-        let (stdout, stderr) = match (open("out"), open("err")) {
+        let asked = request.sandbox.clone().unwrap_or_default();
+        let prepared = self
+            .sandbox
+            .prepare(id, &asked, reservation, identity, &request.cwd)
+            .map_err(|r| not_run(126, r))?;
+        let (stdout, stderr) = match (
+            output_file(spool, id, "out", identity),
+            output_file(spool, id, "err", identity),
+        ) {
             (Ok(o), Ok(e)) => (o, e),
             (Err(e), _) | (_, Err(e)) => return Err(not_run(126, e.to_string())),
         };
         let mut cmd = Command::new(&request.argv[0]);
         cmd.args(&request.argv[1..])
-            .current_dir(&request.cwd)
             .env_clear()
             .envs(&request.env)
             .stdin(Stdio::null())
             .stdout(stdout)
-            .stderr(stderr)
-            .process_group(0);
+            .stderr(stderr);
         if !request.env.contains_key("PATH") {
             cmd.env("PATH", DEFAULT_PATH);
         }
-        // SAFETY: only an async-signal-safe prctl runs between fork and exec.
-        // The job dies with the server instead of running on unsupervised;
-        // recovery then records it as interrupted.
+        let Prepared {
+            program,
+            cgroup,
+            report,
+        } = prepared;
+        // SAFETY: ChildProgram::run makes only async-signal-safe system
+        // calls on data prepared before the fork (see sandbox::child).
         unsafe {
-            cmd.pre_exec(|| {
-                rustix::process::set_parent_process_death_signal(Some(Signal::KILL))
-                    .map_err(io::Error::from)
-            });
+            cmd.pre_exec(move || program.run());
         }
         match cmd.spawn() {
             Ok(child) => {
@@ -197,19 +229,24 @@ impl LocalTasks {
                 // behind by a crash; failing to write it is not fatal.
                 let _ = std::fs::write(spool.output_path(id, "pid"), record);
                 let limit = request.time_limit_us.map(Duration::from_micros);
-                self.jobs.insert(
-                    id,
-                    Job {
-                        child,
-                        started_at_us,
-                        limit: limit.map(|d| (Instant::now() + d, d)),
-                        kill: None,
-                        escalated: false,
-                    },
-                );
+                let job = Job {
+                    child,
+                    cgroup,
+                    sandbox: report,
+                    mem_limit: (reservation.0 > 0).then_some(reservation.0),
+                    started_at_us: now_micros(),
+                    limit: limit.map(|d| (Instant::now() + d, d)),
+                    kill: None,
+                    escalated: false,
+                };
+                self.jobs.insert(id, job);
                 Ok(())
             }
             Err(e) => {
+                if let Some(c) = cgroup {
+                    let _ = c.kill_all();
+                    let _ = c.remove();
+                }
                 let code = if e.kind() == io::ErrorKind::NotFound {
                     127
                 } else {
@@ -248,7 +285,7 @@ impl LocalTasks {
             if let Some((_, deadline)) = job.kill {
                 if !job.escalated && deadline <= now {
                     job.escalated = true;
-                    signal_group(&job.child, Signal::KILL);
+                    kill_tree(job);
                 }
             }
         }
@@ -276,12 +313,25 @@ impl LocalTasks {
         }
         done.into_iter()
             .map(|(id, status)| {
-                let job = self.jobs.remove(&id).expect("present");
-                if job.kill.is_some() {
-                    // Whatever the leader left in its group goes too.
-                    signal_group(&job.child, Signal::KILL);
+                let mut job = self.jobs.remove(&id).expect("present");
+                // A job ends with its main process: whatever it left behind
+                // (its group, its cgroup, double-forked daemons) goes too.
+                kill_tree(&job);
+                let usage = job
+                    .cgroup
+                    .as_ref()
+                    .and_then(|c| c.usage().ok())
+                    .map(|u| Usage {
+                        peak_mem_bytes: u.peak_mem,
+                        cpu_us: u.cpu_usec,
+                        oom_killed: u.oom_killed,
+                    });
+                if let Some(c) = job.cgroup.take() {
+                    if let Err(e) = c.remove() {
+                        tracing::warn!(%id, error = %e, "cannot remove the job's cgroup");
+                    }
                 }
-                (id, outcome(&job, status))
+                (id, outcome(&job, status, usage))
             })
             .collect()
     }
@@ -295,9 +345,20 @@ pub fn format_secs(us: u64) -> String {
 /// PATH for jobs whose request does not set one.
 pub const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
 
-fn outcome(job: &Job, status: ExitStatus) -> Outcome {
+fn outcome(job: &Job, status: ExitStatus, usage: Option<Usage>) -> Outcome {
     let killed = job.kill.map(|(why, _)| why);
+    let oom = usage.as_ref().is_some_and(|u| u.oom_killed);
     let (st, reason) = match (killed, status.code(), status.signal()) {
+        (None, _, _) if oom => (
+            Status::Oom,
+            Some(match job.mem_limit {
+                Some(m) => format!(
+                    "killed by the OOM killer at its memory limit of {}",
+                    format_size(m)
+                ),
+                None => "killed by the OOM killer".to_string(),
+            }),
+        ),
         (Some(KillReason::Shutdown), _, _) => (
             Status::Interrupted,
             Some(
@@ -325,7 +386,41 @@ fn outcome(job: &Job, status: ExitStatus) -> Outcome {
         reason,
         started_at_us: Some(job.started_at_us),
         killed,
+        sandbox: Some(Box::new(job.sandbox.clone())),
+        usage,
     }
+}
+
+/// SIGKILL the job's process group and everything in its cgroup.
+fn kill_tree(job: &Job) {
+    signal_group(&job.child, Signal::KILL);
+    if let Some(c) = &job.cgroup {
+        if let Err(e) = c.kill_all() {
+            tracing::warn!(error = %e, "cannot kill the job's cgroup");
+        }
+    }
+}
+
+/// Create a job's output file, owned by the user the job runs as.
+fn output_file(spool: &Spool, id: RequestId, ext: &str, owner: (u32, u32)) -> Result<File> {
+    let path = spool.output_path(id, ext);
+    let file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&path)
+        .at("creating output file", &path)?;
+    if rustix::process::geteuid().is_root() {
+        use rustix::process::{Gid, Uid};
+        rustix::fs::fchown(
+            &file,
+            Some(Uid::from_raw(owner.0)),
+            Some(Gid::from_raw(owner.1)),
+        )
+        .at("giving the output file to its owner", &path)?;
+    }
+    Ok(file)
 }
 
 fn signal_group(child: &Child, sig: Signal) {

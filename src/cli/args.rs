@@ -57,6 +57,9 @@ pub enum Command {
     Drain(DrainArgs),
     /// Withdraw a drain: the server goes back to starting jobs
     Resume,
+    /// Show which confinement mechanisms this host offers and what a server
+    /// with these flags would apply
+    SandboxCheck(SandboxArgs),
 }
 
 /// `spoolq drain`.
@@ -101,6 +104,9 @@ pub struct ServeArgs {
     /// Seconds between samples of load and memory (at least 0.1)
     #[arg(long, value_name = "SECS", default_value = "1")]
     pub sample_interval: f64,
+    /// How jobs are confined.
+    #[command(flatten)]
+    pub sandbox: SandboxArgs,
     /// Seconds between rescans that catch events inotify missed
     #[arg(long, value_name = "SECS", default_value = "10")]
     pub poll_interval: f64,
@@ -111,6 +117,36 @@ pub struct ServeArgs {
     /// stopped and recorded as interrupted
     #[arg(long, value_name = "SECS", default_value = "30")]
     pub shutdown_grace: f64,
+}
+
+/// The sandbox policy, shared by `serve` and `sandbox-check`.
+#[derive(Debug, Args)]
+pub struct SandboxArgs {
+    /// Give every job new pid, mount, ipc and uts namespaces
+    #[arg(long)]
+    pub isolate: bool,
+    /// Network of every job: host, or none (its own loopback only)
+    #[arg(long, value_name = "MODE", default_value = "host", value_parser = ["host", "none"])]
+    pub network: String,
+    /// Most processes a job may have (requests may ask for fewer)
+    #[arg(long, value_name = "N", default_value = "4096")]
+    pub pids_limit: u64,
+    /// Open files per job process
+    #[arg(long, value_name = "N", default_value = "4096")]
+    pub nofile: u64,
+    /// Largest file a job may write [default: no limit]
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub max_file_size: Option<u64>,
+    /// Let jobs share the host's /tmp instead of a private one each
+    #[arg(long)]
+    pub shared_tmp: bool,
+    /// Do not use cgroups (no memory/CPU/pids limits, no cgroup kill)
+    #[arg(long)]
+    pub no_cgroups: bool,
+    /// Refuse to run a job when a protection it needs is unavailable
+    /// instead of running it with what this host has
+    #[arg(long)]
+    pub strict_sandbox: bool,
 }
 
 /// Options that describe a job, shared by `submit` and `run`.
@@ -142,6 +178,15 @@ pub struct JobArgs {
     /// `timed_out` and wait/run exit 124
     #[arg(long, value_name = "SECS")]
     pub time_limit: Option<f64>,
+    /// Run the job in new pid, mount, ipc and uts namespaces
+    #[arg(long)]
+    pub isolate: bool,
+    /// none: the job gets only its own loopback network
+    #[arg(long, value_name = "MODE", value_parser = ["host", "none"])]
+    pub network: Option<String>,
+    /// Most processes the job may have (at most the server's --pids-limit)
+    #[arg(long, value_name = "N")]
+    pub pids_limit: Option<u64>,
     /// The command and its arguments (no shell: use `sh -c '…'` for one)
     #[arg(required = true, last = true, value_name = "COMMAND")]
     pub command: Vec<String>,

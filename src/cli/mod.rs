@@ -23,6 +23,8 @@ use crate::client::{self, JobSpec};
 use crate::error::{Error, Result};
 use crate::id::RequestId;
 use crate::meter::MeterConfig;
+use crate::sandbox::policy::{Network, Policy, SandboxRequest};
+use crate::sandbox::Sandbox;
 use crate::server::{self, ServeConfig};
 use crate::spool::Spool;
 use args::{Cli, Command, JobArgs};
@@ -96,6 +98,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Show(a) => show::show(&spool, parse_id(&a.id)?, a.json),
         Command::Drain(a) => control::drain(&spool, a.wait),
         Command::Resume => control::resume(&spool),
+        Command::SandboxCheck(a) => sandbox_check(&spool, a),
     }
 }
 
@@ -129,10 +132,39 @@ fn serve_config(a: args::ServeArgs) -> Result<ServeConfig> {
     meter.sample_every = seconds("--sample-interval", a.sample_interval)?;
     Ok(ServeConfig {
         meter,
+        sandbox: sandbox_policy(a.sandbox),
         poll_interval: seconds("--poll-interval", a.poll_interval)?.max(Duration::from_millis(10)),
         kill_grace: seconds("--kill-grace", a.kill_grace)?,
         shutdown_grace: seconds("--shutdown-grace", a.shutdown_grace)?,
     })
+}
+
+/// The sandbox policy from its flags.
+fn sandbox_policy(a: args::SandboxArgs) -> Policy {
+    Policy {
+        isolate: a.isolate,
+        network: if a.network == "none" {
+            Network::None
+        } else {
+            Network::Host
+        },
+        pids_limit: a.pids_limit,
+        nofile: a.nofile,
+        fsize: a.max_file_size,
+        private_tmp: !a.shared_tmp,
+        cgroups: !a.no_cgroups,
+        strict: a.strict_sandbox,
+    }
+}
+
+/// `spoolq sandbox-check`.
+fn sandbox_check(spool: &Spool, a: args::SandboxArgs) -> Result<u8> {
+    let sandbox = Sandbox::probe(sandbox_policy(a), server::cgroup_name(spool));
+    for (name, available, detail) in sandbox.describe() {
+        let mark = if available { "yes" } else { "no " };
+        outln!("{name:<13} {mark}  {detail}");
+    }
+    Ok(0)
 }
 
 /// The spool directory: the flag or `SPOOLQ_DIR`, else the default for this
@@ -215,5 +247,19 @@ fn job_spec(a: JobArgs) -> Result<JobSpec> {
             .time_limit
             .map(|t| seconds("--time-limit", t))
             .transpose()?,
+        sandbox: {
+            let asked = SandboxRequest {
+                isolate: a.isolate,
+                network: a.network.map(|n| {
+                    if n == "none" {
+                        Network::None
+                    } else {
+                        Network::Host
+                    }
+                }),
+                pids_limit: a.pids_limit,
+            };
+            (asked != SandboxRequest::default()).then_some(asked)
+        },
     })
 }

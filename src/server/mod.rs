@@ -14,13 +14,15 @@ use std::time::{Duration, Instant};
 
 use tracing::{debug, info, warn};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, IoContext, Result};
 use crate::id::{now_micros, RequestId};
 use crate::lock::ServerLock;
 use crate::meter::{Meter, MeterConfig, MeterStatus, SystemLoad};
 use crate::metrics::Metrics;
 use crate::request::{Captured, JobResult, Request, Status, RESULT_VERSION};
-use crate::spool::{Rejection, Spool, State};
+use crate::sandbox::policy::Policy;
+use crate::sandbox::Sandbox;
+use crate::spool::{Rejection, Spool, State, Submission};
 use crate::status::{HeadWaiting, ServerStatus, STATUS_VERSION};
 use crate::tasks::{KillReason, LocalTasks, Outcome};
 use events::Event;
@@ -31,6 +33,8 @@ use queue::{AbortTarget, Pending, Queue};
 pub struct ServeConfig {
     /// Capacity: job slots, budgets, load thresholds, start rate.
     pub meter: MeterConfig,
+    /// How jobs are confined.
+    pub sandbox: Policy,
     /// Interval of the slow rescan that catches missed inotify events.
     pub poll_interval: Duration,
     /// Time between SIGTERM and SIGKILL when killing a job.
@@ -62,7 +66,16 @@ pub fn serve(spool: &Spool, config: &ServeConfig) -> Result<()> {
         cpu_budget = budgets.cpus,
         "serving"
     );
-    let mut server = Server::new(spool, config, meter);
+    // Orphans of jobs (double-forked daemons) are re-parented to us, so we
+    // can reap and kill them.
+    rustix::process::set_child_subreaper(Some(rustix::process::getpid()))
+        .at("becoming a subreaper", spool.root())?;
+    let sandbox = Sandbox::probe(config.sandbox.clone(), cgroup_name(spool));
+    for (name, available, detail) in sandbox.describe() {
+        info!(mechanism = %name, available, "{detail}");
+    }
+    let tasks = LocalTasks::new(sandbox, config.kill_grace);
+    let mut server = Server::new(spool, config, meter, tasks);
     server.recover()?;
     server.run(&rx)?;
     info!("stopped");
@@ -99,13 +112,18 @@ struct Server<'a> {
 }
 
 impl<'a> Server<'a> {
-    fn new(spool: &'a Spool, config: &'a ServeConfig, meter: Meter) -> Server<'a> {
+    fn new(
+        spool: &'a Spool,
+        config: &'a ServeConfig,
+        meter: Meter,
+        tasks: LocalTasks,
+    ) -> Server<'a> {
         Server {
             spool,
             config,
             meter,
             queue: Queue::new(),
-            tasks: LocalTasks::new(config.kill_grace),
+            tasks,
             metrics: Metrics::default(),
             started_at_us: now_micros(),
             stopping: None,
@@ -369,14 +387,7 @@ impl<'a> Server<'a> {
     /// Give a bad request a `rejected` result and move its file out of the queue.
     fn reject(&mut self, id: RequestId, state: State, r: Rejection) -> Result<()> {
         warn!(%id, reason = %r.reason, "rejected");
-        let outcome = Outcome {
-            status: Status::Rejected,
-            exit_code: None,
-            signal: None,
-            reason: Some(r.reason),
-            started_at_us: None,
-            killed: None,
-        };
+        let outcome = Outcome::not_run(Status::Rejected, None, r.reason);
         let result = build_result(self.spool, id, &outcome, r.request.map(|b| *b));
         self.spool.write_result(&result)?;
         self.spool.sync_state(State::Complete)?;
@@ -477,17 +488,11 @@ impl<'a> Server<'a> {
             .expires_at_us
             .unwrap_or(0)
             .saturating_sub(p.enqueued_at_us);
-        let outcome = Outcome {
-            status: Status::Expired,
-            exit_code: None,
-            signal: None,
-            reason: Some(format!(
-                "did not start within its queue timeout of {}",
-                crate::tasks::format_secs(limit)
-            )),
-            started_at_us: None,
-            killed: None,
-        };
+        let reason = format!(
+            "did not start within its queue timeout of {}",
+            crate::tasks::format_secs(limit)
+        );
+        let outcome = Outcome::not_run(Status::Expired, None, reason);
         let result = build_result(self.spool, id, &outcome, request);
         self.spool.write_result(&result)?;
         self.spool.sync_state(State::Complete)?;
@@ -540,10 +545,10 @@ impl<'a> Server<'a> {
         let mut ready = Vec::with_capacity(plan.start.len());
         for (id, p) in plan.start {
             match self.claim(id) {
-                Ok(Some(request)) => {
+                Ok(Some(sub)) => {
                     let waited = now_micros().saturating_sub(p.enqueued_at_us);
                     self.metrics.time_waiting.observe_us(waited);
-                    ready.push(request);
+                    ready.push((sub, (p.mem, p.cpus)));
                 }
                 Ok(None) => {
                     self.queue.finish(id);
@@ -562,9 +567,9 @@ impl<'a> Server<'a> {
             warn!(error = %e, "cannot flush running entries; jobs start anyway");
         }
         let mut failed = Vec::new();
-        for request in ready {
-            let id = request.id;
-            let Err(outcome) = self.tasks.start(self.spool, &request) else {
+        for (sub, reservation) in ready {
+            let id = sub.request.id;
+            let Err(outcome) = self.tasks.start(self.spool, &sub, reservation) else {
                 self.meter.note_started(Instant::now());
                 debug!(%id, "started");
                 continue;
@@ -583,15 +588,15 @@ impl<'a> Server<'a> {
 
     /// Read a pending request and move it to `3-running/`. `None` if it
     /// turned out to be invalid (it is then rejected) or gone.
-    fn claim(&mut self, id: RequestId) -> Result<Option<Request>> {
+    fn claim(&mut self, id: RequestId) -> Result<Option<Submission>> {
         match self
             .spool
-            .read_request(&self.spool.path(State::Pending, id), id)
+            .read_submission(&self.spool.path(State::Pending, id), id)
         {
-            Ok(request) => {
+            Ok(sub) => {
                 self.spool
                     .move_request(id, State::Pending, State::Running)?;
-                Ok(Some(request))
+                Ok(Some(sub))
             }
             Err(r) if r.gone => Ok(None),
             Err(r) => {
@@ -652,6 +657,15 @@ impl Server<'_> {
     }
 }
 
+/// The name of this spool's cgroup parent: one per spool, so that two
+/// servers on one host never touch each other's job groups.
+pub fn cgroup_name(spool: &Spool) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    spool.root().hash(&mut h);
+    format!("spoolq-{:08x}", h.finish() as u32)
+}
+
 /// The request id a directory entry is named after, if it is one.
 fn parse_name(name: &OsStr) -> Option<RequestId> {
     name.to_str()?.parse().ok()
@@ -684,5 +698,7 @@ fn build_result(spool: &Spool, id: RequestId, o: &Outcome, request: Option<Reque
         stdout: captured("out"),
         stderr: captured("err"),
         request,
+        sandbox: o.sandbox.as_deref().cloned(),
+        usage: o.usage.clone(),
     }
 }

@@ -100,17 +100,10 @@ impl Server<'_> {
         }
         let running = self.spool.path(State::Running, id);
         let request = self.spool.read_request(&running, id).ok();
-        let outcome = Outcome {
-            status: Status::Interrupted,
-            exit_code: None,
-            signal: None,
-            reason: Some(
-                "the server stopped while the job was running; it was not re-run (at most once)"
-                    .into(),
-            ),
-            started_at_us,
-            killed: None,
-        };
+        let reason =
+            "the server stopped while the job was running; it was not re-run (at most once)";
+        let mut outcome = Outcome::not_run(Status::Interrupted, None, reason.into());
+        outcome.started_at_us = started_at_us;
         let result = build_result(self.spool, id, &outcome, request);
         self.spool.write_result(&result)?;
         self.spool.remove(&pid_path)?;
