@@ -5,7 +5,7 @@
 use std::ffi::{OsStr, OsString};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use rustix::fs::{Mode, OFlags};
@@ -127,17 +127,38 @@ impl Spool {
 
     /// Create every directory of the layout that is missing. Never removes
     /// or empties anything.
+    ///
+    /// Created by root, the spool is shared the way at(1) and Postfix share
+    /// theirs: the directories clients write to (`1-requested`,
+    /// `5-aborting`, `tmp`) and collect from (`4-complete`, `output`) are
+    /// world-writable with the sticky bit (1777), so any user can submit and
+    /// remove only their own files; the server gives each user's results and
+    /// output to that user with mode 0600. The rest stays root's (0755,
+    /// `rejected` 0700). Existing directories keep the modes they have.
     pub fn create_layout(&self) -> Result<()> {
+        let dirs = [
+            (self.state_dir(State::Requested), 0o1777),
+            (self.state_dir(State::Pending), 0o755),
+            (self.state_dir(State::Running), 0o755),
+            (self.state_dir(State::Complete), 0o1777),
+            (self.state_dir(State::Aborting), 0o1777),
+            (self.tmp_dir(), 0o1777),
+            (self.output_dir(), 0o1777),
+            (self.rejected_dir(), 0o700),
+            (self.control_dir(), 0o755),
+        ];
+        if dirs.iter().all(|(d, _)| d.is_dir()) {
+            return Ok(());
+        }
         fs::create_dir_all(&self.root).at("creating spool directory", &self.root)?;
-        let mut dirs: Vec<PathBuf> = State::ALL.iter().map(|s| self.state_dir(*s)).collect();
-        dirs.extend([
-            self.tmp_dir(),
-            self.output_dir(),
-            self.rejected_dir(),
-            self.control_dir(),
-        ]);
-        for d in dirs {
+        let shared = rustix::process::geteuid().is_root();
+        for (d, mode) in dirs {
             match fs::create_dir(&d) {
+                Ok(()) if shared => {
+                    // Explicitly: the umask must not narrow a shared directory.
+                    fs::set_permissions(&d, fs::Permissions::from_mode(mode))
+                        .at("setting the mode of spool directory", &d)?;
+                }
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
                 Err(e) => return Err(e).at("creating spool directory", d),
@@ -272,12 +293,30 @@ impl Spool {
     /// Write `bytes` to a new file at `path` (which must not exist), flushed
     /// when this spool fsyncs.
     pub fn write_new(&self, path: &Path, bytes: &[u8], action: &'static str) -> Result<()> {
+        self.write_new_owned(path, bytes, action, 0o600, None)
+    }
+
+    /// [`write_new`](Self::write_new) with a mode, and an owner to give the
+    /// file to (only when running as root).
+    fn write_new_owned(
+        &self,
+        path: &Path,
+        bytes: &[u8],
+        action: &'static str,
+        mode: u32,
+        owner: Option<(u32, u32)>,
+    ) -> Result<()> {
         let mut f = OpenOptions::new()
             .write(true)
             .create_new(true)
-            .mode(0o644)
+            .mode(mode)
             .open(path)
             .at(action, path)?;
+        if let Some((uid, gid)) = owner.filter(|_| rustix::process::geteuid().is_root()) {
+            use rustix::process::{Gid, Uid};
+            rustix::fs::fchown(&f, Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)))
+                .at(action, path)?;
+        }
         f.write_all(bytes).at(action, path)?;
         if self.fsync {
             f.sync_all().at(action, path)?;
@@ -321,7 +360,14 @@ impl Spool {
         bytes.push(b'\n');
         let tmp = self.tmp_dir().join(format!("srv-{}.result", result.id));
         let _ = fs::remove_file(&tmp);
-        self.write_new(&tmp, &bytes, "writing result")?;
+        // A result holds its request (with its environment): it belongs to
+        // the submitter alone. One with no parsed request says only why it
+        // was rejected, so whoever planted the file may read it.
+        let (mode, owner) = match &result.request {
+            Some(q) => (0o600, Some((q.uid, q.gid))),
+            None => (0o644, None),
+        };
+        self.write_new_owned(&tmp, &bytes, "writing result", mode, owner)?;
         let dest = self.path(State::Complete, result.id);
         fs::rename(&tmp, &dest).at("publishing result", dest)
     }

@@ -271,6 +271,49 @@ impl LocalTasks {
         }
     }
 
+    /// Reap exited children that are not jobs (adopted orphans), by pid:
+    /// peek with `WNOWAIT` and never collect a job's status here, which its
+    /// `Child` must see.
+    fn reap_orphans(&self) {
+        let jobs: Vec<u32> = self.jobs.values().map(|j| j.child.id()).collect();
+        loop {
+            // SAFETY: waitid fills the zeroed siginfo it is given.
+            let pid = unsafe {
+                let mut info: libc::siginfo_t = std::mem::zeroed();
+                let flags = libc::WEXITED | libc::WNOHANG | libc::WNOWAIT;
+                if libc::waitid(libc::P_ALL, 0, &mut info, flags) != 0 {
+                    return;
+                }
+                info.si_pid()
+            };
+            if pid <= 0 || jobs.contains(&(pid as u32)) {
+                return;
+            }
+            // SAFETY: reaps exactly this pid, which is not a job.
+            unsafe { libc::waitpid(pid, std::ptr::null_mut(), libc::WNOHANG) };
+        }
+    }
+
+    /// Kill and remove job cgroups a previous server of this spool left
+    /// behind when it died (their jobs are recorded as interrupted).
+    pub fn clean_leftovers(&self) {
+        let Some(host) = self.sandbox.cgroup_host() else {
+            return;
+        };
+        for name in host.leftover_jobs().unwrap_or_default() {
+            let Ok(group) = JobCgroup::open(host, &name) else {
+                continue;
+            };
+            let _ = group.kill_all();
+            match group.remove() {
+                Ok(()) => tracing::info!(job = %name, "removed a cgroup left by an earlier server"),
+                Err(e) => {
+                    tracing::warn!(job = %name, error = %e, "cannot remove a leftover cgroup")
+                }
+            }
+        }
+    }
+
     /// Start killing jobs past their time limit, and send SIGKILL to every
     /// job whose grace period is over.
     pub fn enforce(&mut self, now: Instant) {
@@ -303,7 +346,8 @@ impl LocalTasks {
             .min()
     }
 
-    /// Collect every job that has exited.
+    /// Collect every job that has exited, and reap the orphans of jobs that
+    /// were re-parented to the server (it is a child subreaper).
     pub fn reap(&mut self) -> Vec<(RequestId, Outcome)> {
         let mut done = Vec::new();
         for (id, job) in self.jobs.iter_mut() {
@@ -311,6 +355,7 @@ impl LocalTasks {
                 done.push((*id, status));
             }
         }
+        self.reap_orphans();
         done.into_iter()
             .map(|(id, status)| {
                 let mut job = self.jobs.remove(&id).expect("present");

@@ -88,6 +88,11 @@ impl Sandbox {
         }
     }
 
+    /// The host's cgroups, if they are in use.
+    pub fn cgroup_host(&self) -> Option<&cgroup::Host> {
+        self.cgroups.as_ref().ok()
+    }
+
     /// The policy in force.
     pub fn policy(&self) -> &Policy {
         &self.policy

@@ -27,6 +27,7 @@ impl Server<'_> {
         self.spool.remove(&self.spool.drain_path())?;
         self.clean_tmp()?;
         self.recover_running()?;
+        self.tasks.clean_leftovers();
         self.intake(State::Pending)?;
         self.intake(State::Requested)?;
         self.aborts()?;
