@@ -169,8 +169,15 @@ impl Status {
 pub struct Captured {
     /// Path relative to the spool directory.
     pub path: String,
-    /// Size in bytes.
+    /// Bytes kept in the file.
     pub bytes: u64,
+    /// True when the job wrote more than the server's `--max-output` (the
+    /// rest was read and dropped) or the stream could not be read to its end.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub truncated: bool,
+    /// Bytes the job wrote in all, when it was truncated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub total_bytes: Option<u64>,
 }
 
 /// The outcome of a request, as the server puts it into `4-complete/`.

@@ -8,6 +8,7 @@
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io;
+use std::os::fd::OwnedFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -15,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use rustix::process::{Pid, Signal};
 
+use crate::capture::{Capture, Counted};
 use crate::error::{IoContext, Result};
 use crate::id::{now_micros, RequestId};
 use crate::meter::{format_size, LoadSource, Meter, Reserved};
@@ -96,6 +98,8 @@ pub struct Outcome {
     pub sandbox: Option<Box<SandboxReport>>,
     /// What it used, from its cgroup.
     pub usage: Option<Usage>,
+    /// What its stdout and stderr produced, if it started.
+    pub output: Option<(Counted, Counted)>,
 }
 
 impl Outcome {
@@ -110,12 +114,14 @@ impl Outcome {
             killed: None,
             sandbox: None,
             usage: None,
+            output: None,
         }
     }
 }
 
 struct Job {
     child: Child,
+    captures: Option<(Capture, Capture)>,
     cgroup: Option<JobCgroup>,
     sandbox: SandboxReport,
     mem_limit: Option<u64>,
@@ -173,11 +179,12 @@ impl LocalTasks {
         spool: &Spool,
         sub: &Submission,
         reservation: (u64, f64),
-    ) -> Result<(), Outcome> {
+    ) -> Result<(), Box<Outcome>> {
         let request = &sub.request;
         let id = request.id;
-        let not_run =
-            |code: i32, reason: String| Outcome::not_run(Status::ExecFailed, Some(code), reason);
+        let not_run = |code: i32, reason: String| {
+            Box::new(Outcome::not_run(Status::ExecFailed, Some(code), reason))
+        };
         let identity = self
             .sandbox
             .identity_for(sub.owner)
@@ -191,10 +198,13 @@ impl LocalTasks {
             .sandbox
             .prepare(id, &asked, reservation, identity, &request.cwd)
             .map_err(|r| not_run(126, r))?;
-        let (stdout, stderr) = match (
-            output_file(spool, id, "out", identity),
-            output_file(spool, id, "err", identity),
-        ) {
+        let cap = self.sandbox.policy().max_output;
+        let capture = |ext: &str| -> Result<(OwnedFd, Capture)> {
+            let file = output_file(spool, id, ext, identity)?;
+            Capture::start(file, cap, &format!("capture-{ext}"))
+                .at("starting output capture", spool.output_path(id, ext))
+        };
+        let ((stdout, out_cap), (stderr, err_cap)) = match (capture("out"), capture("err")) {
             (Ok(o), Ok(e)) => (o, e),
             (Err(e), _) | (_, Err(e)) => return Err(not_run(126, e.to_string())),
         };
@@ -231,6 +241,7 @@ impl LocalTasks {
                 let limit = request.time_limit_us.map(Duration::from_micros);
                 let job = Job {
                     child,
+                    captures: Some((out_cap, err_cap)),
                     cgroup,
                     sandbox: report,
                     mem_limit: (reservation.0 > 0).then_some(reservation.0),
@@ -376,7 +387,15 @@ impl LocalTasks {
                         tracing::warn!(%id, error = %e, "cannot remove the job's cgroup");
                     }
                 }
-                (id, outcome(&job, status, usage))
+                // With its whole tree dead the pipes are at their end; a
+                // process that escaped (no cgroup) may still hold them.
+                let output = job
+                    .captures
+                    .take()
+                    .map(|(o, e)| (o.finish(OUTPUT_PATIENCE), e.finish(OUTPUT_PATIENCE)));
+                let mut outcome = outcome(&job, status, usage);
+                outcome.output = output;
+                (id, outcome)
             })
             .collect()
     }
@@ -433,8 +452,12 @@ fn outcome(job: &Job, status: ExitStatus, usage: Option<Usage>) -> Outcome {
         killed,
         sandbox: Some(Box::new(job.sandbox.clone())),
         usage,
+        output: None,
     }
 }
+
+/// How long to wait, once a job has ended, for its output pipes to close.
+const OUTPUT_PATIENCE: Duration = Duration::from_secs(1);
 
 /// SIGKILL the job's process group and everything in its cgroup.
 fn kill_tree(job: &Job) {

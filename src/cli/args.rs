@@ -147,6 +147,10 @@ pub struct SandboxArgs {
     /// instead of running it with what this host has
     #[arg(long)]
     pub strict_sandbox: bool,
+    /// Keep at most SIZE of a job's stdout, and of its stderr; the rest is
+    /// read, counted and dropped, and the result says it was truncated
+    #[arg(long, value_name = "SIZE", value_parser = parse_size, default_value = "64M")]
+    pub max_output: u64,
 }
 
 /// Options that describe a job, shared by `submit` and `run`.

@@ -154,6 +154,7 @@ fn sandbox_policy(a: args::SandboxArgs) -> Policy {
         private_tmp: !a.shared_tmp,
         cgroups: !a.no_cgroups,
         strict: a.strict_sandbox,
+        max_output: a.max_output,
     }
 }
 

@@ -57,6 +57,15 @@ fn finish(
                 );
             } else {
                 replay(spool, &result)?;
+                for (name, c) in [("stdout", &result.stdout), ("stderr", &result.stderr)] {
+                    if let Some(c) = c.as_ref().filter(|c| c.truncated) {
+                        let total = c.total_bytes.map_or("more".to_string(), |t| t.to_string());
+                        eprintln!(
+                            "spoolq: {id}: {name} truncated: kept {} of {total} bytes (serve --max-output)",
+                            c.bytes
+                        );
+                    }
+                }
                 if let Some(reason) = &result.reason {
                     if result.status != crate::request::Status::Failed {
                         eprintln!("spoolq: {id} {}: {reason}", result.status.name());

@@ -51,6 +51,8 @@ pub struct Policy {
     /// Refuse to run a job when a protection it needs is unavailable,
     /// instead of running it with what there is (`serve --strict-sandbox`).
     pub strict: bool,
+    /// Bytes of stdout and of stderr kept per job (`serve --max-output`).
+    pub max_output: u64,
 }
 
 impl Default for Policy {
@@ -64,6 +66,7 @@ impl Default for Policy {
             private_tmp: true,
             cgroups: true,
             strict: false,
+            max_output: 64 << 20,
         }
     }
 }

@@ -579,7 +579,7 @@ impl<'a> Server<'a> {
                 Ok(_) => failed.push(id),
                 Err(e) => {
                     warn!(%id, error = %e, "cannot record the failed start yet; will retry");
-                    self.unwritten.push((id, outcome));
+                    self.unwritten.push((id, *outcome));
                 }
             }
         }
@@ -675,11 +675,16 @@ fn parse_name(name: &OsStr) -> Option<RequestId> {
 fn build_result(spool: &Spool, id: RequestId, o: &Outcome, request: Option<Request>) -> JobResult {
     let finished_at_us = now_micros();
     let enqueued_at_us = id.micros();
-    let captured = |ext: &str| {
+    let counted = o.output.map(|(out, err)| [out, err]);
+    let captured = |ext: &str, n: usize| {
         let meta = std::fs::metadata(spool.output_path(id, ext)).ok()?;
+        let c = counted.map(|c| c[n]);
+        let truncated = c.is_some_and(|c| c.total > c.kept || !c.complete);
         Some(Captured {
             path: Spool::output_name(id, ext),
             bytes: meta.len(),
+            truncated,
+            total_bytes: c.filter(|_| truncated).map(|c| c.total),
         })
     };
     let wait_until = o.started_at_us.unwrap_or(finished_at_us);
@@ -695,8 +700,8 @@ fn build_result(spool: &Spool, id: RequestId, o: &Outcome, request: Option<Reque
         finished_at_us,
         wait_us: wait_until.saturating_sub(enqueued_at_us),
         run_us: o.started_at_us.map(|s| finished_at_us.saturating_sub(s)),
-        stdout: captured("out"),
-        stderr: captured("err"),
+        stdout: captured("out", 0),
+        stderr: captured("err", 1),
         request,
         sandbox: o.sandbox.as_deref().cloned(),
         usage: o.usage.clone(),
