@@ -218,6 +218,9 @@ impl LocalTasks {
         if !request.env.contains_key("PATH") {
             cmd.env("PATH", DEFAULT_PATH);
         }
+        // Tells the job who it is, and lets the server recognise its
+        // escaped descendants when it has no cgroup (see sweep_orphans).
+        cmd.env(JOB_ID_VAR, id.as_str());
         let Prepared {
             program,
             cgroup,
@@ -367,7 +370,9 @@ impl LocalTasks {
             }
         }
         self.reap_orphans();
-        done.into_iter()
+        let ended = !done.is_empty();
+        let finished: Vec<_> = done
+            .into_iter()
             .map(|(id, status)| {
                 let mut job = self.jobs.remove(&id).expect("present");
                 // A job ends with its main process: whatever it left behind
@@ -397,13 +402,64 @@ impl LocalTasks {
                 outcome.output = output;
                 (id, outcome)
             })
-            .collect()
+            .collect();
+        if ended {
+            self.sweep_orphans();
+        }
+        finished
+    }
+
+    /// The fallback for jobs without a cgroup: kill adopted orphans (our
+    /// children that are not jobs) whose environment names a job that is no
+    /// longer running. A pidfd makes the kill safe against pid reuse. A
+    /// process that cleared its environment escapes this; a cgroup does not.
+    fn sweep_orphans(&self) {
+        let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+            return;
+        };
+        let jobs: Vec<u32> = self.jobs.values().map(|j| j.child.id()).collect();
+        let children = tasks
+            .flatten()
+            .filter_map(|t| std::fs::read_to_string(t.path().join("children")).ok())
+            .flat_map(|list| {
+                list.split_whitespace()
+                    .filter_map(|p| p.parse::<u32>().ok())
+                    .collect::<Vec<_>>()
+            });
+        for pid in children.filter(|p| !jobs.contains(p)) {
+            let Some(job) = job_of(pid) else { continue };
+            if job.parse().is_ok_and(|id| self.jobs.contains_key(&id)) {
+                continue;
+            }
+            let Some(p) = Pid::from_raw(pid as i32) else {
+                continue;
+            };
+            if let Ok(fd) = rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty()) {
+                // Re-check through the pidfd's process, then kill it.
+                if job_of(pid).is_some() {
+                    let _ = rustix::process::pidfd_send_signal(&fd, Signal::KILL);
+                    tracing::info!(pid, job = %job, "killed a process left behind by its job");
+                }
+            }
+        }
     }
 }
 
 /// A duration in µs for messages: "1.5s".
 pub fn format_secs(us: u64) -> String {
     format!("{}s", us as f64 / 1e6)
+}
+
+/// The variable that carries a job's request id into its environment.
+pub const JOB_ID_VAR: &str = "SPOOLQ_JOB_ID";
+
+/// The job a process belongs to, from `SPOOLQ_JOB_ID` in its environment.
+fn job_of(pid: u32) -> Option<String> {
+    let env = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
+    let prefix = format!("{JOB_ID_VAR}=");
+    env.split(|b| *b == 0)
+        .find_map(|kv| kv.strip_prefix(prefix.as_bytes()))
+        .map(|v| String::from_utf8_lossy(v).into_owned())
 }
 
 /// PATH for jobs whose request does not set one.

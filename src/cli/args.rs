@@ -151,6 +151,17 @@ pub struct SandboxArgs {
     /// read, counted and dropped, and the result says it was truncated
     #[arg(long, value_name = "SIZE", value_parser = parse_size, default_value = "64M")]
     pub max_output: u64,
+    /// Do not confine jobs' writes with Landlock (by default a job may write
+    /// only its working directory, its /tmp and --writable directories)
+    #[arg(long)]
+    pub no_landlock: bool,
+    /// Let every job also write under DIR (repeatable), e.g. a shared cache
+    #[arg(long, value_name = "DIR")]
+    pub writable: Vec<PathBuf>,
+    /// Do not install the seccomp filter that denies mount, module, kexec,
+    /// bpf and similar calls
+    #[arg(long)]
+    pub no_seccomp: bool,
 }
 
 /// Options that describe a job, shared by `submit` and `run`.

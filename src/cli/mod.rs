@@ -155,6 +155,9 @@ fn sandbox_policy(a: args::SandboxArgs) -> Policy {
         cgroups: !a.no_cgroups,
         strict: a.strict_sandbox,
         max_output: a.max_output,
+        landlock: !a.no_landlock,
+        writable: a.writable,
+        seccomp: !a.no_seccomp,
     }
 }
 

@@ -15,7 +15,9 @@
 //! 7. bring up loopback in a new network namespace;
 //! 8. drop to the submitter: no supplementary groups, gid, uid;
 //! 9. change to the working directory by path *as the submitter* (so a
-//!    directory it may not enter is refused), set `no_new_privs`.
+//!    directory it may not enter is refused), set `no_new_privs`;
+//! 10. last, Landlock and the seccomp filter (which forbid the mounts and
+//!     namespaces above).
 //!
 //! A failure returns an `io::Error`; std then reports it from `spawn`.
 
@@ -27,6 +29,7 @@ use rustix::process::{Resource, Rlimit, Signal};
 use rustix::thread::UnshareFlags;
 
 use super::cgroup::Enrolment;
+use super::filter::FilterPlan;
 
 /// Bind the job's working directory back into the private `/tmp`.
 #[derive(Debug)]
@@ -56,6 +59,8 @@ pub struct ChildProgram {
     /// The working directory, entered by path as the submitter (so that a
     /// directory it may not enter is refused, and `pwd` is right).
     pub cwd: CString,
+    /// Landlock and seccomp, applied last.
+    pub filter: Option<FilterPlan>,
 }
 
 impl ChildProgram {
@@ -88,6 +93,9 @@ impl ChildProgram {
         }
         rustix::process::chdir(self.cwd.as_c_str())?;
         rustix::thread::set_no_new_privs(true)?;
+        if let Some(filter) = &self.filter {
+            filter.apply_in_child()?;
+        }
         Ok(())
     }
 
@@ -116,6 +124,18 @@ impl ChildProgram {
             MountFlags::NOSUID | MountFlags::NODEV,
             Some(c"mode=1777"),
         )?;
+        // POSIX shared memory is a second /tmp (Python's multiprocessing
+        // locks live there): private too.
+        match rustix::mount::mount(
+            c"tmpfs",
+            c"/dev/shm",
+            c"tmpfs",
+            MountFlags::NOSUID | MountFlags::NODEV,
+            Some(c"mode=1777"),
+        ) {
+            Ok(()) | Err(rustix::io::Errno::NOENT) => {}
+            Err(e) => return Err(e.into()),
+        }
         if let (Some(bind), Some(tree)) = (&self.tmp_bind, cwd_tree) {
             for dir in &bind.mkdirs {
                 match rustix::fs::mkdir(dir.as_c_str(), rustix::fs::Mode::from_raw_mode(0o755)) {

@@ -9,6 +9,7 @@
 
 pub mod cgroup;
 mod child;
+pub mod filter;
 pub mod policy;
 
 use std::ffi::CString;
@@ -123,6 +124,27 @@ impl Sandbox {
         out.push(("identity".into(), self.privileged, ids));
         out.push(("rlimits".into(), true, "nofile, fsize, core=0".into()));
         out.push(("no_new_privs".into(), true, "always".into()));
+        let support = filter::probe();
+        let (ll, ll_text) = match (support.landlock_abi(), self.policy.landlock) {
+            (Some(abi), true) => (
+                true,
+                format!(
+                    "ABI {abi}: writes only to the job's directory, /tmp, /dev/shm and --writable"
+                ),
+            ),
+            (Some(abi), false) => (true, format!("ABI {abi}, off (--no-landlock)")),
+            (None, _) => (
+                false,
+                "not in this kernel or not enabled at boot (lsm=…,landlock)".into(),
+            ),
+        };
+        out.push(("landlock".into(), ll, ll_text));
+        let sc_text = match (support.seccomp, self.policy.seccomp) {
+            (true, true) => "denies mount, namespaces, modules, kexec, bpf, keyrings, …",
+            (true, false) => "off (--no-seccomp)",
+            (false, _) => "not in this kernel",
+        };
+        out.push(("seccomp".into(), support.seccomp, sc_text.into()));
         out
     }
 
@@ -165,6 +187,10 @@ impl Sandbox {
             report.applied.push("private-tmp".into());
         }
         let tmp_bind = if private_tmp { tmp_bind(cwd) } else { None };
+        // Without a network namespace of its own, Landlock's TCP denial is
+        // the fallback for `--network none`.
+        let deny_tcp = plan.no_network && !unshare.contains(UnshareFlags::NEWNET);
+        let filter = self.filter_for(cwd, private_tmp, deny_tcp, &mut report);
         if self.policy.strict && !report.unavailable.is_empty() {
             if let Some(c) = cgroup {
                 let _ = c.remove();
@@ -183,6 +209,7 @@ impl Sandbox {
             tmp_bind,
             identity: (identity != (self.uid, self.gid)).then_some(identity),
             cwd: cwd_c,
+            filter,
         };
         Ok(Prepared {
             program,
@@ -229,6 +256,61 @@ impl Sandbox {
             }
             Err(e) => {
                 report.unavailable.push(format!("cgroup: {e}"));
+                None
+            }
+        }
+    }
+
+    /// Landlock (write only the working directory, `/tmp`, `/dev/shm` and
+    /// `--writable` directories) and the seccomp deny list.
+    fn filter_for(
+        &self,
+        cwd: &Path,
+        private_tmp: bool,
+        deny_tcp: bool,
+        report: &mut SandboxReport,
+    ) -> Option<filter::FilterPlan> {
+        let mut writable = vec![cwd.to_path_buf()];
+        writable.extend(self.policy.writable.iter().cloned());
+        let mut writable_in_child = Vec::new();
+        let shared = ["/tmp", "/dev/shm"].map(std::path::PathBuf::from);
+        if private_tmp {
+            writable_in_child.extend(shared);
+        } else {
+            writable.extend(shared.into_iter().filter(|p| p.is_dir()));
+        }
+        let spec = filter::FilterSpec {
+            landlock: self.policy.landlock,
+            writable,
+            writable_in_child,
+            deny_network: deny_tcp,
+            seccomp: self.policy.seccomp,
+            allow_namespaces: false,
+        };
+        match filter::FilterPlan::prepare(&spec) {
+            Ok((plan, applied)) => {
+                for (name, p) in [
+                    ("landlock", &applied.landlock),
+                    ("seccomp", &applied.seccomp),
+                ] {
+                    match p {
+                        filter::Protection::NotRequested => {}
+                        filter::Protection::Full => report.applied.push(name.into()),
+                        filter::Protection::Partial { gaps } => {
+                            report.applied.push(format!("{name}:partial"));
+                            report
+                                .unavailable
+                                .extend(gaps.iter().map(|g| format!("{name}: {g}")));
+                        }
+                        filter::Protection::Unavailable { reason } => {
+                            report.unavailable.push(format!("{name}: {reason}"));
+                        }
+                    }
+                }
+                Some(plan)
+            }
+            Err(e) => {
+                report.unavailable.push(format!("landlock/seccomp: {e}"));
                 None
             }
         }

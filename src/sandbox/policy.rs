@@ -53,6 +53,13 @@ pub struct Policy {
     pub strict: bool,
     /// Bytes of stdout and of stderr kept per job (`serve --max-output`).
     pub max_output: u64,
+    /// Confine writes with Landlock (off with `serve --no-landlock`).
+    pub landlock: bool,
+    /// Directories every job may write besides its working directory and
+    /// its `/tmp` (`serve --writable DIR`).
+    pub writable: Vec<std::path::PathBuf>,
+    /// Install the seccomp deny list (off with `serve --no-seccomp`).
+    pub seccomp: bool,
 }
 
 impl Default for Policy {
@@ -67,6 +74,9 @@ impl Default for Policy {
             cgroups: true,
             strict: false,
             max_output: 64 << 20,
+            landlock: true,
+            writable: Vec::new(),
+            seccomp: true,
         }
     }
 }

@@ -181,6 +181,14 @@ impl TestCommand {
         self
     }
 
+    /// Run as user `uid` and group `gid`, without supplementary groups
+    /// (needs root).
+    pub fn user(mut self, uid: u32, gid: u32) -> TestCommand {
+        use std::os::unix::process::CommandExt;
+        self.cmd.uid(uid).gid(gid);
+        self
+    }
+
     /// Fail the test if the command runs longer than `t`.
     pub fn timeout(mut self, t: Duration) -> TestCommand {
         self.timeout = t;
@@ -426,6 +434,12 @@ impl Env {
     /// has recovered the spool and published its status.
     #[track_caller]
     pub fn serve(&self, args: &[&str]) -> Server {
+        self.serve_with_env(args, &[])
+    }
+
+    /// [`serve`](Self::serve), with `vars` added to the server's environment.
+    #[track_caller]
+    pub fn serve_with_env(&self, args: &[&str], vars: &[(&str, &str)]) -> Server {
         let n = self.servers.fetch_add(1, Ordering::Relaxed);
         let log = self.work.join(format!("server-{n}.log"));
         let mut cmd = Command::new(bin());
@@ -436,6 +450,7 @@ impl Env {
             .arg(&self.spool)
             .args(["serve", "--kill-grace", "1"])
             .args(args)
+            .envs(vars.iter().copied())
             .current_dir(&self.work)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
