@@ -739,3 +739,36 @@ fn jobs_run_with_no_new_privs() {
         assert_eq!(value.as_deref(), Some("1"), "{f:?}: {}", out.describe());
     }
 }
+
+#[test]
+fn output_beyond_the_cap_is_drained_counted_and_flagged() {
+    let env = Env::new();
+    let _server = env.serve(&["--max-output", "4K"]);
+    // 1 MB on stdout: far past the cap and past a pipe's buffer, so a
+    // capture that stopped reading would block the job forever.
+    let o = env
+        .cmd()
+        .args([
+            "run",
+            "--keep",
+            "--",
+            "sh",
+            "-c",
+            "head -c 1000000 /dev/zero | tr '\\0' x; echo small >&2",
+        ])
+        .expect_code(0);
+    assert_eq!(o.out().len(), 4096, "stdout replayed up to the cap");
+    assert!(o.err().contains("small"), "{}", o.describe());
+    assert!(
+        o.err()
+            .contains("stdout truncated: kept 4096 of 1000000 bytes"),
+        "{}",
+        o.describe()
+    );
+    let id = env.names("4-complete").pop().expect("a kept result");
+    let result = env.result(&id);
+    assert_eq!(result["stdout"]["truncated"], true, "{result}");
+    assert_eq!(result["stdout"]["bytes"], 4096, "{result}");
+    assert_eq!(result["stdout"]["total_bytes"], 1_000_000, "{result}");
+    assert!(result["stderr"].get("truncated").is_none(), "{result}");
+}
