@@ -30,6 +30,15 @@ pub enum Error {
         /// Why it is invalid.
         reason: String,
     },
+    /// A file in a directory every user can write was not written by the
+    /// server (a forged result or planted output): it is not believed.
+    #[error("{} is owned by uid {owner}, not by the server: ignored", path.display())]
+    Untrusted {
+        /// The file.
+        path: PathBuf,
+        /// Its owner.
+        owner: u32,
+    },
     /// Another server already holds the spool's lock.
     #[error("spool {} is already served by pid {pid}", spool.display())]
     Locked {

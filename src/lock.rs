@@ -5,6 +5,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::time::{Duration, Instant};
 
 use fs2::FileExt;
@@ -27,6 +28,9 @@ impl ServerLock {
             .write(true)
             .create(true)
             .truncate(false)
+            // Others must not be able to hold it (flock works on a read-only
+            // descriptor) and so block the server or fool `status`.
+            .mode(0o600)
             .open(&path)
             .at("opening lock file", &path)?;
         // A `status` probe holds a shared lock for an instant: if a shared
@@ -59,8 +63,15 @@ impl ServerLock {
 
 /// The pid of the server holding the spool's lock, or `None` if no server
 /// runs. Never blocks.
+///
+/// A user who may not open the lock (0600 on a shared spool) gets the pid
+/// from `status.json` instead, believed while a `spoolq` process has it.
 pub fn server_pid(spool: &Spool) -> Option<u32> {
-    let mut file = File::open(spool.lock_path()).ok()?;
+    let mut file = match File::open(spool.lock_path()) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => return published_pid(spool),
+        Err(_) => return None,
+    };
     match FileExt::try_lock_shared(&file) {
         Ok(()) => {
             let _ = FileExt::unlock(&file);
@@ -68,6 +79,14 @@ pub fn server_pid(spool: &Spool) -> Option<u32> {
         }
         Err(_) => Some(read_pid(&mut file)),
     }
+}
+
+fn published_pid(spool: &Spool) -> Option<u32> {
+    let doc: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(spool.status_path()).ok()?).ok()?;
+    let pid = u32::try_from(doc.get("pid")?.as_u64()?).ok()?;
+    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+    (comm.trim() == "spoolq").then_some(pid)
 }
 
 fn read_pid(file: &mut File) -> u32 {

@@ -101,6 +101,7 @@ const TMP: &str = "tmp";
 const OUTPUT: &str = "output";
 const REJECTED: &str = "rejected";
 const CONTROL: &str = "control";
+const RUN: &str = "run";
 const LOCK: &str = "server.lock";
 const STATUS: &str = "status.json";
 const METRICS: &str = "metrics.prom";
@@ -146,6 +147,7 @@ impl Spool {
             (self.output_dir(), 0o1777),
             (self.rejected_dir(), 0o700),
             (self.control_dir(), 0o755),
+            (self.run_dir(), 0o700),
         ];
         if dirs.iter().all(|(d, _)| d.is_dir()) {
             return Ok(());
@@ -195,6 +197,18 @@ impl Spool {
     /// Directory where refused request files are set aside.
     pub fn rejected_dir(&self) -> PathBuf {
         self.root.join(REJECTED)
+    }
+
+    /// The server's private directory: its temporary files and the pid
+    /// records of running jobs. Only the server writes here (0700 on a
+    /// shared spool), so nothing in it can be planted by a user.
+    pub fn run_dir(&self) -> PathBuf {
+        self.root.join(RUN)
+    }
+
+    /// The pid record (`PID STARTTIME`) of a running job.
+    pub fn pid_path(&self, id: RequestId) -> PathBuf {
+        self.run_dir().join(format!("{id}.pid"))
     }
 
     /// Directory of requests to the server itself (drain).
@@ -312,7 +326,9 @@ impl Spool {
             .mode(mode)
             .open(path)
             .at(action, path)?;
-        if let Some((uid, gid)) = owner.filter(|_| rustix::process::geteuid().is_root()) {
+        // Only root can give files away, and root's own need no change.
+        let give = owner.filter(|&(uid, _)| uid != 0 && rustix::process::geteuid().is_root());
+        if let Some((uid, gid)) = give {
             use rustix::process::{Gid, Uid};
             rustix::fs::fchown(&f, Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)))
                 .at(action, path)?;
@@ -328,9 +344,7 @@ impl Spool {
     /// `durable` adds an fsync of the file and its directory.
     pub fn replace_file(&self, path: &Path, bytes: &[u8], durable: bool) -> Result<()> {
         let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
-        let tmp = self
-            .tmp_dir()
-            .join(format!("srv-{name}.{}", std::process::id()));
+        let tmp = self.run_dir().join(format!("{name}.tmp"));
         let _ = fs::remove_file(&tmp);
         let mut f = OpenOptions::new()
             .write(true)
@@ -358,7 +372,7 @@ impl Spool {
     pub fn write_result(&self, result: &JobResult) -> Result<()> {
         let mut bytes = serde_json::to_vec_pretty(result).expect("results serialize");
         bytes.push(b'\n');
-        let tmp = self.tmp_dir().join(format!("srv-{}.result", result.id));
+        let tmp = self.run_dir().join(format!("{}.result", result.id));
         let _ = fs::remove_file(&tmp);
         // A result holds its request (with its environment): it belongs to
         // the submitter alone. One with no parsed request says only why it
@@ -393,10 +407,13 @@ impl Spool {
 
     /// True if `id` is already pending, running or complete: a file of that
     /// name in `1-requested/` is then a duplicate.
-    pub fn locate_beyond(&self, id: RequestId) -> bool {
-        [State::Pending, State::Running, State::Complete]
-            .into_iter()
-            .any(|s| self.path(s, id).symlink_metadata().is_ok())
+    /// A result planted by another user in the shared `4-complete/` does
+    /// not count: only one owned by root or by `owner` (the new file's).
+    pub fn locate_beyond(&self, id: RequestId, owner: u32) -> bool {
+        let known = |s: State| self.path(s, id).symlink_metadata().ok();
+        known(State::Pending).is_some()
+            || known(State::Running).is_some()
+            || known(State::Complete).is_some_and(|m| m.uid() == 0 || m.uid() == owner)
     }
 
     /// Remove a file, treating "already gone" as success.
@@ -407,9 +424,9 @@ impl Spool {
         }
     }
 
-    /// Remove a request's captured output and pid record.
+    /// Remove a request's captured output.
     pub fn remove_output(&self, id: RequestId) -> Result<()> {
-        for ext in ["out", "err", "pid"] {
+        for ext in ["out", "err"] {
             self.remove(&self.output_path(id, ext))?;
         }
         Ok(())
@@ -516,9 +533,13 @@ impl Spool {
     }
 
     /// Read a result from `4-complete/`.
+    ///
+    /// Only a result owned by root or by this user is believed: the server
+    /// writes results and gives them to their submitter, while anyone may
+    /// create files in `4-complete/` of a shared spool.
     pub fn read_result(&self, id: RequestId) -> Result<JobResult> {
         let path = self.path(State::Complete, id);
-        let (bytes, _) = read_regular(&path, 64 << 20).map_err(|e| match e {
+        let (bytes, (owner, _)) = read_regular(&path, 64 << 20).map_err(|e| match e {
             ReadError::Gone => Error::Io {
                 action: "reading result",
                 path: path.clone(),
@@ -530,6 +551,9 @@ impl Spool {
                 reason,
             },
         })?;
+        if !trusted_owner(owner) {
+            return Err(Error::Untrusted { path, owner });
+        }
         let result: JobResult = serde_json::from_slice(&bytes).map_err(|e| Error::Invalid {
             what: "result",
             path: path.clone(),
@@ -591,6 +615,32 @@ fn publish_noreplace(tmp: &Path, dest: &Path) -> io::Result<()> {
         }
         Err(e) => Err(e.into()),
     }
+}
+
+/// Files owned by root or by this process's user come from the server (or
+/// are ours); anything else in a shared directory may be forged.
+pub fn trusted_owner(uid: u32) -> bool {
+    uid == 0 || uid == rustix::process::geteuid().as_raw()
+}
+
+/// Open a captured output file for reading: no symlinks, no blocking on a
+/// FIFO, a regular file, owned by root or this user.
+pub fn open_output(path: &Path) -> Result<File> {
+    let fd = rustix::fs::open(
+        path,
+        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .at("opening captured output", path)?;
+    let file = File::from(fd);
+    let meta = file.metadata().at("opening captured output", path)?;
+    if !meta.file_type().is_file() || !trusted_owner(meta.uid()) {
+        return Err(Error::Untrusted {
+            path: path.to_path_buf(),
+            owner: meta.uid(),
+        });
+    }
+    Ok(file)
 }
 
 /// Why [`read_regular`] failed.

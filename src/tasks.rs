@@ -193,11 +193,6 @@ impl LocalTasks {
             let reason = format!("working directory {} does not exist", request.cwd.display());
             return Err(not_run(126, reason));
         }
-        let asked = request.sandbox.clone().unwrap_or_default();
-        let prepared = self
-            .sandbox
-            .prepare(id, &asked, reservation, identity, &request.cwd)
-            .map_err(|r| not_run(126, r))?;
         let cap = self.sandbox.policy().max_output;
         let capture = |ext: &str| -> Result<(OwnedFd, Capture)> {
             let file = output_file(spool, id, ext, identity)?;
@@ -208,6 +203,11 @@ impl LocalTasks {
             (Ok(o), Ok(e)) => (o, e),
             (Err(e), _) | (_, Err(e)) => return Err(not_run(126, e.to_string())),
         };
+        let asked = request.sandbox.clone().unwrap_or_default();
+        let prepared = self
+            .sandbox
+            .prepare(id, &asked, reservation, identity, &request.cwd)
+            .map_err(|r| not_run(126, r))?;
         let mut cmd = Command::new(&request.argv[0]);
         cmd.args(&request.argv[1..])
             .env_clear()
@@ -240,7 +240,7 @@ impl LocalTasks {
                 );
                 // The pid record lets a restarted server kill a job left
                 // behind by a crash; failing to write it is not fatal.
-                let _ = std::fs::write(spool.output_path(id, "pid"), record);
+                let _ = std::fs::write(spool.pid_path(id), record);
                 let limit = request.time_limit_us.map(Duration::from_micros);
                 let job = Job {
                     child,
@@ -324,6 +324,15 @@ impl LocalTasks {
                 Err(e) => {
                     tracing::warn!(job = %name, error = %e, "cannot remove a leftover cgroup")
                 }
+            }
+        }
+    }
+
+    /// On a clean exit: remove this spool's (now empty) cgroup parents.
+    pub fn remove_cgroup_parents(&self) {
+        if let Some(host) = self.sandbox.cgroup_host() {
+            if let Err(e) = host.remove_parents() {
+                tracing::debug!(error = %e, "cgroup parents not removed");
             }
         }
     }
@@ -525,17 +534,22 @@ fn kill_tree(job: &Job) {
     }
 }
 
-/// Create a job's output file, owned by the user the job runs as.
+/// Create a job's output file, owned by the user the job runs as. `output/`
+/// is writable by every user on a shared spool, so whatever a user planted
+/// under this name (a symlink to /etc/shadow, a FIFO, a file they can read)
+/// is removed first, and the file is created with `O_EXCL`, which never
+/// follows a link; if something is planted again in between, it fails.
 fn output_file(spool: &Spool, id: RequestId, ext: &str, owner: (u32, u32)) -> Result<File> {
     let path = spool.output_path(id, ext);
+    spool.remove(&path)?;
     let file = OpenOptions::new()
         .write(true)
-        .create(true)
-        .truncate(true)
+        .create_new(true)
         .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
         .open(&path)
         .at("creating output file", &path)?;
-    if rustix::process::geteuid().is_root() {
+    if rustix::process::geteuid().is_root() && owner.0 != 0 {
         use rustix::process::{Gid, Uid};
         rustix::fs::fchown(
             &file,

@@ -2,7 +2,6 @@
 //! captured output on our own stdout and stderr, and exit with the job's
 //! code, so that `spoolq run -- CMD` reads like running CMD.
 
-use std::fs::File;
 use std::io::{self, Write};
 use std::time::Duration;
 
@@ -115,10 +114,10 @@ fn copy(spool: &Spool, captured: Option<&Captured>, to: &mut dyn Write) -> Resul
     let Some(path) = captured.and_then(|c| spool.resolve_output(&c.path)) else {
         return Ok(());
     };
-    let mut file = match File::open(&path) {
+    let mut file = match crate::spool::open_output(&path) {
         Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(e).at("opening captured output", path),
+        Err(e) if e.is_not_found() => return Ok(()),
+        Err(e) => return Err(e),
     };
     match io::copy(&mut file, to).and_then(|_| to.flush()) {
         Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),

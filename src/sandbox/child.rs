@@ -90,6 +90,9 @@ impl ChildProgram {
         }
         if let Some((uid, gid)) = self.identity {
             drop_to(uid, gid)?;
+            // Changing credentials clears the parent-death signal: set it
+            // again, so the job still dies with the server (or its relay).
+            rustix::process::set_parent_process_death_signal(Some(Signal::KILL))?;
         }
         rustix::process::chdir(self.cwd.as_c_str())?;
         rustix::thread::set_no_new_privs(true)?;

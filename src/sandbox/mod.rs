@@ -207,7 +207,9 @@ impl Sandbox {
             unshare,
             private_tmp,
             tmp_bind,
-            identity: (identity != (self.uid, self.gid)).then_some(identity),
+            // Only root can become someone else; a non-root server runs its
+            // own user's jobs as they are (whatever group the file has).
+            identity: (self.privileged && identity != (self.uid, self.gid)).then_some(identity),
             cwd: cwd_c,
             filter,
         };

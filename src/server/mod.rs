@@ -9,6 +9,7 @@ pub mod queue;
 mod recovery;
 
 use std::ffi::OsStr;
+use std::path::Path;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
@@ -78,6 +79,7 @@ pub fn serve(spool: &Spool, config: &ServeConfig) -> Result<()> {
     let mut server = Server::new(spool, config, meter, tasks);
     server.recover()?;
     server.run(&rx)?;
+    server.tasks.remove_cgroup_parents();
     info!("stopped");
     Ok(())
 }
@@ -99,6 +101,8 @@ struct Server<'a> {
     metrics: Metrics,
     started_at_us: u64,
     stopping: Option<Instant>,
+    /// The shutdown grace is over and every job has been told to stop.
+    stop_forced: bool,
     /// `spoolq drain` is in force: start nothing, exit when idle.
     draining: bool,
     head: Option<HeadWaiting>,
@@ -127,6 +131,7 @@ impl<'a> Server<'a> {
             metrics: Metrics::default(),
             started_at_us: now_micros(),
             stopping: None,
+            stop_forced: false,
             draining: false,
             head: None,
             head_wake: None,
@@ -191,7 +196,7 @@ impl<'a> Server<'a> {
                         "stopping: starting nothing new, waiting for running jobs"
                     );
                     self.stopping = Some(now + self.config.shutdown_grace);
-                } else {
+                } else if !self.stop_forced {
                     info!("second stop signal: stopping running jobs now");
                     self.stopping = Some(now);
                 }
@@ -202,7 +207,8 @@ impl<'a> Server<'a> {
 
     fn next_deadline(&self) -> Instant {
         let mut next = self.next_rescan;
-        for d in [self.tasks.next_deadline(), self.stopping, self.head_wake]
+        let stop_at = self.stopping.filter(|_| !self.stop_forced);
+        for d in [self.tasks.next_deadline(), stop_at, self.head_wake]
             .into_iter()
             .flatten()
         {
@@ -233,7 +239,9 @@ impl<'a> Server<'a> {
             self.dirty.aborting = true;
         }
         if let Some(deadline) = self.stopping {
-            if now >= deadline {
+            if now >= deadline && !self.stop_forced {
+                // Once: from here the kill grace's timers take over.
+                self.stop_forced = true;
                 let ids: Vec<RequestId> = self.tasks.ids().collect();
                 for id in ids {
                     self.tasks.terminate(id, KillReason::Shutdown, now);
@@ -285,6 +293,7 @@ impl<'a> Server<'a> {
         self.queue.finish(id);
         if outcome.killed == Some(KillReason::Abort) {
             self.spool.remove_output(id)?;
+            self.spool.remove(&self.spool.pid_path(id))?;
             self.spool.remove(&self.spool.path(State::Running, id))?;
             self.spool.remove(&self.spool.path(State::Aborting, id))?;
             self.metrics.completed("aborted");
@@ -298,7 +307,7 @@ impl<'a> Server<'a> {
         let request = self.spool.read_request(&running, id).ok();
         let result = build_result(self.spool, id, outcome, request);
         self.spool.write_result(&result)?;
-        self.spool.remove(&self.spool.output_path(id, "pid"))?;
+        self.spool.remove(&self.spool.pid_path(id))?;
         if let Some(run_us) = result.run_us {
             self.metrics.time_running.observe_us(run_us);
         }
@@ -348,8 +357,13 @@ impl<'a> Server<'a> {
             warn!(%file, moved_to = %to.display(), "not a request id; set aside");
             return Ok(());
         };
-        let duplicate =
-            self.queue.contains(id) || (state == State::Requested && self.spool.locate_beyond(id));
+        let owner = {
+            use std::os::unix::fs::MetadataExt;
+            let path = self.spool.path(state, id);
+            std::fs::symlink_metadata(path).map_or(0, |m| m.uid())
+        };
+        let duplicate = self.queue.contains(id)
+            || (state == State::Requested && self.spool.locate_beyond(id, owner));
         if duplicate {
             let to = self.spool.set_aside(state, name)?;
             warn!(%id, moved_to = %to.display(), "duplicate of a known request; set aside");
@@ -416,6 +430,11 @@ impl<'a> Server<'a> {
             warn!(%file, moved_to = %to.display(), "abort marker is not a request id; set aside");
             return Ok(());
         };
+        if !self.may_abort(&marker, id) {
+            let to = self.spool.set_aside(State::Aborting, name)?;
+            warn!(%id, moved_to = %to.display(), "abort filed by a user who does not own the request; set aside");
+            return Ok(());
+        }
         let mut target = self.queue.abort(id);
         if target == AbortTarget::NotQueued && self.spool.path(State::Requested, id).exists() {
             // Published and aborted before we saw it: take it in first.
@@ -501,6 +520,25 @@ impl<'a> Server<'a> {
         self.dirty.status = true;
         info!(%id, "expired in the queue");
         Ok(())
+    }
+
+    /// Whether the marker's owner may abort `id`: root, or whoever owns the
+    /// request (or its result). On a shared spool anyone can file a marker.
+    fn may_abort(&self, marker: &Path, id: RequestId) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        let Ok(who) = std::fs::symlink_metadata(marker).map(|m| m.uid()) else {
+            return false;
+        };
+        if who == 0 || who == rustix::process::geteuid().as_raw() {
+            return true;
+        }
+        match self.spool.locate(id) {
+            Some(state) => {
+                std::fs::symlink_metadata(self.spool.path(state, id)).is_ok_and(|m| m.uid() == who)
+            }
+            // Nothing to abort: the marker is harmless and is dropped.
+            None => true,
+        }
     }
 
     /// Start what the queue says may start, in FIFO order.
@@ -660,10 +698,18 @@ impl Server<'_> {
 /// The name of this spool's cgroup parent: one per spool, so that two
 /// servers on one host never touch each other's job groups.
 pub fn cgroup_name(spool: &Spool) -> String {
-    use std::hash::{Hash, Hasher};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    spool.root().hash(&mut h);
-    format!("spoolq-{:08x}", h.finish() as u32)
+    use std::os::unix::ffi::OsStrExt;
+    // FNV-1a: stable across builds, unlike std's hasher, so a new binary
+    // still finds the job groups a crashed older one left.
+    let hash = spool
+        .root()
+        .as_os_str()
+        .as_bytes()
+        .iter()
+        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3)
+        });
+    format!("spoolq-{hash:016x}")
 }
 
 /// The request id a directory entry is named after, if it is one.

@@ -36,21 +36,29 @@ impl Server<'_> {
         Ok(())
     }
 
-    /// Remove the server's own leftovers (`srv-*`, only ever written while
-    /// holding the lock) and client files older than [`STALE_TMP_AGE`].
+    /// Remove the server's own leftover temporary files (`run/*.tmp`,
+    /// `run/*.result`, only ever written while holding the lock) and client
+    /// files in `tmp/` older than [`STALE_TMP_AGE`].
     fn clean_tmp(&self) -> Result<()> {
+        let run = self.spool.run_dir();
+        for entry in fs::read_dir(&run).at("listing", &run)? {
+            let path = entry.at("listing", &run)?.path();
+            let ext = path.extension().and_then(|e| e.to_str());
+            if matches!(ext, Some("tmp") | Some("result")) {
+                let _ = fs::remove_file(&path);
+            }
+        }
         let dir = self.spool.tmp_dir();
         let now = SystemTime::now();
         for entry in fs::read_dir(&dir).at("listing", &dir)? {
             let entry = entry.at("listing", &dir)?;
-            let name = entry.file_name().to_string_lossy().into_owned();
             let old = entry
                 .metadata()
                 .and_then(|m| m.modified())
                 .ok()
                 .and_then(|t| now.duration_since(t).ok())
                 .is_some_and(|age| age > STALE_TMP_AGE);
-            if name.starts_with("srv-") || old {
+            if old {
                 let _ = fs::remove_file(entry.path());
             }
         }
@@ -83,13 +91,14 @@ impl Server<'_> {
             warn!(%file, moved_to = %to.display(), "not a request id; set aside");
             return Ok(None);
         };
-        let pid_path = self.spool.output_path(id, "pid");
+        let pid_path = self.spool.pid_path(id);
         // The pid record was written when the job started.
         let started_at_us = fs::metadata(&pid_path)
             .and_then(|m| m.modified())
             .ok()
             .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
             .map(|d| d.as_micros() as u64);
+        // run/ is the server's own: nothing there was planted by a user.
         if let Ok(record) = fs::read_to_string(&pid_path) {
             if kill_recorded(&record) {
                 info!(%id, "killed a job the previous server left running");

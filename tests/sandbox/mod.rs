@@ -772,3 +772,90 @@ fn output_beyond_the_cap_is_drained_counted_and_flagged() {
     assert_eq!(result["stdout"]["total_bytes"], 1_000_000, "{result}");
     assert!(result["stderr"].get("truncated").is_none(), "{result}");
 }
+
+// ---------------------------------------------------------------------------
+// A shared spool against a hostile user (regressions from review)
+// ---------------------------------------------------------------------------
+
+/// A spool served by root that the test user can reach.
+fn shared_env() -> Env {
+    let env = Env::new();
+    let top = env.work.parent().unwrap();
+    fs::set_permissions(top, fs::Permissions::from_mode(0o755)).unwrap();
+    fs::set_permissions(&env.work, fs::Permissions::from_mode(0o777)).unwrap();
+    env
+}
+
+#[test]
+fn a_symlink_planted_as_a_jobs_output_does_not_redirect_it() {
+    // Needs root: the server must not write through a user's link as root.
+    if !root_or_skip("a_symlink_planted_as_a_jobs_output_does_not_redirect_it") {
+        return;
+    }
+    let env = shared_env();
+    let precious = env.path("precious");
+    fs::write(&precious, "root's\n").unwrap();
+    fs::set_permissions(&precious, fs::Permissions::from_mode(0o600)).unwrap();
+    env.submit_sh(&held("blocker"));
+    let id = env.submit(&["echo", "pwned"]);
+    let _server = env.serve(&["--max-jobs", "1"]);
+    env.wait_started("blocker");
+    std::os::unix::fs::symlink(&precious, env.dir("output").join(format!("{id}.out"))).unwrap();
+    env.release("blocker");
+    let out = env.cmd().args(["wait", &id]).expect_code(0);
+    assert_eq!(out.out(), "pwned\n");
+    assert_eq!(fs::read_to_string(&precious).unwrap(), "root's\n");
+    let meta = fs::metadata(&precious).unwrap();
+    assert_eq!((meta.uid(), meta.mode() & 0o777), (0, 0o600));
+}
+
+#[test]
+fn an_abort_filed_by_another_user_is_set_aside() {
+    // Needs root: a second user on a shared spool.
+    if !root_or_skip("an_abort_filed_by_another_user_is_set_aside") {
+        return;
+    }
+    let (uid, gid) = test_user();
+    let env = shared_env();
+    let _server = env.serve(&[]);
+    let id = env.submit_sh(&format!("{}; echo finished", held("victim")));
+    env.wait_started("victim");
+    env.cmd().user(uid, gid).args(["abort", &id]).expect_code(0);
+    wait_until("the foreign abort marker to be set aside", || {
+        env.names("5-aborting").is_empty() && env.names("rejected").contains(&id)
+    });
+    assert_eq!(env.states_of(&id), ["3-running"]);
+    env.release("victim");
+    let out = env.cmd().args(["wait", &id]).expect_code(0);
+    assert_eq!(out.out(), "finished\n");
+}
+
+#[test]
+fn a_result_forged_by_another_user_is_not_believed() {
+    // Needs root: a second user on a shared spool.
+    if !root_or_skip("a_result_forged_by_another_user_is_not_believed") {
+        return;
+    }
+    let (uid, gid) = test_user();
+    let env = shared_env();
+    env.submit_sh(&held("blocker"));
+    let id = env.submit_sh("echo real; exit 3");
+    let _server = env.serve(&["--max-jobs", "1"]);
+    env.wait_started("blocker");
+    let forged = format!(
+        r#"{{"version":1,"id":"{id}","status":"succeeded","exit_code":0,"signal":null,"reason":null,"enqueued_at_us":1,"started_at_us":null,"finished_at_us":2,"wait_us":1,"run_us":null,"stdout":null,"stderr":null,"request":null}}"#
+    );
+    let path = env.dir("4-complete").join(&id);
+    TestCommand::new("sh")
+        .args([
+            "-c",
+            &format!("printf '%s' '{forged}' > {}", path.display()),
+        ])
+        .user(uid, gid)
+        .expect_code(0);
+    let waiter = env.cmd().args(["wait", &id]).spawn();
+    env.release("blocker");
+    let out = waiter.finish();
+    assert_eq!(out.code(), 3, "{}", out.describe());
+    assert_eq!(out.out(), "real\n");
+}

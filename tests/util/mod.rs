@@ -557,7 +557,7 @@ impl Env {
     /// The pid of a running job, from the server's pid record.
     #[track_caller]
     pub fn job_pid(&self, id: &str) -> u32 {
-        let p = self.dir("output").join(format!("{id}.pid"));
+        let p = self.dir("run").join(format!("{id}.pid"));
         let record = wait_for(&format!("a pid record for {id}"), || {
             fs::read_to_string(&p).ok().filter(|s| s.ends_with('\n'))
         });
