@@ -579,11 +579,13 @@ impl Spool {
             .chars()
             .map(|c| if c == '/' || c.is_control() { '_' } else { c })
             .collect();
+        // The plain name first; when taken, a fresh unique suffix (never a
+        // scan of `.1`, `.2`, … that grows with what was set aside before).
         for n in 0u32.. {
             let dest = if n == 0 {
                 dir.join(&safe)
             } else {
-                dir.join(format!("{safe}.{n}"))
+                dir.join(format!("{safe}.{}", RequestId::generate()))
             };
             match rustix::fs::renameat_with(
                 rustix::fs::CWD,
@@ -600,6 +602,11 @@ impl Spool {
         unreachable!("u32 range exhausted")
     }
 }
+
+/// How far before its file was published a request's id time may lie.
+/// The id is the FIFO key and the client picks it: an older one would jump
+/// the queue.
+pub const MAX_ID_AGE_AT_PUBLISH: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// Move `tmp` to `dest` in one step that fails with `AlreadyExists` instead
 /// of replacing. `renameat2(RENAME_NOREPLACE)` where the file system has it;

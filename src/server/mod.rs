@@ -369,6 +369,20 @@ impl<'a> Server<'a> {
             warn!(%id, moved_to = %to.display(), "duplicate of a known request; set aside");
             return Ok(());
         }
+        if state == State::Requested && backdated(&self.spool.path(state, id), id) {
+            let reason = format!(
+                "its id is dated more than {} s before the file was published: \
+                 ids are the queue order, so a backdated one would jump the queue",
+                crate::spool::MAX_ID_AGE_AT_PUBLISH.as_secs()
+            );
+            let r = Rejection {
+                reason,
+                request: None,
+                gone: false,
+            };
+            self.metrics.total_received += 1;
+            return self.reject(id, state, r);
+        }
         match self.spool.read_request(&self.spool.path(state, id), id) {
             Ok(request) => {
                 if state == State::Requested {
@@ -710,6 +724,19 @@ pub fn cgroup_name(spool: &Spool) -> String {
             (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3)
         });
     format!("spoolq-{hash:016x}")
+}
+
+/// True if `id`'s time lies far before its file's ctime (when it was
+/// published into `1-requested/`).
+fn backdated(path: &Path, id: RequestId) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(meta) = std::fs::symlink_metadata(path) else {
+        return false;
+    };
+    let ctime_us =
+        (meta.ctime().max(0) as u64) * 1_000_000 + (meta.ctime_nsec().max(0) as u64) / 1000;
+    let slack = crate::spool::MAX_ID_AGE_AT_PUBLISH.as_micros() as u64;
+    id.micros().saturating_add(slack) < ctime_us
 }
 
 /// The request id a directory entry is named after, if it is one.

@@ -859,3 +859,24 @@ fn a_result_forged_by_another_user_is_not_believed() {
     assert_eq!(out.code(), 3, "{}", out.describe());
     assert_eq!(out.out(), "real\n");
 }
+
+#[test]
+fn a_backdated_request_cannot_jump_the_queue() {
+    let env = Env::new();
+    let mut doc = env
+        .cmd()
+        .args(["submit", "--json", "--", "touch", "ran"])
+        .expect_code(0)
+        .json();
+    // Dated an hour ago, published now: it would sort before everything.
+    let hour_ago = crate::util::now_us() - 3_600_000_000;
+    let id = format!("{hour_ago:016}-feedbeef0001");
+    doc["id"] = json!(id);
+    fs::write(env.path("early"), doc.to_string()).unwrap();
+    fs::rename(env.path("early"), env.dir("1-requested").join(&id)).unwrap();
+    let _server = env.serve(&[]);
+    let result = env.result(&id);
+    assert_eq!(result["status"], "rejected", "{result}");
+    let reason = result["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("jump the queue"), "reason: {reason:?}");
+}
