@@ -239,6 +239,7 @@ fn run(opts: Opts) -> Res<()> {
         eprintln!("table written to {}", path.display());
     }
     drop(root);
+    rustix::fs::sync();
     if b.opts.peers {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/peers.sh");
         let mut cmd = Command::new("bash");
@@ -1193,12 +1194,20 @@ impl Bench {
             segs.push(seg);
             total += SEGMENT + 2;
         }
+        // Two more blockers keep the rest of the backlog from running while
+        // the last reference is measured.
+        client::submit(&fast, &sleep)?;
+        client::submit(&fast, &sleep)?;
+        total += 2;
         while total < pending + 2 {
             client::submit(&fast, &s)?;
             total += 1;
         }
         let pending = total - 2;
         write_results(&fast, complete)?;
+        // Write the prepared spool out now, so that its writeback does not
+        // run under the measurements.
+        rustix::fs::sync();
         let req = fs::metadata(fast.path(State::Requested, segs[0][0]))?;
         progress(&format!(
             "created {total} requests and {complete} results in {:.1} s",
@@ -1225,38 +1234,29 @@ impl Bench {
             list_running = median_of(3, || self.time_cli(&dir, &["list", "--state", "running"]))?;
         }
         let spool = Spool::new(&dir, true);
+        // The reference: another long-lived server, given 100 requests
+        // behind two blockers each time it is measured.
+        let mut reference_srv = if compare {
+            let rdir = self.new_spool("reference")?;
+            Some((self.serve(&rdir, &ServeOpts::default())?, rdir))
+        } else {
+            None
+        };
         let (mut drain, mut reference, mut reference_rss) = (Vec::new(), Vec::new(), Vec::new());
         for (i, (pair, seg)) in blockers.iter().zip(&segs).enumerate() {
             // The reference is drained after even segments and before odd
             // ones, so that a trend in the load favours neither.
-            let before = compare && i % 2 == 1;
-            if before {
-                let r = self.backlog(SEGMENT, 0, 0, false)?;
-                reference.push(r.drain_us);
-                reference_rss.push(r.rss_kb);
+            let before = i % 2 == 1;
+            if let (true, Some((rsrv, rdir))) = (before, &mut reference_srv) {
+                let (us, kb) = reference_drain(rsrv, rdir)?;
+                reference.push(us);
+                reference_rss.push(kb);
             }
-            for id in pair {
-                client::abort(&spool, *id)?;
-            }
-            let mut done = Vec::with_capacity(SEGMENT);
-            for id in seg {
-                let id = *id;
-                let r = wait_for("the drain", secs(600), ms(5), || {
-                    srv.check_alive()?;
-                    Ok(spool.read_result(id).ok())
-                })?;
-                if r.status.name() != "succeeded" {
-                    return Err(format!("job {id}: {}", r.status.name()).into());
-                }
-                done.push(r.finished_at_us as f64);
-            }
-            done.sort_by(f64::total_cmp);
-            // Jobs 5 to 99 of the segment: past the start of the drain.
-            drain.push((done[SEGMENT - 1] - done[5]) / (SEGMENT - 6) as f64);
-            if compare && !before {
-                let r = self.backlog(SEGMENT, 0, 0, false)?;
-                reference.push(r.drain_us);
-                reference_rss.push(r.rss_kb);
+            drain.push(drain_segment(&mut srv, &spool, pair, seg)?);
+            if let (false, Some((rsrv, rdir))) = (before, &mut reference_srv) {
+                let (us, kb) = reference_drain(rsrv, rdir)?;
+                reference.push(us);
+                reference_rss.push(kb);
             }
             if compare {
                 progress(&format!(
@@ -1267,15 +1267,14 @@ impl Bench {
                 ));
             }
         }
-        srv.stop()?;
-        let t = Instant::now();
-        fs::remove_dir_all(&dir)?;
-        if t.elapsed() > secs(1) {
-            progress(&format!(
-                "removed the spool in {:.1} s",
-                t.elapsed().as_secs_f64()
-            ));
+        if let Some((mut rsrv, rdir)) = reference_srv {
+            rsrv.stop()?;
+            fs::remove_dir_all(&rdir)?;
         }
+        srv.stop_now()?;
+        // The spool stays until the end of the run: deleting 100,000 files
+        // here would slow the file system (discards, freed blocks) under
+        // the next measurements.
         Ok(Backlog {
             pending,
             intake,
@@ -1659,6 +1658,59 @@ impl Bench {
 /// Jobs per drain segment of a backlog.
 const SEGMENT: usize = 100;
 
+/// Abort the two blockers in front of `seg` and time its drain from the
+/// results: µs per job over jobs 5 to 99, past the start of the drain.
+fn drain_segment(
+    srv: &mut Server,
+    spool: &Spool,
+    blockers: &[RequestId; 2],
+    seg: &[RequestId],
+) -> Res<f64> {
+    for id in blockers {
+        client::abort(spool, *id)?;
+    }
+    let mut done = Vec::with_capacity(seg.len());
+    for id in seg {
+        let id = *id;
+        let r = wait_for("the drain", secs(600), ms(5), || {
+            srv.check_alive()?;
+            Ok(spool.read_result(id).ok())
+        })?;
+        if r.status.name() != "succeeded" {
+            return Err(format!("job {id}: {}", r.status.name()).into());
+        }
+        done.push(r.finished_at_us as f64);
+    }
+    done.sort_by(f64::total_cmp);
+    Ok((done[seg.len() - 1] - done[5]) / (seg.len() - 6) as f64)
+}
+
+/// Queue two blockers and a segment of `true` on the idle reference server,
+/// wait until exactly the segment is pending, and time its drain. Returns
+/// µs per job and the server's RSS (kB) with the segment pending.
+fn reference_drain(srv: &mut Server, dir: &Path) -> Res<(f64, f64)> {
+    let fast = Spool::new(dir, false);
+    let sleep = spec(&["sleep", "600"]);
+    let blockers = [
+        client::submit(&fast, &sleep)?.id,
+        client::submit(&fast, &sleep)?.id,
+    ];
+    let s = spec(&["true"]);
+    let mut seg = Vec::with_capacity(SEGMENT);
+    for _ in 0..SEGMENT {
+        seg.push(client::submit(&fast, &s)?.id);
+    }
+    wait_for("the reference to be queued", secs(60), ms(2), || {
+        srv.check_alive()?;
+        Ok(read_status(dir).filter(|s| {
+            s["pending"].as_u64() == Some(SEGMENT as u64) && s["running"].as_u64() == Some(2)
+        }))
+    })?;
+    let rss = proc_status_kb(srv.pid, "VmRSS").unwrap_or(0) as f64;
+    let us = drain_segment(srv, &Spool::new(dir, true), &blockers, &seg)?;
+    Ok((us, rss))
+}
+
 struct Backlog {
     /// Requests pending once taken in.
     pending: usize,
@@ -1670,7 +1722,8 @@ struct Backlog {
     list_running_ms: f64,
     /// Per-job drain time, µs: median over segments.
     drain_us: f64,
-    /// The same with 100 pending, drained between the segments.
+    /// The same with 100 pending on another server, drained between the
+    /// segments.
     reference_us: f64,
     /// Median over segments of the segment's time per job divided by the
     /// reference's drained right after it.

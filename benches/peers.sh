@@ -8,6 +8,9 @@
 # Usage: bash benches/peers.sh [--quick] [--no-install] [--only spoolq,pueue,nq,tsp]
 #   SPOOLQ_BIN  the spoolq binary (default: release/spoolq under
 #               $CARGO_TARGET_DIR or target/, built with cargo if missing)
+#   SPOOLQ_SERVE_ARGS  extra `spoolq serve` arguments [default: the sandbox
+#               off (--no-cgroups --shared-tmp) when serve has those flags,
+#               as the peers have no sandbox]
 #
 # Installs what is missing: `apt-get install nq task-spooler` and
 # `cargo install pueue --locked`. Works only under a fresh mktemp directory,
@@ -90,15 +93,21 @@ if wants spoolq; then
     fi
   fi
   [ -x "$SQ" ] || die "no spoolq binary at $SQ"
+  if [ -z "${SPOOLQ_SERVE_ARGS+set}" ]; then
+    help=$("$SQ" serve --help 2>/dev/null)
+    SPOOLQ_SERVE_ARGS=
+    case $help in *--no-cgroups*) case $help in *--shared-tmp*) SPOOLQ_SERVE_ARGS="--no-cgroups --shared-tmp" ;; esac ;; esac
+  fi
 fi
 
 # ---------------------------------------------------------------- helpers ---
 ROOT=$(mktemp -d /tmp/spoolq-peers.XXXXXX)
-PIDS=(); PGIDS=()
+# Every process we start is tracked by pid and start time, and signalled
+# only while that pid still is that process: a stale pid, reused by some
+# other process, is never signalled. No process-group or -1 kills.
+declare -A OWN   # pid -> start time (clock ticks since boot)
 cleanup() {
-  local p g
-  for g in "${PGIDS[@]}"; do stop_pgid "$g"; done
-  for p in "${PIDS[@]}"; do stop_pid "$p"; done
+  stop_pids "${!OWN[@]}"
   rm -rf "$ROOT"
 }
 trap cleanup EXIT
@@ -110,25 +119,41 @@ snooze() { read -r -t "$1" -u "$SNOOZE_FD" _ || true; }
 
 now_us() { local t=$EPOCHREALTIME; echo "${t/./}"; }
 
-# Stop a pid we started: TERM, wait up to 5 s, then KILL.
-stop_pid() {
-  local p=$1 i=0
-  [ -n "$p" ] && kill -0 "$p" 2>/dev/null || return 0
-  kill -TERM "$p" 2>/dev/null
-  while kill -0 "$p" 2>/dev/null && [ $i -lt 500 ]; do snooze 0.01; i=$((i + 1)); done
-  kill -KILL "$p" 2>/dev/null
-  wait "$p" 2>/dev/null
+# Start time of a live (not zombie) process, from builtins only.
+start_of() {
+  local line f
+  read -r line 2>/dev/null < "/proc/$1/stat" || return 1
+  read -ra f <<< "${line##*) }"
+  [ "${f[0]}" != Z ] && echo "${f[19]}"
+}
+# track PID...: remember processes we started (positive pids above 1 only).
+track() {
+  local p st
+  for p in "$@"; do
+    [[ "$p" =~ ^[0-9]+$ ]] && [ "$p" -gt 1 ] || { log "not tracking pid '$p'"; continue; }
+    st=$(start_of "$p") && OWN[$p]=$st
+  done
+}
+owned() { [ -n "${OWN[$1]:-}" ] && [ "$(start_of "$1")" = "${OWN[$1]}" ]; }
+# Stop tracked processes: TERM, up to 5 s, then KILL; reap our children.
+stop_pids() {
+  local p i=0 left
+  for p in "$@"; do owned "$p" && kill -TERM "$p" 2>/dev/null; done
+  while [ $i -lt 500 ]; do
+    left=0; for p in "$@"; do owned "$p" && { left=1; break; }; done
+    [ $left = 0 ] && break
+    snooze 0.01; i=$((i + 1))
+  done
+  for p in "$@"; do
+    owned "$p" && kill -KILL "$p" 2>/dev/null
+    wait "$p" 2>/dev/null
+    unset "OWN[$p]"
+  done
   return 0
 }
-# Stop a process group we created with setsid (its leader's pid).
-stop_pgid() {
-  local g=$1
-  [ -n "$g" ] || return 0
-  kill -TERM -- "-$g" 2>/dev/null || return 0
-  snooze 0.2
-  kill -KILL -- "-$g" 2>/dev/null
-  return 0
-}
+stop_pid() { [ -n "${1:-}" ] && stop_pids "$1"; return 0; }
+# Members of the session we created with setsid (its leader's pid).
+session_members() { ps -eo pid=,sid= | awk -v g="$1" '$2==g{print $1}'; }
 # wait_until TIMEOUT_S CMD...: poll CMD every 10 ms until it succeeds.
 wait_until() {
   local lim=$(($1 * 100)) i=0; shift
@@ -146,7 +171,6 @@ pss_kb() { local v; v=$(awk '/^Pss:/{print $2}' "/proc/$1/smaps_rollup" 2>/dev/n
 pss_sum_kb() { local s=0 p; for p in "$@"; do s=$((s + $(pss_kb "$p"))); done; echo "$s"; }
 # CPU time of a process in ms, from the schedstat of each of its threads.
 cpu_ms() { cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{s+=$1} END{printf "%.2f", s/1e6}'; }
-pids_in_group() { ps -eo pid=,pgid= | awk -v g="$1" '$2==g{print $1}'; }
 
 declare -A R   # R[tool.figure]=value
 put() { R[$1.$2]=$3; log "$1 $2 = $3"; }
@@ -162,8 +186,8 @@ put() { R[$1.$2]=$3; log "$1 $2 = $3"; }
 # SQ_FLAGS is empty or --no-fsync.
 spoolq_start() {
   S=$ROOT/$1; mkdir -p "$S"
-  "$SQ" --spool "$S" $SQ_FLAGS serve --max-jobs "$2" 2>>"$S.log" &
-  DPID=$!; PIDS+=("$DPID")
+  "$SQ" --spool "$S" $SQ_FLAGS serve --max-jobs "$2" $SPOOLQ_SERVE_ARGS 2>>"$S.log" &
+  DPID=$!; track "$DPID"
   wait_until 10 test -s "$S/status.json" || die "spoolq server did not start"
   if [ "${3:-}" = hold ]; then
     "$SQ" --spool "$S" submit -- sleep 3600 >/dev/null
@@ -179,9 +203,9 @@ spoolq_waiters() { :; }
 # SIGTERM lets running jobs finish; a second one, once the server says it is
 # stopping, stops them (the blocker) at once.
 spoolq_stop() {
-  kill -TERM "$DPID" 2>/dev/null
+  owned "$DPID" && kill -TERM "$DPID" 2>/dev/null
   wait_until 5 grep -q '"mode": "stopping"' "$S/status.json"
-  kill -TERM "$DPID" 2>/dev/null
+  owned "$DPID" && kill -TERM "$DPID" 2>/dev/null
   stop_pid "$DPID"
 }
 spoolq_version() { "$SQ" --version | awk '{print $2}'; }
@@ -203,7 +227,7 @@ daemon:
   pause_all_on_failure: false
 EOF
   pueued -c "$CFG" >"$d/daemon.log" 2>&1 &
-  DPID=$!; PIDS+=("$DPID")
+  DPID=$!; track "$DPID"
   wait_until 10 test -S "$d/run/pueue.socket" || die "pueued did not start"
   pueue -c "$CFG" parallel "$2" >/dev/null
   if [ "${3:-}" = hold ]; then pueue -c "$CFG" pause >/dev/null; fi
@@ -226,7 +250,7 @@ pueue_version() { pueue --version | awk '{print $2}'; }
 nq_start() {
   Q1=$ROOT/$1.a; Q2=$ROOT/$1.b; mkdir -p "$Q1" "$Q2"; DPID=; NQ_SLOTS=$2; BLOCKER=
   if [ "${3:-}" = hold ]; then
-    local f; f=$(NQDIR=$Q1 nq sleep 3600); BLOCKER=${f##*.}; PIDS+=("$BLOCKER")
+    local f; f=$(NQDIR=$Q1 nq sleep 3600); BLOCKER=${f##*.}; track "$BLOCKER"
   fi
 }
 nq_add() {
@@ -237,7 +261,7 @@ nq_add() {
 nq_add_sh() { nq_add sh -c "$1"; }
 nq_roundtrip() { local f; f=$(NQDIR=$Q1 nq true) && NQDIR=$Q1 nq -w "$f"; }
 nq_wait_all() { NQDIR=$Q1 nq -w; NQDIR=$Q2 nq -w; }
-nq_waiters() { pids_in_group "$1"; }
+nq_waiters() { session_members "$1"; }
 nq_stop() { stop_pid "$BLOCKER"; }
 nq_version() { dpkg-query -W -f='${Version}' nq; }
 
@@ -250,10 +274,12 @@ tsp_start() {
   tsp -S "$2"
   DPID=$(ss -xlpn 2>/dev/null | awk -v s="$TS_SOCKET" '$5==s' | sed -n 's/.*pid=\([0-9]*\).*/\1/p' | head -1)
   [ -n "$DPID" ] || die "cannot find the tsp server"
-  PIDS+=("$DPID"); BLOCKER=
+  track "$DPID"; BLOCKER=
   if [ "${3:-}" = hold ]; then
     local id; id=$(tsp sleep 3600)
-    wait_until 5 tsp_running "$id"; BLOCKER=$(tsp -p "$id"); PIDS+=("$BLOCKER")
+    wait_until 10 tsp_running "$id" || log "tsp: the blocker did not start"
+    BLOCKER=$(tsp -p "$id"); track "$BLOCKER"
+    track $(tsp_waiters)   # the client waiting for the blocker
   fi
 }
 tsp_running() { [ "$(tsp -s "$1")" = running ]; }
@@ -272,9 +298,8 @@ tsp_waiters() {
   done
 }
 tsp_stop() {
-  local w; w=$(tsp_waiters)
-  stop_pid "$BLOCKER"; stop_pid "$DPID"
-  for p in $w; do stop_pid "$p"; done
+  local w; w=$(tsp_waiters); track $w
+  stop_pid "$BLOCKER"; stop_pid "$DPID"; stop_pids $w
   unset TS_SOCKET TMPDIR
 }
 tsp_version() { dpkg-query -W -f='${Version}' task-spooler; }
@@ -288,13 +313,14 @@ use() {
 
 # ---------------------------------------------------------------- workloads --
 # `enqueue_loop PGFILE COUNT`: COUNT enqueues of `true` from a bash loop in a
-# session of its own (so that nq's waiting processes are in a group we can
-# stop); returns when the loop has finished.
+# session of its own (so that nq's waiting processes can be found as its
+# members); returns when the loop has finished, with its members tracked.
 enqueue_loop() {
   export SQ S SQ_FLAGS CFG=${CFG:-} Q1=${Q1:-} Q2=${Q2:-} NQ_SLOTS=${NQ_SLOTS:-1} NQ_TURN=0
   setsid bash -c 'echo $$ > "$1"; for i in $(seq "$2"); do '"${I}_add"' true || exit 1; done' bash "$1" "$2" </dev/null \
     || log "$T: the enqueue loop failed"
-  PGIDS+=("$(cat "$1")")
+  local sid; sid=$(cat "$1")
+  [[ "$sid" =~ ^[0-9]+$ ]] && [ "$sid" -gt 1 ] && track $(session_members "$sid")
 }
 
 w_submit() {
@@ -316,20 +342,24 @@ w_submit() {
       put "$T" queued_kb "$(awk -v k="$held" -v n="$n" 'BEGIN{printf "%.2f", k/n}')"
       put "$T" queued_procs "$(awk -v p="$(echo $w | wc -w)" -v n="$n" 'BEGIN{printf "%.1f", p/n}')"
     fi
-    stop_pgid "$pg"
+    stop_pids $(session_members "$pg")
     "${I}_stop"
   done
   put "$T" submit_ms "$(printf '%s\n' "${v[@]}" | median)"
 }
 
 w_dispatch() {
-  local i f t0 ts v=()
+  local i f t0 ts v=() missed=0
   "${I}_start" "$T-dispatch" 2
   for i in $(seq "$LAT"); do
     f=$ROOT/$T-dispatch.$i
     t0=$(now_us)
     "${I}_add_sh" "date +%s%N > $f"
-    wait_until 30 test -s "$f" || { log "$T: dispatch sample $i timed out"; continue; }
+    if ! wait_until 10 test -s "$f"; then
+      log "$T: dispatch sample $i timed out"
+      missed=$((missed + 1)); [ $missed -ge 3 ] && { log "$T: giving up on dispatch"; break; }
+      continue
+    fi
     ts=$(cat "$f")
     v+=("$(awk -v a="$t0" -v b="$ts" 'BEGIN{printf "%.3f", (b/1000-a)/1000}')")
     # Let the job end and the queue settle before the next sample.
@@ -446,6 +476,7 @@ echo '```'
 echo "benches/peers.sh$([ "$QUICK" = 1 ] && echo ' --quick') at $START, took $(( ($(now_us) - T0) / 1000000 )) s; $(nproc) CPUs, kernel $(uname -r)"
 echo "load average at start: $LOAD0; at end: $LOAD1"
 echo "versions: $(for t in "${TOOLS[@]}"; do [ "$t" = spoolq-nofsync ] || printf '%s %s; ' "$t" "${VER[$t]}"; done)"
+wants spoolq && echo "spoolq serve --max-jobs N ${SPOOLQ_SERVE_ARGS:-}"
 echo "N=$N (pueue throughput: $PUEUE_N; tsp held queue: $TSP_MAX); $REPS runs per median; $LAT latency samples (pueue round trip: $PUEUE_RT); idle ${IDLE} s"
 echo '```'
 echo
