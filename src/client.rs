@@ -106,37 +106,43 @@ const WAIT_POLL: Duration = Duration::from_millis(500);
 pub struct Waiter {
     tx: mpsc::Sender<Wake>,
     rx: mpsc::Receiver<Wake>,
-    poll: Duration,
-    _watcher: Option<notify::RecommendedWatcher>,
+    /// Armed on the first look that finds no result: a result that is
+    /// already there costs no inotify set-up and teardown (~5 ms).
+    watcher: std::cell::OnceCell<Option<notify::RecommendedWatcher>>,
 }
 
 impl Waiter {
-    /// Watch `spool`'s results. If inotify is unavailable (limits, network
-    /// file system) it polls more often instead.
-    pub fn new(spool: &Spool) -> Waiter {
+    /// A waiter for `spool`'s results; it watches them only once it has to.
+    pub fn new(_spool: &Spool) -> Waiter {
         let (tx, rx) = mpsc::channel();
-        let fs_tx = tx.clone();
-        let watcher = notify::recommended_watcher(move |_res| {
-            let _ = fs_tx.send(Wake::Changed);
-        })
-        .and_then(|mut w| {
-            w.watch(
-                &spool.state_dir(State::Complete),
-                RecursiveMode::NonRecursive,
-            )?;
-            Ok(w)
-        })
-        .ok();
-        let poll = if watcher.is_some() {
-            WAIT_POLL
-        } else {
-            Duration::from_millis(50)
-        };
         Waiter {
             tx,
             rx,
-            poll,
-            _watcher: watcher,
+            watcher: std::cell::OnceCell::new(),
+        }
+    }
+
+    /// Watch `4-complete/`, once. If inotify is unavailable (limits, network
+    /// file system) polling is faster instead. Returns the poll interval.
+    fn arm(&self, spool: &Spool) -> Duration {
+        let watcher = self.watcher.get_or_init(|| {
+            let fs_tx = self.tx.clone();
+            notify::recommended_watcher(move |_res| {
+                let _ = fs_tx.send(Wake::Changed);
+            })
+            .and_then(|mut w| {
+                w.watch(
+                    &spool.state_dir(State::Complete),
+                    RecursiveMode::NonRecursive,
+                )?;
+                Ok(w)
+            })
+            .ok()
+        });
+        if watcher.is_some() {
+            WAIT_POLL
+        } else {
+            Duration::from_millis(50)
         }
     }
 
@@ -169,7 +175,13 @@ impl Waiter {
             if state.is_none() && !result_path.exists() {
                 return Ok(WaitOutcome::Gone);
             }
-            let mut sleep = self.poll;
+            if self.watcher.get().is_none() {
+                // Not there yet: watch from now on, and look again at once
+                // in case it arrived before the watch did.
+                self.arm(spool);
+                continue;
+            }
+            let mut sleep = self.arm(spool);
             if let Some(d) = deadline {
                 let now = Instant::now();
                 if now >= d {
