@@ -405,15 +405,14 @@ impl Spool {
         }
     }
 
-    /// True if `id` is already pending, running or complete: a file of that
-    /// name in `1-requested/` is then a duplicate.
-    /// A result planted by another user in the shared `4-complete/` does
-    /// not count: only one owned by root or by `owner` (the new file's).
-    pub fn locate_beyond(&self, id: RequestId, owner: u32) -> bool {
-        let known = |s: State| self.path(s, id).symlink_metadata().ok();
-        known(State::Pending).is_some()
-            || known(State::Running).is_some()
-            || known(State::Complete).is_some_and(|m| m.uid() == 0 || m.uid() == owner)
+    /// True if `id` already has a result: a new request file of that name
+    /// is then a duplicate. A result planted by another user in the shared
+    /// `4-complete/` does not count: only one owned by root or by `owner`
+    /// (the new file's).
+    pub fn has_result_of(&self, id: RequestId, owner: u32) -> bool {
+        self.path(State::Complete, id)
+            .symlink_metadata()
+            .is_ok_and(|m| m.uid() == 0 || m.uid() == owner)
     }
 
     /// Remove a file, treating "already gone" as success.

@@ -20,7 +20,7 @@ use crate::capture::{Capture, Counted};
 use crate::error::{IoContext, Result};
 use crate::id::{now_micros, RequestId};
 use crate::meter::{format_size, LoadSource, Meter, Reserved};
-use crate::request::Status;
+use crate::request::{Request, Status};
 use crate::sandbox::cgroup::JobCgroup;
 use crate::sandbox::{Prepared, Sandbox, SandboxReport, Usage};
 use crate::spool::{Spool, Submission};
@@ -80,7 +80,7 @@ pub enum KillReason {
 }
 
 /// How a job ended, as far as the process is concerned.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Outcome {
     /// Result status.
     pub status: Status,
@@ -100,6 +100,8 @@ pub struct Outcome {
     pub usage: Option<Usage>,
     /// What its stdout and stderr produced, if it started.
     pub output: Option<(Counted, Counted)>,
+    /// The request it ran, if it started (saves reading it again).
+    pub request: Option<Box<Request>>,
 }
 
 impl Outcome {
@@ -115,12 +117,14 @@ impl Outcome {
             sandbox: None,
             usage: None,
             output: None,
+            request: None,
         }
     }
 }
 
 struct Job {
     child: Child,
+    request: Request,
     captures: Option<(Capture, Capture)>,
     cgroup: Option<JobCgroup>,
     sandbox: SandboxReport,
@@ -244,6 +248,7 @@ impl LocalTasks {
                 let limit = request.time_limit_us.map(Duration::from_micros);
                 let job = Job {
                     child,
+                    request: request.clone(),
                     captures: Some((out_cap, err_cap)),
                     cgroup,
                     sandbox: report,
@@ -409,6 +414,7 @@ impl LocalTasks {
                     .map(|(o, e)| (o.finish(OUTPUT_PATIENCE), e.finish(OUTPUT_PATIENCE)));
                 let mut outcome = outcome(&job, status, usage);
                 outcome.output = output;
+                outcome.request = Some(Box::new(job.request));
                 (id, outcome)
             })
             .collect();
@@ -518,6 +524,7 @@ fn outcome(job: &Job, status: ExitStatus, usage: Option<Usage>) -> Outcome {
         sandbox: Some(Box::new(job.sandbox.clone())),
         usage,
         output: None,
+        request: None,
     }
 }
 

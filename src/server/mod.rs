@@ -9,6 +9,7 @@ pub mod queue;
 mod recovery;
 
 use std::ffi::OsStr;
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
@@ -303,8 +304,15 @@ impl<'a> Server<'a> {
             self.dirty.status = true;
             return Ok(false);
         }
-        let running = self.spool.path(State::Running, id);
-        let request = self.spool.read_request(&running, id).ok();
+        // The request as it was started; read again only for outcomes that
+        // did not come from a started job.
+        let request = match &outcome.request {
+            Some(r) => Some((**r).clone()),
+            None => self
+                .spool
+                .read_request(&self.spool.path(State::Running, id), id)
+                .ok(),
+        };
         let result = build_result(self.spool, id, outcome, request);
         self.spool.write_result(&result)?;
         self.spool.remove(&self.spool.pid_path(id))?;
@@ -357,19 +365,20 @@ impl<'a> Server<'a> {
             warn!(%file, moved_to = %to.display(), "not a request id; set aside");
             return Ok(());
         };
-        let owner = {
-            use std::os::unix::fs::MetadataExt;
-            let path = self.spool.path(state, id);
-            std::fs::symlink_metadata(path).map_or(0, |m| m.uid())
+        // One lstat gives the submitter and the publication time. Pending
+        // and running ids are all in the queue, so only a result on disk
+        // needs a look.
+        let Ok(meta) = std::fs::symlink_metadata(self.spool.path(state, id)) else {
+            return Ok(());
         };
         let duplicate = self.queue.contains(id)
-            || (state == State::Requested && self.spool.locate_beyond(id, owner));
+            || (state == State::Requested && self.spool.has_result_of(id, meta.uid()));
         if duplicate {
             let to = self.spool.set_aside(state, name)?;
             warn!(%id, moved_to = %to.display(), "duplicate of a known request; set aside");
             return Ok(());
         }
-        if state == State::Requested && backdated(&self.spool.path(state, id), id) {
+        if state == State::Requested && backdated(&meta, id) {
             let reason = format!(
                 "its id is dated more than {} s before the file was published: \
                  ids are the queue order, so a backdated one would jump the queue",
@@ -728,11 +737,7 @@ pub fn cgroup_name(spool: &Spool) -> String {
 
 /// True if `id`'s time lies far before its file's ctime (when it was
 /// published into `1-requested/`).
-fn backdated(path: &Path, id: RequestId) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    let Ok(meta) = std::fs::symlink_metadata(path) else {
-        return false;
-    };
+fn backdated(meta: &std::fs::Metadata, id: RequestId) -> bool {
     let ctime_us =
         (meta.ctime().max(0) as u64) * 1_000_000 + (meta.ctime_nsec().max(0) as u64) / 1000;
     let slack = crate::spool::MAX_ID_AGE_AT_PUBLISH.as_micros() as u64;
