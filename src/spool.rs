@@ -169,6 +169,43 @@ impl Spool {
         Ok(())
     }
 
+    /// Refuse to be served as root from directories another user controls:
+    /// whoever owns `3-running/` or `run/` could steer what root kills,
+    /// reads and writes. Every directory of the layout must be a real
+    /// directory owned by the serving user (the spool root may be a symlink
+    /// to one).
+    pub fn check_ownership(&self) -> Result<()> {
+        let me = rustix::process::geteuid().as_raw();
+        let mut dirs = vec![(self.root.clone(), fs::metadata(&self.root))];
+        for d in State::ALL.iter().map(|s| self.state_dir(*s)).chain([
+            self.tmp_dir(),
+            self.output_dir(),
+            self.rejected_dir(),
+            self.control_dir(),
+            self.run_dir(),
+        ]) {
+            let meta = fs::symlink_metadata(&d);
+            dirs.push((d, meta));
+        }
+        for (dir, meta) in dirs {
+            let meta = meta.at("checking spool directory", &dir)?;
+            if !meta.is_dir() || meta.uid() != me {
+                return Err(Error::Usage(format!(
+                    "{} is {} owned by uid {}: the server (uid {me}) serves only a spool \
+                     whose directories it owns (chown -R it, or use another --spool)",
+                    dir.display(),
+                    if meta.is_dir() {
+                        "a directory"
+                    } else {
+                        "not a directory"
+                    },
+                    meta.uid()
+                )));
+            }
+        }
+        Ok(())
+    }
+
     /// True when the layout exists (every state directory is present).
     pub fn exists(&self) -> bool {
         State::ALL.iter().all(|s| self.state_dir(*s).is_dir())

@@ -55,6 +55,7 @@ const RETRY_EVERY: Duration = Duration::from_secs(1);
 /// server holds the spool.
 pub fn serve(spool: &Spool, config: &ServeConfig) -> Result<()> {
     spool.create_layout()?;
+    spool.check_ownership()?;
     let _lock = ServerLock::acquire(spool)?;
     // Watch before the first scan, so nothing published in between is missed.
     let (_sources, _tx, rx) = events::start(spool)?;

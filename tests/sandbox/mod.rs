@@ -880,3 +880,27 @@ fn a_backdated_request_cannot_jump_the_queue() {
     let reason = result["reason"].as_str().unwrap_or_default();
     assert!(reason.contains("jump the queue"), "reason: {reason:?}");
 }
+
+#[test]
+fn a_root_server_refuses_a_spool_another_user_controls() {
+    // Needs root: a spool directory handed to another user.
+    if !root_or_skip("a_root_server_refuses_a_spool_another_user_controls") {
+        return;
+    }
+    let (uid, gid) = test_user();
+    let env = Env::new();
+    env.submit(&["true"]);
+    let running = env.dir("3-running");
+    rustix::fs::chown(
+        &running,
+        Some(rustix::process::Uid::from_raw(uid)),
+        Some(rustix::process::Gid::from_raw(gid)),
+    )
+    .unwrap();
+    let o = env.cmd().arg("serve").expect_code(125);
+    assert!(
+        o.err().contains("3-running") && o.err().contains(&format!("owned by uid {uid}")),
+        "{}",
+        o.describe()
+    );
+}
