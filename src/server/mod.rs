@@ -607,11 +607,7 @@ impl<'a> Server<'a> {
         let mut ready = Vec::with_capacity(plan.start.len());
         for (id, p) in plan.start {
             match self.claim(id) {
-                Ok(Some(sub)) => {
-                    let waited = now_micros().saturating_sub(p.enqueued_at_us);
-                    self.metrics.time_waiting.observe_us(waited);
-                    ready.push((sub, (p.mem, p.cpus)));
-                }
+                Ok(Some(sub)) => ready.push((sub, p)),
                 Ok(None) => {
                     self.queue.finish(id);
                 }
@@ -626,12 +622,26 @@ impl<'a> Server<'a> {
         // runs: a crash after this point records them as interrupted, never
         // runs them twice.
         if let Err(e) = self.spool.sync_state(State::Running) {
-            warn!(error = %e, "cannot flush running entries; jobs start anyway");
+            // Starting now could run them twice after a crash: put them back.
+            warn!(error = %e, "cannot flush running entries; starts postponed");
+            for (sub, p) in ready {
+                let id = sub.request.id;
+                self.queue.finish(id);
+                if let Err(e) = self.spool.move_request(id, State::Running, State::Pending) {
+                    // Stuck in 3-running: recovery will record it as interrupted.
+                    warn!(%id, error = %e, "cannot put the request back");
+                    continue;
+                }
+                self.queue.admit(id, p);
+            }
+            return;
         }
         let mut failed = Vec::new();
-        for (sub, reservation) in ready {
+        for (sub, p) in ready {
             let id = sub.request.id;
-            let Err(outcome) = self.tasks.start(self.spool, &sub, reservation) else {
+            let waited = now_micros().saturating_sub(p.enqueued_at_us);
+            self.metrics.time_waiting.observe_us(waited);
+            let Err(outcome) = self.tasks.start(self.spool, &sub, (p.mem, p.cpus)) else {
                 self.meter.note_started(Instant::now());
                 debug!(%id, "started");
                 continue;
