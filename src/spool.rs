@@ -137,18 +137,7 @@ impl Spool {
     /// output to that user with mode 0600. The rest stays root's (0755,
     /// `rejected` 0700). Existing directories keep the modes they have.
     pub fn create_layout(&self) -> Result<()> {
-        let dirs = [
-            (self.state_dir(State::Requested), 0o1777),
-            (self.state_dir(State::Pending), 0o755),
-            (self.state_dir(State::Running), 0o755),
-            (self.state_dir(State::Complete), 0o1777),
-            (self.state_dir(State::Aborting), 0o1777),
-            (self.tmp_dir(), 0o1777),
-            (self.output_dir(), 0o1777),
-            (self.rejected_dir(), 0o700),
-            (self.control_dir(), 0o755),
-            (self.run_dir(), 0o700),
-        ];
+        let dirs = self.layout();
         if dirs.iter().all(|(d, _)| d.is_dir()) {
             return Ok(());
         }
@@ -169,6 +158,23 @@ impl Spool {
         Ok(())
     }
 
+    /// Every directory of the layout with the mode it gets on a shared
+    /// (root-created) spool.
+    fn layout(&self) -> [(PathBuf, u32); 10] {
+        [
+            (self.state_dir(State::Requested), 0o1777),
+            (self.state_dir(State::Pending), 0o755),
+            (self.state_dir(State::Running), 0o755),
+            (self.state_dir(State::Complete), 0o1777),
+            (self.state_dir(State::Aborting), 0o1777),
+            (self.tmp_dir(), 0o1777),
+            (self.output_dir(), 0o1777),
+            (self.rejected_dir(), 0o700),
+            (self.control_dir(), 0o755),
+            (self.run_dir(), 0o700),
+        ]
+    }
+
     /// Refuse to be served as root from directories another user controls:
     /// whoever owns `3-running/` or `run/` could steer what root kills,
     /// reads and writes. Every directory of the layout must be a real
@@ -177,13 +183,7 @@ impl Spool {
     pub fn check_ownership(&self) -> Result<()> {
         let me = rustix::process::geteuid().as_raw();
         let mut dirs = vec![(self.root.clone(), fs::metadata(&self.root))];
-        for d in State::ALL.iter().map(|s| self.state_dir(*s)).chain([
-            self.tmp_dir(),
-            self.output_dir(),
-            self.rejected_dir(),
-            self.control_dir(),
-            self.run_dir(),
-        ]) {
+        for (d, _) in self.layout() {
             let meta = fs::symlink_metadata(&d);
             dirs.push((d, meta));
         }
