@@ -384,7 +384,11 @@ impl LocalTasks {
             }
         }
         self.reap_orphans();
-        let ended = !done.is_empty();
+        // Only a job without a cgroup can have left processes its cgroup
+        // kill did not reach; others need no scan of /proc.
+        let sweep = done
+            .iter()
+            .any(|(id, _)| self.jobs.get(id).is_some_and(|j| j.cgroup.is_none()));
         let finished: Vec<_> = done
             .into_iter()
             .map(|(id, status)| {
@@ -418,7 +422,7 @@ impl LocalTasks {
                 (id, outcome)
             })
             .collect();
-        if ended {
+        if sweep {
             self.sweep_orphans();
         }
         finished
