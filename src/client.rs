@@ -111,9 +111,15 @@ pub struct Waiter {
     watcher: std::cell::OnceCell<Option<notify::RecommendedWatcher>>,
 }
 
+impl Default for Waiter {
+    fn default() -> Waiter {
+        Waiter::new()
+    }
+}
+
 impl Waiter {
-    /// A waiter for `spool`'s results; it watches them only once it has to.
-    pub fn new(_spool: &Spool) -> Waiter {
+    /// A waiter; it watches a spool's results only once it has to.
+    pub fn new() -> Waiter {
         let (tx, rx) = mpsc::channel();
         Waiter {
             tx,

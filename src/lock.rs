@@ -12,6 +12,7 @@ use fs2::FileExt;
 
 use crate::error::{Error, IoContext, Result};
 use crate::spool::Spool;
+use crate::status::ServerStatus;
 
 /// Held while the server runs; dropping it releases the lock.
 #[derive(Debug)]
@@ -82,9 +83,8 @@ pub fn server_pid(spool: &Spool) -> Option<u32> {
 }
 
 fn published_pid(spool: &Spool) -> Option<u32> {
-    let doc: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(spool.status_path()).ok()?).ok()?;
-    let pid = u32::try_from(doc.get("pid")?.as_u64()?).ok()?;
+    let bytes = std::fs::read(spool.status_path()).ok()?;
+    let pid = serde_json::from_slice::<ServerStatus>(&bytes).ok()?.pid;
     let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
     (comm.trim() == "spoolq").then_some(pid)
 }

@@ -9,6 +9,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 use crate::meter::{parse_cpus, parse_size, parse_start_rate};
+use crate::sandbox::policy::Network;
 
 /// A filesystem-spooled work queue: run commands in strict FIFO order, a
 /// few at a time, through a spool directory.
@@ -126,8 +127,8 @@ pub struct SandboxArgs {
     #[arg(long)]
     pub isolate: bool,
     /// Network of every job: host, or none (its own loopback only)
-    #[arg(long, value_name = "MODE", default_value = "host", value_parser = ["host", "none"])]
-    pub network: String,
+    #[arg(long, value_name = "MODE", default_value = "host")]
+    pub network: Network,
     /// Most processes a job may have (requests may ask for fewer)
     #[arg(long, value_name = "N", default_value = "4096")]
     pub pids_limit: u64,
@@ -197,8 +198,8 @@ pub struct JobArgs {
     #[arg(long)]
     pub isolate: bool,
     /// none: the job gets only its own loopback network
-    #[arg(long, value_name = "MODE", value_parser = ["host", "none"])]
-    pub network: Option<String>,
+    #[arg(long, value_name = "MODE")]
+    pub network: Option<Network>,
     /// Most processes the job may have (at most the server's --pids-limit)
     #[arg(long, value_name = "N")]
     pub pids_limit: Option<u64>,

@@ -23,7 +23,7 @@ use crate::client::{self, JobSpec};
 use crate::error::{Error, Result};
 use crate::id::RequestId;
 use crate::meter::MeterConfig;
-use crate::sandbox::policy::{Network, Policy, SandboxRequest};
+use crate::sandbox::policy::{Policy, SandboxRequest};
 use crate::sandbox::Sandbox;
 use crate::server::{self, ServeConfig};
 use crate::spool::Spool;
@@ -143,11 +143,7 @@ fn serve_config(a: args::ServeArgs) -> Result<ServeConfig> {
 fn sandbox_policy(a: args::SandboxArgs) -> Policy {
     Policy {
         isolate: a.isolate,
-        network: if a.network == "none" {
-            Network::None
-        } else {
-            Network::Host
-        },
+        network: a.network,
         pids_limit: a.pids_limit,
         nofile: a.nofile,
         fsize: a.max_file_size,
@@ -254,13 +250,7 @@ fn job_spec(a: JobArgs) -> Result<JobSpec> {
         sandbox: {
             let asked = SandboxRequest {
                 isolate: a.isolate,
-                network: a.network.map(|n| {
-                    if n == "none" {
-                        Network::None
-                    } else {
-                        Network::Host
-                    }
-                }),
+                network: a.network,
                 pids_limit: a.pids_limit,
             };
             (asked != SandboxRequest::default()).then_some(asked)

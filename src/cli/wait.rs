@@ -23,7 +23,7 @@ pub fn wait(
     keep: bool,
     json: bool,
 ) -> Result<u8> {
-    let waiter = Waiter::new(spool);
+    let waiter = Waiter::new();
     let _signals = interrupt_on_signals(&waiter)?;
     finish(spool, &waiter, id, timeout, keep, json, false)
 }
@@ -31,7 +31,7 @@ pub fn wait(
 /// `spoolq run -- CMD`: submit, then wait. An interrupt aborts the request,
 /// as Ctrl-C would stop the command run directly.
 pub fn run(spool: &Spool, spec: &JobSpec, timeout: Option<Duration>, keep: bool) -> Result<u8> {
-    let waiter = Waiter::new(spool);
+    let waiter = Waiter::new();
     let _signals = interrupt_on_signals(&waiter)?;
     let request = client::submit(spool, spec)?;
     finish(spool, &waiter, request.id, timeout, keep, false, true)

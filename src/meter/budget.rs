@@ -95,21 +95,11 @@ pub(super) fn budgets(config: &MeterConfig, r: &Reading) -> Budgets {
 
 #[cfg(test)]
 mod tests {
+    use super::super::tests::machine;
     use super::*;
 
     const GIB: u64 = 1 << 30;
     const MIB: u64 = 1 << 20;
-
-    fn machine() -> Reading {
-        Reading {
-            load1: 0.0,
-            mem_available: 16 * GIB,
-            mem_total: 32 * GIB,
-            cpus: 8,
-            cgroup_mem_limit: None,
-            cgroup_cpu_limit: None,
-        }
-    }
 
     #[test]
     fn derived_budgets_keep_headroom_and_respect_the_cgroup() {

@@ -32,7 +32,7 @@ impl LoadSource for Fake {
 }
 
 /// An idle 8-CPU machine with 16 GiB of 32 GiB available.
-fn machine() -> Reading {
+pub(super) fn machine() -> Reading {
     Reading {
         load1: 0.0,
         mem_available: 16 * GIB,

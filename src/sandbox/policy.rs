@@ -31,6 +31,19 @@ pub enum Network {
     None,
 }
 
+impl std::str::FromStr for Network {
+    type Err = String;
+
+    /// `host` or `none`, as the `--network` flags take them.
+    fn from_str(s: &str) -> Result<Network, String> {
+        match s {
+            "host" => Ok(Network::Host),
+            "none" => Ok(Network::None),
+            _ => Err(format!("unknown network {s:?}: use host or none")),
+        }
+    }
+}
+
 /// The server's sandbox policy (`serve` flags).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Policy {

@@ -549,7 +549,6 @@ impl<'a> Server<'a> {
     /// Whether the marker's owner may abort `id`: root, or whoever owns the
     /// request (or its result). On a shared spool anyone can file a marker.
     fn may_abort(&self, marker: &Path, id: RequestId) -> bool {
-        use std::os::unix::fs::MetadataExt;
         let Ok(who) = std::fs::symlink_metadata(marker).map(|m| m.uid()) else {
             return false;
         };
