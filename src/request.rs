@@ -178,6 +178,9 @@ pub struct Captured {
     /// Bytes the job wrote in all, when it was truncated.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub total_bytes: Option<u64>,
+    /// Why the output could not be kept (the file could not be created).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// The outcome of a request, as the server puts it into `4-complete/`.

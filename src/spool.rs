@@ -243,9 +243,15 @@ impl Spool {
         self.root.join(RUN)
     }
 
-    /// The pid record (`PID STARTTIME`) of a running job.
+    /// The pid record (`PID STARTTIME`) of a running job, as servers before
+    /// the job table wrote it; recovery still reads one it finds.
     pub fn pid_path(&self, id: RequestId) -> PathBuf {
         self.run_dir().join(format!("{id}.pid"))
+    }
+
+    /// The table of running jobs' pids (see [`crate::jobtable`]).
+    pub fn jobs_table_path(&self) -> PathBuf {
+        self.run_dir().join("jobs")
     }
 
     /// Directory of requests to the server itself (drain).

@@ -10,8 +10,8 @@ use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::fd::OwnedFd;
 use std::os::unix::fs::OpenOptionsExt;
-use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::os::unix::process::ExitStatusExt;
+use std::process::ExitStatus;
 use std::time::{Duration, Instant};
 
 use rustix::process::{Pid, Signal};
@@ -19,10 +19,12 @@ use rustix::process::{Pid, Signal};
 use crate::capture::{Capture, Counted};
 use crate::error::{IoContext, Result};
 use crate::id::{now_micros, RequestId};
+use crate::jobtable::{JobTable, Record};
 use crate::meter::{format_size, LoadSource, Meter, Reserved};
 use crate::request::{Request, Status};
 use crate::sandbox::cgroup::JobCgroup;
 use crate::sandbox::{Prepared, Sandbox, SandboxReport, Usage};
+use crate::spawn::{JobCommand, JobProcess, SpawnError, Spawner};
 use crate::spool::{Spool, Submission};
 
 /// What the server needs to know about a request to decide if it may start.
@@ -123,7 +125,7 @@ impl Outcome {
 }
 
 struct Job {
-    child: Child,
+    child: JobProcess,
     request: Request,
     captures: Option<(Capture, Capture)>,
     cgroup: Option<JobCgroup>,
@@ -142,17 +144,37 @@ pub struct LocalTasks {
     jobs: HashMap<RequestId, Job>,
     kill_grace: Duration,
     sandbox: Sandbox,
+    table: JobTable,
+    spawner: Spawner,
 }
 
 impl LocalTasks {
-    /// A task manager that confines jobs in `sandbox` and waits
-    /// `kill_grace` between SIGTERM and SIGKILL.
-    pub fn new(sandbox: Sandbox, kill_grace: Duration) -> LocalTasks {
+    /// A task manager that confines jobs in `sandbox`, waits `kill_grace`
+    /// between SIGTERM and SIGKILL, and records the pids of its jobs in
+    /// `table` (which holds what an earlier server left there).
+    pub fn new(sandbox: Sandbox, kill_grace: Duration, table: JobTable) -> LocalTasks {
         LocalTasks {
             jobs: HashMap::new(),
             kill_grace,
             sandbox,
+            table,
+            spawner: Spawner::default(),
         }
+    }
+
+    /// What an earlier server recorded about a job it left running.
+    pub fn leftover(&self, id: RequestId) -> Option<Record> {
+        self.table.leftover(id)
+    }
+
+    /// Recovery is over: forget what earlier servers recorded.
+    pub fn forget_leftover_records(&mut self) {
+        self.table.clear_leftovers();
+    }
+
+    /// Drop a finished job's pid record (once its result is written).
+    pub fn forget(&mut self, id: RequestId) {
+        self.table.remove(id);
     }
 
     /// The sandbox jobs run in.
@@ -199,9 +221,13 @@ impl LocalTasks {
         }
         let cap = self.sandbox.policy().max_output;
         let capture = |ext: &str| -> Result<(OwnedFd, Capture)> {
-            let file = output_file(spool, id, ext, identity)?;
-            Capture::start(file, cap, &format!("capture-{ext}"))
-                .at("starting output capture", spool.output_path(id, ext))
+            let path = spool.output_path(id, ext);
+            let create = {
+                let path = path.clone();
+                move || output_file(&path, identity).map_err(|e| e.to_string())
+            };
+            Capture::start(create, cap, &format!("capture-{ext}"))
+                .at("starting output capture", path)
         };
         let ((stdout, out_cap), (stderr, err_cap)) = match (capture("out"), capture("err")) {
             (Ok(o), Ok(e)) => (o, e),
@@ -212,39 +238,53 @@ impl LocalTasks {
             .sandbox
             .prepare(id, &asked, reservation, identity, &request.cwd)
             .map_err(|r| not_run(126, r))?;
-        let mut cmd = Command::new(&request.argv[0]);
-        cmd.args(&request.argv[1..])
-            .env_clear()
-            .envs(&request.env)
-            .stdin(Stdio::null())
-            .stdout(stdout)
-            .stderr(stderr);
-        if !request.env.contains_key("PATH") {
-            cmd.env("PATH", DEFAULT_PATH);
-        }
-        // Tells the job who it is, and lets the server recognise its
-        // escaped descendants when it has no cgroup (see sweep_orphans).
-        cmd.env(JOB_ID_VAR, id.as_str());
         let Prepared {
             program,
             cgroup,
             report,
         } = prepared;
-        // SAFETY: ChildProgram::run makes only async-signal-safe system
-        // calls on data prepared before the fork (see sandbox::child).
-        unsafe {
-            cmd.pre_exec(move || program.run());
-        }
-        match cmd.spawn() {
+        let drop_cgroup = |cgroup: Option<JobCgroup>| {
+            if let Some(c) = cgroup {
+                let _ = c.kill_all();
+                let _ = c.remove();
+            }
+        };
+        let stdin = match File::open("/dev/null") {
+            Ok(f) => OwnedFd::from(f),
+            Err(e) => {
+                drop_cgroup(cgroup);
+                return Err(not_run(126, format!("cannot open /dev/null: {e}")));
+            }
+        };
+        // Tells the job who it is, and lets the server recognise its
+        // escaped descendants when it has no cgroup (see sweep_orphans).
+        let env = request
+            .env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .chain([(JOB_ID_VAR, id.as_str())]);
+        let cmd = match JobCommand::new(&request.argv, env, DEFAULT_PATH, [stdin, stdout, stderr]) {
+            Ok(cmd) => cmd,
+            Err(e) => {
+                drop_cgroup(cgroup);
+                return Err(not_run(
+                    126,
+                    format!("cannot execute {:?}: {e}", request.argv[0]),
+                ));
+            }
+        };
+        match self.spawner.spawn(&cmd, &program) {
             Ok(child) => {
-                let record = format!(
-                    "{} {}\n",
-                    child.id(),
-                    process_start_time(child.id()).unwrap_or(0)
-                );
+                drop(cmd);
+                let started_at_us = now_micros();
                 // The pid record lets a restarted server kill a job left
-                // behind by a crash; failing to write it is not fatal.
-                let _ = std::fs::write(spool.pid_path(id), record);
+                // behind by a crash.
+                self.table.add(&Record {
+                    id,
+                    pid: child.id(),
+                    start_time: process_start_time(child.id()).unwrap_or(0),
+                    started_at_us,
+                });
                 let limit = request.time_limit_us.map(Duration::from_micros);
                 let job = Job {
                     child,
@@ -253,7 +293,7 @@ impl LocalTasks {
                     cgroup,
                     sandbox: report,
                     mem_limit: (reservation.0 > 0).then_some(reservation.0),
-                    started_at_us: now_micros(),
+                    started_at_us,
                     limit: limit.map(|d| (Instant::now() + d, d)),
                     kill: None,
                     escalated: false,
@@ -262,14 +302,10 @@ impl LocalTasks {
                 Ok(())
             }
             Err(e) => {
-                if let Some(c) = cgroup {
-                    let _ = c.kill_all();
-                    let _ = c.remove();
-                }
-                let code = if e.kind() == io::ErrorKind::NotFound {
-                    127
-                } else {
-                    126
+                drop_cgroup(cgroup);
+                let code = match &e {
+                    SpawnError::Exec(e) if e.kind() == io::ErrorKind::NotFound => 127,
+                    _ => 126,
                 };
                 Err(not_run(
                     code,
@@ -550,16 +586,18 @@ fn kill_tree(job: &Job) {
 /// under this name (a symlink to /etc/shadow, a FIFO, a file they can read)
 /// is removed first, and the file is created with `O_EXCL`, which never
 /// follows a link; if something is planted again in between, it fails.
-fn output_file(spool: &Spool, id: RequestId, ext: &str, owner: (u32, u32)) -> Result<File> {
-    let path = spool.output_path(id, ext);
-    spool.remove(&path)?;
+fn output_file(path: &std::path::Path, owner: (u32, u32)) -> Result<File> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e).at("removing", path),
+        _ => {}
+    }
     let file = OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
         .custom_flags(libc::O_NOFOLLOW)
-        .open(&path)
-        .at("creating output file", &path)?;
+        .open(path)
+        .at("creating output file", path)?;
     if rustix::process::geteuid().is_root() && owner.0 != 0 {
         use rustix::process::{Gid, Uid};
         rustix::fs::fchown(
@@ -567,12 +605,12 @@ fn output_file(spool: &Spool, id: RequestId, ext: &str, owner: (u32, u32)) -> Re
             Some(Uid::from_raw(owner.0)),
             Some(Gid::from_raw(owner.1)),
         )
-        .at("giving the output file to its owner", &path)?;
+        .at("giving the output file to its owner", path)?;
     }
     Ok(file)
 }
 
-fn signal_group(child: &Child, sig: Signal) {
+fn signal_group(child: &JobProcess, sig: Signal) {
     if let Some(pid) = Pid::from_raw(child.id() as i32) {
         // ESRCH (group already gone) is the normal case after exit.
         let _ = rustix::process::kill_process_group(pid, sig);
@@ -588,19 +626,12 @@ pub fn process_start_time(pid: u32) -> Option<u64> {
     rest.split_whitespace().nth(19)?.parse().ok()
 }
 
-/// Kill the process group recorded in a pid record (`PID STARTTIME`) unless
-/// that pid now belongs to another process. Used by recovery after a crash.
+/// Kill the process group of a recorded job (its pid and that process's start
+/// time) unless that pid now belongs to another process. Used by recovery after a crash.
 ///
 /// If the leader is gone, members of its group may live on; no new group can
 /// take that id while no process has that pid, so the group is still ours.
-pub fn kill_recorded(record: &str) -> bool {
-    let mut parts = record.split_whitespace();
-    let (Some(pid), Some(start)) = (parts.next(), parts.next()) else {
-        return false;
-    };
-    let (Ok(pid), Ok(start)) = (pid.parse::<u32>(), start.parse::<u64>()) else {
-        return false;
-    };
+pub fn kill_recorded(pid: u32, start: u64) -> bool {
     match process_start_time(pid) {
         Some(now) if now != start => return false,
         _ => {}

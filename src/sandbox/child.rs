@@ -64,6 +64,12 @@ pub struct ChildProgram {
 }
 
 impl ChildProgram {
+    /// True when the steps fork processes of their own (a pid namespace's
+    /// init and relay), so the child cannot borrow the server's memory.
+    pub fn needs_fork(&self) -> bool {
+        self.unshare.contains(UnshareFlags::NEWPID)
+    }
+
     /// Run in `pre_exec`. Returns only in the process that will exec the
     /// job (with a pid namespace, two helper processes stay behind).
     pub fn run(&self) -> io::Result<()> {

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use tracing::{debug, info, warn};
 
+use crate::capture::Counted;
 use crate::error::{Error, IoContext, Result};
 use crate::id::{now_micros, RequestId};
 use crate::lock::ServerLock;
@@ -77,7 +78,8 @@ pub fn serve(spool: &Spool, config: &ServeConfig) -> Result<()> {
     for (name, available, detail) in sandbox.describe() {
         info!(mechanism = %name, available, "{detail}");
     }
-    let tasks = LocalTasks::new(sandbox, config.kill_grace);
+    let table = crate::jobtable::JobTable::open(&spool.jobs_table_path());
+    let tasks = LocalTasks::new(sandbox, config.kill_grace, table);
     let mut server = Server::new(spool, config, meter, tasks);
     server.recover()?;
     server.run(&rx)?;
@@ -295,7 +297,7 @@ impl<'a> Server<'a> {
         self.queue.finish(id);
         if outcome.killed == Some(KillReason::Abort) {
             self.spool.remove_output(id)?;
-            self.spool.remove(&self.spool.pid_path(id))?;
+            self.tasks.forget(id);
             self.spool.remove(&self.spool.path(State::Running, id))?;
             self.spool.remove(&self.spool.path(State::Aborting, id))?;
             self.metrics.completed("aborted");
@@ -316,7 +318,7 @@ impl<'a> Server<'a> {
         };
         let result = build_result(self.spool, id, outcome, request);
         self.spool.write_result(&result)?;
-        self.spool.remove(&self.spool.pid_path(id))?;
+        self.tasks.forget(id);
         if let Some(run_us) = result.run_us {
             self.metrics.time_running.observe_us(run_us);
         }
@@ -763,17 +765,35 @@ fn parse_name(name: &OsStr) -> Option<RequestId> {
 fn build_result(spool: &Spool, id: RequestId, o: &Outcome, request: Option<Request>) -> JobResult {
     let finished_at_us = now_micros();
     let enqueued_at_us = id.micros();
-    let counted = o.output.map(|(out, err)| [out, err]);
-    let captured = |ext: &str, n: usize| {
-        let meta = std::fs::metadata(spool.output_path(id, ext)).ok()?;
-        let c = counted.map(|c| c[n]);
-        let truncated = c.is_some_and(|c| c.total > c.kept || !c.complete);
-        Some(Captured {
-            path: Spool::output_name(id, ext),
-            bytes: meta.len(),
-            truncated,
-            total_bytes: c.filter(|_| truncated).map(|c| c.total),
-        })
+    let captured = |ext: &str, counted: Option<&Counted>| match counted {
+        // A job that ran: its capture knows what it kept. A stream it never
+        // wrote to has no file.
+        Some(c) if c.total == 0 && c.complete => None,
+        Some(c) => {
+            let truncated = c.total > c.kept || !c.complete;
+            Some(Captured {
+                path: Spool::output_name(id, ext),
+                bytes: c.kept,
+                truncated,
+                total_bytes: truncated.then_some(c.total),
+                error: c.lost.clone(),
+            })
+        }
+        // Recovery: whatever the file holds.
+        None => {
+            let meta = std::fs::metadata(spool.output_path(id, ext)).ok()?;
+            Some(Captured {
+                path: Spool::output_name(id, ext),
+                bytes: meta.len(),
+                truncated: false,
+                total_bytes: None,
+                error: None,
+            })
+        }
+    };
+    let (out, err) = match &o.output {
+        Some((out, err)) => (Some(out), Some(err)),
+        None => (None, None),
     };
     let wait_until = o.started_at_us.unwrap_or(finished_at_us);
     JobResult {
@@ -788,8 +808,8 @@ fn build_result(spool: &Spool, id: RequestId, o: &Outcome, request: Option<Reque
         finished_at_us,
         wait_us: wait_until.saturating_sub(enqueued_at_us),
         run_us: o.started_at_us.map(|s| finished_at_us.saturating_sub(s)),
-        stdout: captured("out", 0),
-        stderr: captured("err", 1),
+        stdout: captured("out", out),
+        stderr: captured("err", err),
         request,
         sandbox: o.sandbox.as_deref().cloned(),
         usage: o.usage.clone(),

@@ -27,6 +27,7 @@ impl Server<'_> {
         self.spool.remove(&self.spool.drain_path())?;
         self.clean_tmp()?;
         self.recover_running()?;
+        self.tasks.forget_leftover_records();
         self.tasks.clean_leftovers();
         self.intake(State::Pending)?;
         self.intake(State::Requested)?;
@@ -91,16 +92,24 @@ impl Server<'_> {
             warn!(%file, moved_to = %to.display(), "not a request id; set aside");
             return Ok(None);
         };
+        // The job table (or, from servers before it, run/ID.pid) says which
+        // process the job was; run/ is the server's own, nothing there was
+        // planted by a user.
         let pid_path = self.spool.pid_path(id);
-        // The pid record was written when the job started.
-        let started_at_us = fs::metadata(&pid_path)
-            .and_then(|m| m.modified())
-            .ok()
-            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-            .map(|d| d.as_micros() as u64);
-        // run/ is the server's own: nothing there was planted by a user.
-        if let Ok(record) = fs::read_to_string(&pid_path) {
-            if kill_recorded(&record) {
+        let record = self
+            .tasks
+            .leftover(id)
+            .map(|r| (r.pid, r.start_time, Some(r.started_at_us)));
+        let record = record.or_else(|| {
+            let text = fs::read_to_string(&pid_path).ok()?;
+            let mut f = text.split_whitespace();
+            let pid = f.next()?.parse().ok()?;
+            let start = f.next()?.parse().ok()?;
+            Some((pid, start, None))
+        });
+        let started_at_us = record.and_then(|(_, _, at)| at);
+        if let Some((pid, start, _)) = record {
+            if kill_recorded(pid, start) {
                 info!(%id, "killed a job the previous server left running");
             }
         }

@@ -773,6 +773,26 @@ fn output_beyond_the_cap_is_drained_counted_and_flagged() {
     assert!(result["stderr"].get("truncated").is_none(), "{result}");
 }
 
+#[test]
+fn a_silent_stream_leaves_no_file_and_an_ended_job_no_pid_record() {
+    let env = Env::new();
+    let _server = env.serve(&[]);
+    let o = env
+        .cmd()
+        .args(["run", "--keep", "--", "sh", "-c", "echo only-out"])
+        .expect_code(0);
+    assert_eq!(o.out(), "only-out\n");
+    let id = env.names("4-complete").pop().expect("a kept result");
+    let result = env.result(&id);
+    assert_eq!(result["stdout"]["bytes"], 9, "{result}");
+    assert!(result["stderr"].is_null(), "{result}");
+    assert_eq!(env.names("output"), vec![format!("{id}.out")]);
+    // The pid table keeps the job's slot, blanked once its result is written.
+    let table = fs::read_to_string(env.dir("run").join("jobs")).expect("run/jobs");
+    assert!(!table.is_empty() && table.len() % 128 == 0, "{table:?}");
+    assert!(table.trim().is_empty(), "{table:?}");
+}
+
 // ---------------------------------------------------------------------------
 // A shared spool against a hostile user (regressions from review)
 // ---------------------------------------------------------------------------

@@ -557,15 +557,15 @@ impl Env {
     /// The pid of a running job, from the server's pid record.
     #[track_caller]
     pub fn job_pid(&self, id: &str) -> u32 {
-        let p = self.dir("run").join(format!("{id}.pid"));
-        let record = wait_for(&format!("a pid record for {id}"), || {
-            fs::read_to_string(&p).ok().filter(|s| s.ends_with('\n'))
-        });
-        record
-            .split_whitespace()
-            .next()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or_else(|| panic!("bad pid record {record:?}"))
+        // run/jobs: one line per slot, "ID PID STARTTIME STARTED_US".
+        let table = self.dir("run").join("jobs");
+        wait_for(&format!("a pid record for {id}"), || {
+            let text = fs::read_to_string(&table).ok()?;
+            text.lines().find_map(|line| {
+                let mut f = line.split_whitespace();
+                (f.next() == Some(id)).then(|| f.next()?.parse().ok())?
+            })
+        })
     }
 
     /// `metrics.prom` as a map from sample (name with labels) to value.

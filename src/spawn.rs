@@ -1,0 +1,379 @@
+//! Starting a job's process without copying the server.
+//!
+//! `std::process::Command` with a `pre_exec` hook must `fork`, which copies
+//! the server's page tables, makes every page the server then touches fault
+//! for copy-on-write, and tears the copy down again at `exec`: a cost that
+//! grows with the server's heap (a 100,000-request backlog) and was the
+//! largest share of a short job's start. Here the job's process is created
+//! with `clone(CLONE_VM | CLONE_VFORK)`, as `posix_spawn` does: it borrows
+//! the server's memory until it execs, the server's thread waits meanwhile.
+//!
+//! That is sound because the child runs only system calls on data prepared
+//! beforehand (see [`crate::sandbox::child`]): no allocation, no locks, no
+//! glibc call that touches per-process state (credentials change through raw
+//! per-thread system calls). Signals stay blocked across the clone, and the
+//! child resets every handler before unblocking, so no handler of the server
+//! ever runs in it. A job with a pid namespace needs forks of its own between
+//! clone and exec (an init and a relay), which a borrowed address space
+//! cannot do: those still use a plain `fork`.
+//!
+//! The child reports a failure as `[stage, errno]` on a close-on-exec pipe;
+//! an empty read means it exec'd.
+
+use std::ffi::CString;
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::unix::process::ExitStatusExt;
+use std::process::ExitStatus;
+
+use crate::sandbox::ChildProgram;
+
+/// Where starting a job failed.
+#[derive(Debug)]
+pub enum SpawnError {
+    /// Before the job ran: preparing the command or the sandbox steps.
+    Setup(io::Error),
+    /// `execve` itself (program not found, not executable, …).
+    Exec(io::Error),
+}
+
+impl std::fmt::Display for SpawnError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SpawnError::Setup(e) => write!(f, "setting up the job's process: {e}"),
+            SpawnError::Exec(e) => e.fmt(f),
+        }
+    }
+}
+
+/// A job's command line, environment and standard streams, converted to
+/// what `execve` takes before the child exists.
+pub struct JobCommand {
+    argv: Vec<CString>,
+    envp: Vec<CString>,
+    /// Paths to try for `argv[0]`, in `PATH` order.
+    candidates: Vec<CString>,
+    stdio: [OwnedFd; 3],
+}
+
+impl JobCommand {
+    /// `argv` run with exactly `env` (`PATH` in it decides the search for a
+    /// bare program name; without one the job gets `PATH=default_path`),
+    /// stdin/stdout/stderr from `stdio`.
+    pub fn new<'a>(
+        argv: &[String],
+        env: impl IntoIterator<Item = (&'a str, &'a str)>,
+        default_path: &str,
+        stdio: [OwnedFd; 3],
+    ) -> io::Result<JobCommand> {
+        let nul = |what: &str| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{what} contains a NUL byte"),
+            )
+        };
+        let argv: Vec<CString> = argv
+            .iter()
+            .map(|a| CString::new(a.as_bytes()).map_err(|_| nul("an argument")))
+            .collect::<io::Result<_>>()?;
+        let program = argv
+            .first()
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "empty command"))?;
+        let mut path = default_path.to_string();
+        let mut envp = Vec::new();
+        for (k, v) in env {
+            if k == "PATH" {
+                path = v.to_string();
+            }
+            envp.push(CString::new(format!("{k}={v}")).map_err(|_| nul("the environment"))?);
+        }
+        if !envp.iter().any(|kv| kv.as_bytes().starts_with(b"PATH=")) {
+            envp.push(CString::new(format!("PATH={path}")).map_err(|_| nul("PATH"))?);
+        }
+        let candidates = search(program.as_bytes(), &path);
+        // Keep the streams off 0-2, so putting them there in the child
+        // never overwrites one with another.
+        let stdio = stdio
+            .map(above_stdio)
+            .into_iter()
+            .collect::<io::Result<Vec<_>>>()?;
+        let stdio: [OwnedFd; 3] = stdio.try_into().expect("three streams");
+        Ok(JobCommand {
+            argv,
+            envp,
+            candidates,
+            stdio,
+        })
+    }
+}
+
+/// The paths `execvp` would try for `program`.
+fn search(program: &[u8], path: &str) -> Vec<CString> {
+    if program.contains(&b'/') {
+        return vec![CString::new(program).expect("checked for NUL")];
+    }
+    path.split(':')
+        .map(|dir| {
+            let dir = if dir.is_empty() { "." } else { dir };
+            let mut full = dir.as_bytes().to_vec();
+            full.push(b'/');
+            full.extend_from_slice(program);
+            CString::new(full).expect("no NUL in PATH entries or the program")
+        })
+        .collect()
+}
+
+fn above_stdio(fd: OwnedFd) -> io::Result<OwnedFd> {
+    if fd.as_raw_fd() > 2 {
+        return Ok(fd);
+    }
+    Ok(rustix::io::fcntl_dupfd_cloexec(&fd, 3)?)
+}
+
+/// A job's process, reaped by pid.
+#[derive(Debug)]
+pub struct JobProcess {
+    pid: u32,
+    status: Option<ExitStatus>,
+}
+
+impl JobProcess {
+    /// Its pid (and process group id: it starts its own session).
+    pub fn id(&self) -> u32 {
+        self.pid
+    }
+
+    /// Its wait status once it has exited; reaps it then.
+    pub fn try_wait(&mut self) -> io::Result<Option<ExitStatus>> {
+        if self.status.is_some() {
+            return Ok(self.status);
+        }
+        let mut status = 0;
+        // SAFETY: waits for our own child by pid, without blocking.
+        let r = unsafe { libc::waitpid(self.pid as libc::pid_t, &mut status, libc::WNOHANG) };
+        match r {
+            0 => Ok(None),
+            -1 => Err(io::Error::last_os_error()),
+            _ => {
+                self.status = Some(ExitStatus::from_raw(status));
+                Ok(self.status)
+            }
+        }
+    }
+}
+
+/// Stack for the borrowed-memory child: only `ChildProgram::run` and the
+/// exec loop run on it.
+const CHILD_STACK: usize = 256 * 1024;
+
+/// Reusable memory for spawning; one per task manager.
+pub struct Spawner {
+    stack: Vec<u8>,
+}
+
+impl Default for Spawner {
+    fn default() -> Self {
+        Spawner {
+            stack: vec![0; CHILD_STACK],
+        }
+    }
+}
+
+struct ChildArgs<'a> {
+    program: &'a ChildProgram,
+    argv: &'a [*const libc::c_char],
+    envp: &'a [*const libc::c_char],
+    candidates: &'a [CString],
+    stdio: [RawFd; 3],
+    report: RawFd,
+}
+
+impl Spawner {
+    /// Start `cmd` after running `program`'s sandbox steps in the child.
+    pub fn spawn(
+        &mut self,
+        cmd: &JobCommand,
+        program: &ChildProgram,
+    ) -> Result<JobProcess, SpawnError> {
+        let ptrs = |v: &[CString]| {
+            let mut p: Vec<*const libc::c_char> = v.iter().map(|s| s.as_ptr()).collect();
+            p.push(std::ptr::null());
+            p
+        };
+        let (argv, envp) = (ptrs(&cmd.argv), ptrs(&cmd.envp));
+        let (read, write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
+            .map_err(|e| SpawnError::Setup(e.into()))?;
+        let args = ChildArgs {
+            program,
+            argv: &argv,
+            envp: &envp,
+            candidates: &cmd.candidates,
+            stdio: [0, 1, 2].map(|i| cmd.stdio[i].as_raw_fd()),
+            report: write.as_raw_fd(),
+        };
+        let fork = program.needs_fork();
+        let pid = {
+            let _blocked = BlockedSignals::new();
+            if fork {
+                // SAFETY: the child runs only system calls (child_main) and
+                // execs or exits.
+                match unsafe { libc::fork() } {
+                    0 => unsafe { child_main(&args) },
+                    pid => pid,
+                }
+            } else {
+                let top = self.stack.as_mut_ptr_range().end as usize & !15;
+                // SAFETY: the child runs child_main on its own stack with
+                // the server's memory borrowed; CLONE_VFORK keeps this thread
+                // (and `args`, `argv`, the stack) waiting until it execs or
+                // exits. child_main neither allocates nor takes locks.
+                unsafe {
+                    libc::clone(
+                        child_entry,
+                        top as *mut libc::c_void,
+                        libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
+                        &args as *const ChildArgs as *mut libc::c_void,
+                    )
+                }
+            }
+        };
+        if pid == -1 {
+            return Err(SpawnError::Setup(io::Error::last_os_error()));
+        }
+        drop(write);
+        let mut report = [0u8; 8];
+        let n = read_full(&read, &mut report);
+        if n == 0 {
+            return Ok(JobProcess {
+                pid: pid as u32,
+                status: None,
+            });
+        }
+        // It failed and exits: reap it now.
+        let mut status = 0;
+        // SAFETY: our own child, which has exited or is about to.
+        unsafe { libc::waitpid(pid, &mut status, 0) };
+        let stage = u32::from_ne_bytes(report[..4].try_into().expect("4 bytes"));
+        let errno = i32::from_ne_bytes(report[4..].try_into().expect("4 bytes"));
+        let err = io::Error::from_raw_os_error(errno);
+        Err(if stage == STAGE_EXEC {
+            SpawnError::Exec(err)
+        } else {
+            SpawnError::Setup(err)
+        })
+    }
+}
+
+fn read_full(fd: &OwnedFd, buf: &mut [u8]) -> usize {
+    let mut n = 0;
+    while n < buf.len() {
+        match rustix::io::read(fd, &mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(_) => break,
+        }
+    }
+    n
+}
+
+/// Every signal blocked in this thread while it exists.
+struct BlockedSignals {
+    old: libc::sigset_t,
+}
+
+impl BlockedSignals {
+    fn new() -> BlockedSignals {
+        // SAFETY: sigset_t is plain data, filled by sigfillset/pthread_sigmask.
+        unsafe {
+            let mut all: libc::sigset_t = std::mem::zeroed();
+            let mut old: libc::sigset_t = std::mem::zeroed();
+            libc::sigfillset(&mut all);
+            libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
+            BlockedSignals { old }
+        }
+    }
+}
+
+impl Drop for BlockedSignals {
+    fn drop(&mut self) {
+        // SAFETY: restores the mask saved in `new`.
+        unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &self.old, std::ptr::null_mut()) };
+    }
+}
+
+const STAGE_SETUP: u32 = 1;
+const STAGE_EXEC: u32 = 2;
+
+extern "C" fn child_entry(arg: *mut libc::c_void) -> libc::c_int {
+    // SAFETY: `arg` is the ChildArgs the waiting parent passed to clone.
+    unsafe { child_main(&*(arg as *const ChildArgs)) }
+}
+
+/// The child, up to `execve`. Never returns.
+unsafe fn child_main(a: &ChildArgs) -> ! {
+    // SAFETY: only system calls, on memory the parent keeps alive.
+    unsafe {
+        // No handler of the server may run here: default them all (an
+        // ignored SIGPIPE too, as a shell would give the job), then unblock.
+        for sig in 1..libc::SIGRTMAX() {
+            if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+                continue;
+            }
+            let mut old: libc::sigaction = std::mem::zeroed();
+            if libc::sigaction(sig, std::ptr::null(), &mut old) == 0
+                && (old.sa_sigaction != libc::SIG_DFL)
+                && (old.sa_sigaction != libc::SIG_IGN || sig == libc::SIGPIPE)
+            {
+                let mut dfl: libc::sigaction = std::mem::zeroed();
+                dfl.sa_sigaction = libc::SIG_DFL;
+                libc::sigaction(sig, &dfl, std::ptr::null_mut());
+            }
+        }
+        let mut none: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut none);
+        libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
+        for (target, fd) in a.stdio.iter().enumerate() {
+            if libc::dup2(*fd, target as libc::c_int) == -1 {
+                fail(a.report, STAGE_SETUP, errno());
+            }
+        }
+        if let Err(e) = a.program.run() {
+            fail(
+                a.report,
+                STAGE_SETUP,
+                e.raw_os_error().unwrap_or(libc::EINVAL),
+            );
+        }
+        // As execvp: go on past missing entries, remember a refusal.
+        let mut err = libc::ENOENT;
+        for path in a.candidates {
+            libc::execve(path.as_ptr(), a.argv.as_ptr(), a.envp.as_ptr());
+            match errno() {
+                libc::ENOENT | libc::ENOTDIR => {}
+                libc::EACCES => err = libc::EACCES,
+                other => {
+                    err = other;
+                    break;
+                }
+            }
+        }
+        fail(a.report, STAGE_EXEC, err)
+    }
+}
+
+fn errno() -> i32 {
+    // SAFETY: reads this thread's errno.
+    unsafe { *libc::__errno_location() }
+}
+
+unsafe fn fail(report: RawFd, stage: u32, errno: i32) -> ! {
+    let mut msg = [0u8; 8];
+    msg[..4].copy_from_slice(&stage.to_ne_bytes());
+    msg[4..].copy_from_slice(&errno.to_ne_bytes());
+    // SAFETY: plain system calls; _exit skips every exit handler.
+    unsafe {
+        libc::write(report, msg.as_ptr().cast(), msg.len());
+        libc::_exit(127)
+    }
+}
