@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use rustix::process::{Pid, Signal};
 
-use crate::capture::{Capture, Counted};
+use crate::capture::{Capture, CaptureHub, Counted};
 use crate::error::{IoContext, Result};
 use crate::id::{now_micros, RequestId};
 use crate::jobtable::{JobTable, Record};
@@ -146,6 +146,7 @@ pub struct LocalTasks {
     sandbox: Sandbox,
     table: JobTable,
     spawner: Spawner,
+    hub: Option<CaptureHub>,
 }
 
 impl LocalTasks {
@@ -159,6 +160,7 @@ impl LocalTasks {
             sandbox,
             table,
             spawner: Spawner::default(),
+            hub: None,
         }
     }
 
@@ -220,14 +222,19 @@ impl LocalTasks {
             return Err(not_run(126, reason));
         }
         let cap = self.sandbox.policy().max_output;
+        if self.hub.is_none() {
+            let hub = CaptureHub::new()
+                .map_err(|e| not_run(126, format!("cannot start the capture thread: {e}")))?;
+            self.hub = Some(hub);
+        }
+        let hub = self.hub.as_ref().expect("just made");
         let capture = |ext: &str| -> Result<(OwnedFd, Capture)> {
             let path = spool.output_path(id, ext);
             let create = {
                 let path = path.clone();
                 move || output_file(&path, identity).map_err(|e| e.to_string())
             };
-            Capture::start(create, cap, &format!("capture-{ext}"))
-                .at("starting output capture", path)
+            hub.start(create, cap).at("starting output capture", path)
         };
         let ((stdout, out_cap), (stderr, err_cap)) = match (capture("out"), capture("err")) {
             (Ok(o), Ok(e)) => (o, e),
