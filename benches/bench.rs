@@ -63,7 +63,8 @@ usage: cargo bench --bench bench -- [OPTIONS]
   --dir DIR           where the temporary spools go (default $TMPDIR or /tmp)
   --serve-args ARGS   arguments for every `spoolq serve` that turn the sandbox
                       off (whitespace-split) [default: `--no-cgroups
-                      --shared-tmp` if `serve --help` lists both, else none]
+                      --shared-tmp --no-landlock --no-seccomp` if `serve
+                      --help` lists them all, else none]
   --sandbox-args ARGS arguments that give `spoolq serve` its default sandbox,
                       used instead of --serve-args for the \"default sandbox\"
                       rows [default: none if `serve --help` lists those
@@ -1851,7 +1852,9 @@ impl Drop for Server {
 /// given, or guessed from `spoolq serve --help`.
 fn sandbox_flags(bin: &Path, opts: &Opts) -> (Vec<String>, Option<Vec<String>>) {
     let help = command_line(Command::new(bin).args(["serve", "--help"]));
-    let off = ["--no-cgroups", "--shared-tmp"];
+    // "Sandbox off" is every protection off, as the fork+exec floor (and
+    // every peer) runs: no cgroup, no private /tmp, no Landlock, no seccomp.
+    let off = ["--no-cgroups", "--shared-tmp", "--no-landlock", "--no-seccomp"];
     let built = off.iter().all(|f| help.contains(f));
     let off_args = opts.serve_args.clone().unwrap_or_else(|| {
         if built {

@@ -9,8 +9,11 @@
 #   SPOOLQ_BIN  the spoolq binary (default: release/spoolq under
 #               $CARGO_TARGET_DIR or target/, built with cargo if missing)
 #   SPOOLQ_SERVE_ARGS  extra `spoolq serve` arguments [default: the sandbox
-#               off (--no-cgroups --shared-tmp) when serve has those flags,
+#               off (--no-cgroups --shared-tmp --no-landlock --no-seccomp)
+#               when serve has those flags,
 #               as the peers have no sandbox]
+#   TMPDIR      where the temporary directory goes (default /tmp; the file
+#               system matters)
 #
 # Installs what is missing: `apt-get install nq task-spooler` and
 # `cargo install pueue --locked`. Works only under a fresh mktemp directory,
@@ -96,12 +99,16 @@ if wants spoolq; then
   if [ -z "${SPOOLQ_SERVE_ARGS+set}" ]; then
     help=$("$SQ" serve --help 2>/dev/null)
     SPOOLQ_SERVE_ARGS=
-    case $help in *--no-cgroups*) case $help in *--shared-tmp*) SPOOLQ_SERVE_ARGS="--no-cgroups --shared-tmp" ;; esac ;; esac
+    off="--no-cgroups --shared-tmp --no-landlock --no-seccomp"
+    SPOOLQ_SERVE_ARGS=$off
+    for flag in $off; do
+      case $help in *"$flag"*) ;; *) SPOOLQ_SERVE_ARGS= ;; esac
+    done
   fi
 fi
 
 # ---------------------------------------------------------------- helpers ---
-ROOT=$(mktemp -d /tmp/spoolq-peers.XXXXXX)
+ROOT=$(mktemp -d "${TMPDIR:-/tmp}/spoolq-peers.XXXXXX")
 # Every process we start is tracked by pid and start time, and signalled
 # only while that pid still is that process: a stale pid, reused by some
 # other process, is never signalled. No process-group or -1 kills.
