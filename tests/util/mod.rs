@@ -389,6 +389,67 @@ pub struct Env {
     servers: AtomicUsize,
 }
 
+impl Drop for Env {
+    /// Kill and remove what the spool's servers left in the host's cgroup
+    /// trees (a server killed with SIGKILL cannot remove its groups): left
+    /// behind, thousands of groups make every cgroup write of later runs
+    /// slower (the kernel walks them all to check CPU bandwidth).
+    fn drop(&mut self) {
+        let spool = spoolq::spool::Spool::new(self.spool.clone(), false);
+        remove_cgroups(&spoolq::server::cgroup_name(&spool));
+    }
+}
+
+/// Every directory called `name` in the cgroup trees, with its job groups:
+/// their processes killed, the directories removed (polling until empty).
+fn remove_cgroups(name: &str) {
+    fn find(dir: &Path, name: &str, depth: usize, found: &mut Vec<PathBuf>) {
+        let Ok(entries) = fs::read_dir(dir) else {
+            return;
+        };
+        for e in entries.flatten() {
+            if !e.file_type().is_ok_and(|t| t.is_dir()) {
+                continue;
+            }
+            if e.file_name() == name {
+                found.push(e.path());
+            } else if depth > 0 {
+                find(&e.path(), name, depth - 1, found);
+            }
+        }
+    }
+    let mut parents = Vec::new();
+    find(Path::new("/sys/fs/cgroup"), name, 4, &mut parents);
+    for parent in parents {
+        let jobs: Vec<PathBuf> = fs::read_dir(&parent)
+            .map(|d| {
+                d.flatten()
+                    .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                    .map(|e| e.path())
+                    .collect()
+            })
+            .unwrap_or_default();
+        for dir in jobs.iter().chain([&parent]) {
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while fs::remove_dir(dir).is_err() && dir.exists() && Instant::now() < deadline {
+                let _ = fs::write(dir.join("cgroup.kill"), "1");
+                for pid in fs::read_to_string(dir.join("cgroup.procs"))
+                    .unwrap_or_default()
+                    .split_whitespace()
+                {
+                    if let Ok(pid) = pid.parse::<u32>() {
+                        let _ = rustix::process::kill_process(
+                            Pid::from_raw(pid as i32).expect("non-zero pid"),
+                            Signal::KILL,
+                        );
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+    }
+}
+
 impl Env {
     /// A fresh, empty world (the spool directory does not exist yet).
     pub fn new() -> Env {

@@ -265,8 +265,14 @@ fn set_cpu(place: &Place, quota: CpuQuota) -> Result<(), Error> {
     match place.version {
         Version::V2 => fsio::write(&place.dir.join("cpu.max"), &quota.to_cpu_max(), action),
         Version::V1 => {
+            // Each write re-checks the bandwidth of every group in the
+            // hierarchy (tg_set_bandwidth walks them all), so the period is
+            // written only if a new group's default (100 ms) is not already
+            // the one wanted.
             let period = place.dir.join("cpu.cfs_period_us");
-            fsio::write(&period, &quota.period_us.to_string(), action)?;
+            if read_number(&period)? != Some(quota.period_us) {
+                fsio::write(&period, &quota.period_us.to_string(), action)?;
+            }
             let quota_file = place.dir.join("cpu.cfs_quota_us");
             fsio::write(&quota_file, &quota.quota_us.to_string(), action)
         }
