@@ -1854,7 +1854,12 @@ fn sandbox_flags(bin: &Path, opts: &Opts) -> (Vec<String>, Option<Vec<String>>) 
     let help = command_line(Command::new(bin).args(["serve", "--help"]));
     // "Sandbox off" is every protection off, as the fork+exec floor (and
     // every peer) runs: no cgroup, no private /tmp, no Landlock, no seccomp.
-    let off = ["--no-cgroups", "--shared-tmp", "--no-landlock", "--no-seccomp"];
+    let off = [
+        "--no-cgroups",
+        "--shared-tmp",
+        "--no-landlock",
+        "--no-seccomp",
+    ];
     let built = off.iter().all(|f| help.contains(f));
     let off_args = opts.serve_args.clone().unwrap_or_else(|| {
         if built {
