@@ -161,9 +161,6 @@ pub enum FilterError {
     /// A path for a rule made in the child contains a NUL byte.
     #[error("adding a Landlock rule: {} contains a NUL byte", .0.display())]
     NulInPath(PathBuf),
-    /// seccompiler rejected the deny list.
-    #[error("compiling the seccomp filter: {0}")]
-    Seccomp(#[from] seccompiler::BackendError),
 }
 
 /// Everything `pre_exec` needs, prepared in the server. Moving it into the
@@ -175,8 +172,8 @@ pub struct FilterPlan {
     ruleset: Option<OwnedFd>,
     /// [`FilterSpec::writable_in_child`], with the rights to give them.
     late_rules: sys::LateRules,
-    /// seccomp BPF programs, installed in order.
-    programs: Vec<Vec<libc::sock_filter>>,
+    /// seccomp BPF programs, installed in order (compiled once per process).
+    programs: &'static [bpf::Program],
 }
 
 impl std::fmt::Debug for FilterPlan {
@@ -201,7 +198,7 @@ impl FilterPlan {
         let mut plan = FilterPlan {
             ruleset: None,
             late_rules: sys::LateRules::default(),
-            programs: Vec::new(),
+            programs: &[],
         };
         if let (true, Some(abi)) = (
             decision.applied.landlock.is_enforced(),
@@ -212,7 +209,7 @@ impl FilterPlan {
             plan.late_rules = sys::LateRules::new(&spec.writable_in_child, ruleset::granted(abi))?;
         }
         if decision.applied.seccomp.is_enforced() {
-            plan.programs = bpf::compile(decision.deny)?;
+            plan.programs = bpf::programs(decision.deny);
         }
         Ok((plan, decision.applied))
     }
@@ -228,7 +225,7 @@ impl FilterPlan {
             self.late_rules.add_to(fd)?;
             sys::landlock_restrict_self(fd)?;
         }
-        for program in &self.programs {
+        for program in self.programs {
             sys::install_seccomp(program)?;
         }
         Ok(())

@@ -7,7 +7,7 @@
 //! `chroot` (build tools use it; it only narrows the view), `personality`
 //! (`setarch -R`), the set*id calls (a job may drop privileges further).
 //!
-//! seccompiler's architecture check kills the job on a syscall made through
+//! The filter's architecture check kills the job on a syscall made through
 //! another ABI (32-bit x86 `int 0x80`), so 32-bit x86 programs cannot run
 //! under the filter; x32 syscalls (same architecture token, numbers with bit
 //! 30 set) are denied like their 64-bit twins (see `bpf`).
