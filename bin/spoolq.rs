@@ -1,5 +1,6 @@
-//! The `spoolq` binary: parse arguments, set up logging to stderr, run the
-//! command, print any error once and map it to a documented exit code.
+//! The `spoolq` binary: parse arguments, set up logging to stderr (for the
+//! commands that log), run the command, print any error once and map it to a
+//! documented exit code.
 
 use std::process::ExitCode;
 
@@ -10,18 +11,9 @@ use spoolq::cli::{self, args::Cli, EXIT_FAILURE};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let default = match cli.verbose {
-        0 if matches!(cli.command, cli::args::Command::Serve(_)) => "info",
-        0 => "warn",
-        1 => "info",
-        _ => "debug",
-    };
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    if wants_log(&cli) {
+        init_log(&cli);
+    }
     match cli::run(cli) {
         Ok(code) => ExitCode::from(code),
         Err(err) => {
@@ -39,6 +31,35 @@ fn main() -> ExitCode {
             ExitCode::from(EXIT_FAILURE)
         }
     }
+}
+
+/// Whether to install the log subscriber. Only the server and the sandbox
+/// probe log through `tracing`; the client commands report through their
+/// result and stderr, so for them the subscriber (its registry, filter and
+/// a terminal check: a tenth of a `spoolq submit`'s instructions) is set up
+/// only when asked for with `-v` or `RUST_LOG`.
+fn wants_log(cli: &Cli) -> bool {
+    use cli::args::Command;
+    matches!(cli.command, Command::Serve(_) | Command::SandboxCheck(_))
+        || cli.verbose > 0
+        || std::env::var_os("RUST_LOG").is_some()
+}
+
+/// Log to stderr: `info` for the server, `warn` for the rest, more with
+/// `-v`/`-vv`; `RUST_LOG` overrides.
+fn init_log(cli: &Cli) {
+    let default = match cli.verbose {
+        0 if matches!(cli.command, cli::args::Command::Serve(_)) => "info",
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
 }
 
 fn s_next<'a>(
