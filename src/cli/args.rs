@@ -35,36 +35,69 @@ pub struct Cli {
     pub command: Command,
 }
 
-/// The subcommands.
+/// One-line descriptions of the subcommands, as `spoolq --help` lists them
+/// and `spoolq SUBCOMMAND --help` starts.
+mod about {
+    pub const SERVE: &str = "Run the server for the spool in the foreground (one per spool)";
+    pub const SUBMIT: &str = "Enqueue a command; prints its id";
+    pub const WAIT: &str = "Wait for a request's result, replay its output, exit with its code";
+    pub const RUN: &str = "Submit and wait in one step: like running the command, only queued";
+    pub const ABORT: &str = "Abort requests in any state";
+    pub const STATUS: &str = "Show whether a server runs and what the queue holds";
+    pub const LIST: &str = "List requests";
+    pub const SHOW: &str = "Show one request and its result";
+    pub const DRAIN: &str = "Tell the server to start nothing new, finish what runs, and exit";
+    pub const SANDBOX_CHECK: &str = "Show which confinement mechanisms this host offers and what a server with these flags would apply";
+}
+
+/// The subcommands. Their arguments are built only for the subcommand being
+/// run (`defer`): building every subcommand's arguments, most of them
+/// `serve`'s, was ~17 % of a `spoolq submit`'s instructions. Help still
+/// lists every subcommand: names and descriptions are applied eagerly.
+/// Each description is in `about`, set on the variant (for the list) and
+/// on its arguments' struct, whose attributes are applied when the deferred
+/// subcommand is built and would otherwise replace it with the struct's
+/// doc comment.
 #[derive(Debug, Subcommand)]
+#[command(defer = true)]
 pub enum Command {
-    /// Run the server for the spool in the foreground (one per spool)
+    /// `spoolq serve`
+    #[command(about = about::SERVE)]
     Serve(ServeArgs),
-    /// Enqueue a command; prints its id
+    /// `spoolq submit`
+    #[command(about = about::SUBMIT)]
     Submit(SubmitArgs),
-    /// Wait for a request's result, replay its output, exit with its code
+    /// `spoolq wait`
+    #[command(about = about::WAIT)]
     Wait(WaitArgs),
-    /// Submit and wait in one step: like running the command, only queued
+    /// `spoolq run`
+    #[command(about = about::RUN)]
     Run(RunArgs),
-    /// Abort requests in any state
+    /// `spoolq abort`
+    #[command(about = about::ABORT)]
     Abort(AbortArgs),
-    /// Show whether a server runs and what the queue holds
+    /// `spoolq status`
+    #[command(about = about::STATUS)]
     Status(StatusArgs),
-    /// List requests
+    /// `spoolq list`
+    #[command(about = about::LIST)]
     List(ListArgs),
-    /// Show one request and its result
+    /// `spoolq show`
+    #[command(about = about::SHOW)]
     Show(ShowArgs),
-    /// Tell the server to start nothing new, finish what runs, and exit
+    /// `spoolq drain`
+    #[command(about = about::DRAIN)]
     Drain(DrainArgs),
     /// Withdraw a drain: the server goes back to starting jobs
     Resume,
-    /// Show which confinement mechanisms this host offers and what a server
-    /// with these flags would apply
+    /// `spoolq sandbox-check`
+    #[command(about = about::SANDBOX_CHECK)]
     SandboxCheck(SandboxArgs),
 }
 
 /// `spoolq drain`.
 #[derive(Debug, Args)]
+#[command(about = about::DRAIN)]
 pub struct DrainArgs {
     /// Block until the server has exited
     #[arg(long)]
@@ -73,6 +106,7 @@ pub struct DrainArgs {
 
 /// `spoolq serve`.
 #[derive(Debug, Args)]
+#[command(about = about::SERVE)]
 pub struct ServeArgs {
     /// Most jobs running at once [default: number of CPUs]
     #[arg(long, value_name = "N")]
@@ -122,6 +156,7 @@ pub struct ServeArgs {
 
 /// The sandbox policy, shared by `serve` and `sandbox-check`.
 #[derive(Debug, Args)]
+#[command(about = about::SANDBOX_CHECK)]
 pub struct SandboxArgs {
     /// Give every job new pid, mount, ipc and uts namespaces
     #[arg(long)]
@@ -210,6 +245,7 @@ pub struct JobArgs {
 
 /// `spoolq submit`.
 #[derive(Debug, Args)]
+#[command(about = about::SUBMIT)]
 pub struct SubmitArgs {
     /// What to run.
     #[command(flatten)]
@@ -232,6 +268,7 @@ pub struct WaitOpts {
 
 /// `spoolq wait`.
 #[derive(Debug, Args)]
+#[command(about = about::WAIT)]
 pub struct WaitArgs {
     /// How to wait.
     #[command(flatten)]
@@ -245,6 +282,7 @@ pub struct WaitArgs {
 
 /// `spoolq run`.
 #[derive(Debug, Args)]
+#[command(about = about::RUN)]
 pub struct RunArgs {
     /// How to wait.
     #[command(flatten)]
@@ -256,6 +294,7 @@ pub struct RunArgs {
 
 /// `spoolq abort`.
 #[derive(Debug, Args)]
+#[command(about = about::ABORT)]
 pub struct AbortArgs {
     /// Request ids
     #[arg(required = true)]
@@ -264,6 +303,7 @@ pub struct AbortArgs {
 
 /// `spoolq status`.
 #[derive(Debug, Args)]
+#[command(about = about::STATUS)]
 pub struct StatusArgs {
     /// Print JSON
     #[arg(long)]
@@ -272,6 +312,7 @@ pub struct StatusArgs {
 
 /// `spoolq list`.
 #[derive(Debug, Args)]
+#[command(about = about::LIST)]
 pub struct ListArgs {
     /// Only this state (requested, pending, running, complete)
     #[arg(long, value_name = "STATE")]
@@ -283,10 +324,36 @@ pub struct ListArgs {
 
 /// `spoolq show`.
 #[derive(Debug, Args)]
+#[command(about = about::SHOW)]
 pub struct ShowArgs {
     /// Print JSON
     #[arg(long)]
     pub json: bool,
     /// The request id
     pub id: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::Cli;
+
+    /// Building a deferred subcommand applies its arguments' struct
+    /// attributes last: its description must still be the one the
+    /// subcommand list shows.
+    #[test]
+    fn subcommands_keep_their_description_when_built() {
+        let listed: Vec<(String, String)> = Cli::command()
+            .get_subcommands()
+            .map(|s| (s.get_name().to_string(), s.get_about().unwrap().to_string()))
+            .collect();
+        let mut cli = Cli::command();
+        cli.build();
+        for (name, about) in listed {
+            let sub = cli.find_subcommand(&name).unwrap();
+            assert_eq!(sub.get_about().unwrap().to_string(), about, "{name}");
+            assert!(sub.get_arguments().any(|a| a.get_id() == "spool"), "{name}");
+        }
+    }
 }
