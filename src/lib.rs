@@ -22,6 +22,7 @@ pub mod metrics;
 pub mod request;
 pub mod sandbox;
 pub mod server;
+pub mod spares;
 pub mod spawn;
 pub mod spool;
 pub mod status;

@@ -363,12 +363,24 @@ impl Spool {
         mode: u32,
         owner: Option<(u32, u32)>,
     ) -> Result<()> {
-        let mut f = OpenOptions::new()
+        let f = OpenOptions::new()
             .write(true)
             .create_new(true)
             .mode(mode)
             .open(path)
             .at(action, path)?;
+        self.fill(f, path, bytes, action, owner)
+    }
+
+    /// Give a new file to `owner`, write `bytes` into it and flush it.
+    fn fill(
+        &self,
+        mut f: File,
+        path: &Path,
+        bytes: &[u8],
+        action: &'static str,
+        owner: Option<(u32, u32)>,
+    ) -> Result<()> {
         // Only root can give files away, and root's own need no change.
         let give = owner.filter(|&(uid, _)| uid != 0 && rustix::process::geteuid().is_root());
         if let Some((uid, gid)) = give {
@@ -413,10 +425,18 @@ impl Spool {
     /// caller fsyncs `4-complete/` (once for a batch) before removing the
     /// request's `3-running/` entry.
     pub fn write_result(&self, result: &JobResult) -> Result<()> {
+        self.write_result_into(result, None)
+    }
+
+    /// [`write_result`](Self::write_result) into `blank`, an emptied file
+    /// of the server's in `run/` (see [`crate::spares`]), when given.
+    pub fn write_result_into(
+        &self,
+        result: &JobResult,
+        blank: Option<(File, PathBuf)>,
+    ) -> Result<()> {
         let mut bytes = serde_json::to_vec_pretty(result).expect("results serialize");
         bytes.push(b'\n');
-        let tmp = self.run_dir().join(format!("{}.result", result.id));
-        let _ = fs::remove_file(&tmp);
         // A result holds its request (with its environment): it belongs to
         // the submitter alone. One with no parsed request says only why it
         // was rejected, so whoever planted the file may read it.
@@ -424,7 +444,26 @@ impl Spool {
             Some(q) => (0o600, Some((q.uid, q.gid))),
             None => (0o644, None),
         };
-        self.write_new_owned(&tmp, &bytes, "writing result", mode, owner)?;
+        let action = "writing result";
+        let tmp = match blank {
+            Some((file, path)) => {
+                let filled = rustix::fs::fchmod(&file, rustix::fs::Mode::from_raw_mode(mode))
+                    .map_err(io::Error::from)
+                    .at(action, &path)
+                    .and_then(|()| self.fill(file, &path, &bytes, action, owner));
+                if filled.is_err() {
+                    let _ = fs::remove_file(&path);
+                }
+                filled?;
+                path
+            }
+            None => {
+                let tmp = self.run_dir().join(format!("{}.result", result.id));
+                let _ = fs::remove_file(&tmp);
+                self.write_new_owned(&tmp, &bytes, action, mode, owner)?;
+                tmp
+            }
+        };
         let dest = self.path(State::Complete, result.id);
         fs::rename(&tmp, &dest).at("publishing result", dest)
     }

@@ -9,6 +9,7 @@ mod util;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::time::Duration;
 
@@ -1246,4 +1247,29 @@ fn a_hundred_jobs_with_aborts_and_a_crash_are_all_accounted_for() {
             .chain(&["output", "rejected"])
             .all(|d| env.names(d).is_empty())
     });
+}
+
+#[test]
+fn a_finished_requests_file_is_rewritten_as_the_next_result() {
+    let env = Env::new();
+    // Queue A before the server starts, so its request file can be seen.
+    let a = env.submit(&["sh", "-c", "exit 3"]);
+    let a_ino = fs::metadata(env.dir("1-requested").join(&a)).unwrap().ino();
+    let _server = env.serve(&[]);
+    env.wait_state(&a, "4-complete");
+    assert_eq!(env.result(&a)["exit_code"], 3);
+    let b = env.submit(&["sh", "-c", "echo hi"]);
+    env.wait_state(&b, "4-complete");
+    let path = env.dir("4-complete").join(&b);
+    let meta = fs::metadata(&path).unwrap();
+    // B's result lives in A's old request file: no inode freed or made.
+    assert_eq!(meta.ino(), a_ino);
+    assert_eq!(meta.mode() & 0o777, 0o600);
+    let result = env.result(&b);
+    assert_eq!(result["id"], b.as_str(), "{result}");
+    assert_eq!(result["exit_code"], 0, "{result}");
+    assert_eq!(result["stdout"]["bytes"], 3, "{result}");
+    assert_eq!(result["request"]["argv"], json!(["sh", "-c", "echo hi"]));
+    let out = env.cmd().args(["wait", &b]).expect_code(0);
+    assert_eq!(out.out(), "hi\n");
 }

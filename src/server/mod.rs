@@ -25,6 +25,7 @@ use crate::metrics::Metrics;
 use crate::request::{Captured, JobResult, Request, Status, RESULT_VERSION};
 use crate::sandbox::policy::Policy;
 use crate::sandbox::Sandbox;
+use crate::spares::Spares;
 use crate::spool::{Rejection, Spool, State, Submission};
 use crate::status::{HeadWaiting, ServerStatus, STATUS_VERSION};
 use crate::tasks::{KillReason, LocalTasks, Outcome};
@@ -117,6 +118,8 @@ struct Server<'a> {
     dirty: Dirty,
     /// Finished jobs whose result could not be written yet.
     unwritten: Vec<(RequestId, Outcome)>,
+    /// Finished requests' files kept to be rewritten as results.
+    spares: Spares,
 }
 
 impl<'a> Server<'a> {
@@ -142,6 +145,7 @@ impl<'a> Server<'a> {
             next_rescan: Instant::now() + config.poll_interval,
             last_publish: None,
             unwritten: Vec::new(),
+            spares: Spares::new(&spool.run_dir()),
             dirty: Dirty {
                 requested: true,
                 aborting: true,
@@ -317,7 +321,7 @@ impl<'a> Server<'a> {
                 .ok(),
         };
         let result = build_result(self.spool, id, outcome, request);
-        self.spool.write_result(&result)?;
+        self.spool.write_result_into(&result, self.spares.take())?;
         self.tasks.forget(id);
         if let Some(run_us) = result.run_us {
             self.metrics.time_running.observe_us(run_us);
@@ -341,7 +345,7 @@ impl<'a> Server<'a> {
             return;
         }
         for id in ids {
-            if let Err(e) = self.spool.remove(&self.spool.path(State::Running, *id)) {
+            if let Err(e) = self.spares.retire(&self.spool.path(State::Running, *id)) {
                 warn!(%id, error = %e, "cannot remove running entry");
             }
         }

@@ -38,14 +38,14 @@ impl Server<'_> {
     }
 
     /// Remove the server's own leftover temporary files (`run/*.tmp`,
-    /// `run/*.result`, only ever written while holding the lock) and client
+    /// `run/*.result`, `run/*.spare`, only ever written while holding the lock) and client
     /// files in `tmp/` older than [`STALE_TMP_AGE`].
     fn clean_tmp(&self) -> Result<()> {
         let run = self.spool.run_dir();
         for entry in fs::read_dir(&run).at("listing", &run)? {
             let path = entry.at("listing", &run)?.path();
             let ext = path.extension().and_then(|e| e.to_str());
-            if matches!(ext, Some("tmp") | Some("result")) {
+            if matches!(ext, Some("tmp") | Some("result") | Some("spare")) {
                 let _ = fs::remove_file(&path);
             }
         }
