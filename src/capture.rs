@@ -10,7 +10,9 @@
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, TryRecvError};
+use std::sync::Arc;
 use std::time::Duration;
 
 use rustix::pipe::PipeFlags;
@@ -33,20 +35,45 @@ pub struct Counted {
 #[derive(Debug)]
 pub struct Capture {
     rx: Receiver<Counted>,
+    progress: Arc<Progress>,
+    wake: Arc<OwnedFd>,
+}
+
+/// What a stream has produced so far, for a capture given up on.
+#[derive(Debug, Default)]
+struct Progress {
+    kept: AtomicU64,
+    total: AtomicU64,
+    /// Set when the server stops waiting: the hub drops the stream and
+    /// never creates its file after that.
+    abandoned: AtomicBool,
 }
 
 impl Capture {
     /// Wait up to `patience` for the stream to end (all writers gone) and
-    /// return what it produced.
+    /// return what it produced. A stream still open then (a process outside
+    /// the job's reach holds it) is abandoned: the count so far, marked
+    /// incomplete.
     pub fn finish(self, patience: Duration) -> Counted {
         match self.rx.recv_timeout(patience) {
             Ok(c) => c,
-            Err(RecvTimeoutError::Timeout) | Err(RecvTimeoutError::Disconnected) => Counted {
-                complete: false,
-                ..Counted::default()
-            },
+            Err(RecvTimeoutError::Timeout) | Err(RecvTimeoutError::Disconnected) => {
+                self.progress.abandoned.store(true, Ordering::SeqCst);
+                poke(&self.wake);
+                Counted {
+                    kept: self.progress.kept.load(Ordering::SeqCst),
+                    total: self.progress.total.load(Ordering::SeqCst),
+                    complete: false,
+                    lost: None,
+                }
+            }
         }
     }
+}
+
+fn poke(wake: &OwnedFd) {
+    // A full wake pipe already wakes the thread.
+    let _ = rustix::io::write(wake, &[1]);
 }
 
 /// Makes a stream's output file when its first byte arrives.
@@ -59,6 +86,7 @@ struct Stream {
     to: Option<File>,
     cap: u64,
     counted: Counted,
+    progress: Arc<Progress>,
     done: Sender<Counted>,
 }
 
@@ -66,8 +94,8 @@ struct Stream {
 /// rather than a thread per stream: starting two threads per job was a
 /// measurable share of a short job's cost.
 pub struct CaptureHub {
-    tx: Sender<Stream>,
-    wake: OwnedFd,
+    tx: Option<Sender<Stream>>,
+    wake: Arc<OwnedFd>,
 }
 
 impl CaptureHub {
@@ -79,7 +107,10 @@ impl CaptureHub {
         std::thread::Builder::new()
             .name("capture".to_string())
             .spawn(move || pump_all(File::from(wake_read), rx))?;
-        Ok(CaptureHub { tx, wake })
+        Ok(CaptureHub {
+            tx: Some(tx),
+            wake: Arc::new(wake),
+        })
     }
 
     /// Start copying a new pipe into the file `create` makes when the first
@@ -94,6 +125,7 @@ impl CaptureHub {
         let flags = rustix::fs::fcntl_getfl(&read)?;
         rustix::fs::fcntl_setfl(&read, flags | rustix::fs::OFlags::NONBLOCK)?;
         let (done, rx) = mpsc::channel();
+        let progress = Arc::new(Progress::default());
         let stream = Stream {
             from: File::from(read),
             create: Some(Box::new(create)),
@@ -103,24 +135,24 @@ impl CaptureHub {
                 complete: true,
                 ..Counted::default()
             },
+            progress: progress.clone(),
             done,
         };
         self.tx
-            .send(stream)
-            .map_err(|_| io::Error::other("the capture thread has stopped"))?;
-        self.poke();
-        Ok((write, Capture { rx }))
-    }
-
-    fn poke(&self) {
-        // A full wake pipe already wakes the thread.
-        let _ = rustix::io::write(&self.wake, &[1]);
+            .as_ref()
+            .and_then(|tx| tx.send(stream).ok())
+            .ok_or_else(|| io::Error::other("the capture thread has stopped"))?;
+        poke(&self.wake);
+        let wake = self.wake.clone();
+        Ok((write, Capture { rx, progress, wake }))
     }
 }
 
 impl Drop for CaptureHub {
     fn drop(&mut self) {
-        self.poke();
+        // Disconnect first, so the woken thread sees the hub is gone.
+        self.tx = None;
+        poke(&self.wake);
     }
 }
 
@@ -141,10 +173,19 @@ fn pump_all(mut wake: File, rx: Receiver<Stream>) {
                 revents: 0,
             })
             .collect();
+        if hub_gone {
+            // Nothing more can arrive: stop watching the wake pipe (its
+            // write end may be closed, which would wake us forever).
+            fds[0].fd = -1;
+        }
         // SAFETY: `fds` is a valid array of pollfd of the given length.
         let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, -1) };
         if n < 0 {
-            continue; // EINTR
+            if io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
+                // ENOMEM: give the kernel a moment rather than spin.
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            continue;
         }
         if fds[0].revents != 0 {
             while matches!(wake.read(&mut buf), Ok(k) if k > 0) {}
@@ -164,6 +205,9 @@ fn pump_all(mut wake: File, rx: Receiver<Stream>) {
             .into_iter()
             .zip(ready.into_iter().chain(std::iter::repeat(false)))
             .filter_map(|(mut s, ready)| {
+                if s.progress.abandoned.load(Ordering::SeqCst) {
+                    return None; // closes our end; the file is not made now
+                }
                 if ready && pump(&mut s, &mut buf) {
                     let _ = s.done.send(s.counted);
                     return None;
@@ -205,14 +249,23 @@ fn keep(s: &mut Stream, data: &[u8]) {
                 Err(why) => c.lost = Some(why),
             }
         }
-        // A write error (disk full) stops keeping, never stops draining.
+        // A write error (disk full) stops keeping, never stops draining;
+        // the file keeps what was written before it, and says why no more.
         if let Some(file) = s.to.as_mut() {
-            if file.write_all(&data[..room]).is_ok() {
-                c.kept += room as u64;
+            match file.write_all(&data[..room]) {
+                Ok(()) => c.kept += room as u64,
+                Err(e) => {
+                    c.kept = file.metadata().map_or(c.kept, |m| m.len());
+                    c.lost = Some(format!("writing the output file: {e}"));
+                    s.to = None;
+                    s.cap = 0;
+                }
             }
         }
     }
     c.total += data.len() as u64;
+    s.progress.kept.store(c.kept, Ordering::SeqCst);
+    s.progress.total.store(c.total, Ordering::SeqCst);
 }
 
 #[cfg(test)]
@@ -253,9 +306,19 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("out");
         let create = move || File::create(&path).map_err(|e| e.to_string());
-        let (_write, capture) = hub().start(create, 10).unwrap();
+        let (write, capture) = hub().start(create, 10).unwrap();
+        let mut w = File::from(write);
+        w.write_all(b"0123456789abcdef").unwrap();
+        // The bytes are counted before the server gives up on the stream.
+        let p = dir.path().join("out");
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::fs::metadata(&p).map_or(true, |m| m.len() < 10) {
+            assert!(std::time::Instant::now() < deadline, "never written");
+            std::thread::sleep(Duration::from_millis(5));
+        }
         let c = capture.finish(Duration::from_millis(10));
         assert!(!c.complete);
+        assert_eq!((c.kept, c.total), (10, 16), "what it had so far");
     }
 
     #[test]

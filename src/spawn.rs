@@ -78,7 +78,8 @@ impl JobCommand {
             .collect::<io::Result<_>>()?;
         let program = argv
             .first()
-            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "empty command"))?;
+            .filter(|p| !p.as_bytes().is_empty())
+            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "empty program name"))?;
         let mut path = default_path.to_string();
         let mut envp = Vec::new();
         for (k, v) in env {
@@ -184,6 +185,9 @@ struct ChildArgs<'a> {
     argv: &'a [*const libc::c_char],
     envp: &'a [*const libc::c_char],
     candidates: &'a [CString],
+    /// `/bin/sh`, a slot for the script's path, `argv[1..]`: for a file
+    /// without `#!` (ENOEXEC), run as a shell script like `execvp` does.
+    sh_argv: *mut *const libc::c_char,
     stdio: [RawFd; 3],
     report: RawFd,
 }
@@ -201,13 +205,21 @@ impl Spawner {
             p
         };
         let (argv, envp) = (ptrs(&cmd.argv), ptrs(&cmd.envp));
+        let mut sh_argv: Vec<*const libc::c_char> = [SH.as_ptr(), std::ptr::null()]
+            .into_iter()
+            .chain(argv[1..].iter().copied())
+            .collect();
         let (read, write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
             .map_err(|e| SpawnError::Setup(e.into()))?;
+        // Off 0-2 too (a server started with closed stdio), or the child's
+        // dup2 onto its stdio would close its end.
+        let write = above_stdio(write).map_err(SpawnError::Setup)?;
         let args = ChildArgs {
             program,
             argv: &argv,
             envp: &envp,
             candidates: &cmd.candidates,
+            sh_argv: sh_argv.as_mut_ptr(),
             stdio: [0, 1, 2].map(|i| cmd.stdio[i].as_raw_fd()),
             report: write.as_raw_fd(),
         };
@@ -302,6 +314,9 @@ impl Drop for BlockedSignals {
     }
 }
 
+/// The shell `execvp` runs a script without `#!` with.
+const SH: &std::ffi::CStr = c"/bin/sh";
+
 const STAGE_SETUP: u32 = 1;
 const STAGE_EXEC: u32 = 2;
 
@@ -316,7 +331,7 @@ unsafe fn child_main(a: &ChildArgs) -> ! {
     unsafe {
         // No handler of the server may run here: default them all (an
         // ignored SIGPIPE too, as a shell would give the job), then unblock.
-        for sig in 1..libc::SIGRTMAX() {
+        for sig in 1..=libc::SIGRTMAX() {
             if sig == libc::SIGKILL || sig == libc::SIGSTOP {
                 continue;
             }
@@ -345,13 +360,20 @@ unsafe fn child_main(a: &ChildArgs) -> ! {
                 e.raw_os_error().unwrap_or(libc::EINVAL),
             );
         }
-        // As execvp: go on past missing entries, remember a refusal.
+        // As execvp: go on past missing entries, remember a refusal, run a
+        // file without `#!` with the shell.
         let mut err = libc::ENOENT;
         for path in a.candidates {
             libc::execve(path.as_ptr(), a.argv.as_ptr(), a.envp.as_ptr());
             match errno() {
-                libc::ENOENT | libc::ENOTDIR => {}
+                libc::ENOENT | libc::ENOTDIR | libc::ESTALE | libc::ENODEV | libc::ETIMEDOUT => {}
                 libc::EACCES => err = libc::EACCES,
+                libc::ENOEXEC => {
+                    *a.sh_argv.add(1) = path.as_ptr();
+                    libc::execve(SH.as_ptr(), a.sh_argv as *const _, a.envp.as_ptr());
+                    err = errno();
+                    break;
+                }
                 other => {
                     err = other;
                     break;

@@ -633,6 +633,19 @@ pub fn process_start_time(pid: u32) -> Option<u64> {
     rest.split_whitespace().nth(19)?.parse().ok()
 }
 
+/// When the machine booted (µs since the epoch), from `btime` in
+/// `/proc/stat`.
+pub fn booted_at_us() -> Option<u64> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let secs: u64 = stat
+        .lines()
+        .find_map(|l| l.strip_prefix("btime "))?
+        .trim()
+        .parse()
+        .ok()?;
+    Some(secs * 1_000_000)
+}
+
 /// Kill the process group of a recorded job (its pid and that process's start
 /// time) unless that pid now belongs to another process. Used by recovery after a crash.
 ///
@@ -656,5 +669,11 @@ mod tests {
     #[test]
     fn own_start_time_is_readable() {
         assert!(process_start_time(std::process::id()).is_some());
+    }
+
+    #[test]
+    fn the_machine_booted_before_now() {
+        let booted = booted_at_us().expect("btime in /proc/stat");
+        assert!(booted > 0 && booted < now_micros());
     }
 }

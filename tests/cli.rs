@@ -9,7 +9,7 @@ mod util;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::time::Duration;
 
@@ -557,6 +557,30 @@ fn a_missing_program_exits_127_and_an_unexecutable_one_126() {
     env.cmd()
         .args(["run", "--cwd", "/nonexistent/dir", "--", "true"])
         .expect_code(126);
+    // As execvp: a program that has no `#!` runs with /bin/sh, by path or
+    // found by the PATH search.
+    let bare = env.path("no-shebang");
+    fs::write(&bare, "echo \"args: $*\"; exit 3\n").unwrap();
+    fs::set_permissions(&bare, fs::Permissions::from_mode(0o755)).unwrap();
+    let o = env
+        .cmd()
+        .arg("run")
+        .arg("--")
+        .arg(&bare)
+        .args(["a", "b"])
+        .expect_code(3);
+    assert_eq!(o.out(), "args: a b\n");
+    let o = env
+        .cmd()
+        .args([
+            "run",
+            "-e",
+            &format!("PATH={}", env.work.display()),
+            "--",
+            "no-shebang",
+        ])
+        .expect_code(3);
+    assert_eq!(o.out(), "args: \n");
 }
 
 #[test]

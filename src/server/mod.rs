@@ -783,9 +783,18 @@ fn build_result(spool: &Spool, id: RequestId, o: &Outcome, request: Option<Reque
                 error: c.lost.clone(),
             })
         }
-        // Recovery: whatever the file holds.
+        // Recovery: what the file holds, if it is one the server made (a
+        // regular file of the submitter's, root's or the server's; not
+        // something another user planted where the job wrote nothing).
         None => {
-            let meta = std::fs::metadata(spool.output_path(id, ext)).ok()?;
+            let meta = std::fs::symlink_metadata(spool.output_path(id, ext)).ok()?;
+            let owner = meta.uid();
+            let ours = owner == 0
+                || owner == rustix::process::geteuid().as_raw()
+                || request.as_ref().is_some_and(|r| r.uid == owner);
+            if !meta.file_type().is_file() || !ours {
+                return None;
+            }
             Some(Captured {
                 path: Spool::output_name(id, ext),
                 bytes: meta.len(),

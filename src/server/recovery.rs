@@ -28,6 +28,7 @@ impl Server<'_> {
         self.clean_tmp()?;
         self.recover_running()?;
         self.tasks.forget_leftover_records();
+        self.remove_old_pid_files()?;
         self.tasks.clean_leftovers();
         self.intake(State::Pending)?;
         self.intake(State::Requested)?;
@@ -61,6 +62,19 @@ impl Server<'_> {
                 .is_some_and(|age| age > STALE_TMP_AGE);
             if old {
                 let _ = fs::remove_file(entry.path());
+            }
+        }
+        Ok(())
+    }
+
+    /// Pid files (`run/ID.pid`) of servers before the job table: once the
+    /// running entries are resolved, none of them names a live job.
+    fn remove_old_pid_files(&self) -> Result<()> {
+        let run = self.spool.run_dir();
+        for entry in fs::read_dir(&run).at("listing", &run)? {
+            let path = entry.at("listing", &run)?.path();
+            if path.extension().is_some_and(|e| e == "pid") {
+                let _ = fs::remove_file(&path);
             }
         }
         Ok(())
@@ -108,7 +122,12 @@ impl Server<'_> {
             Some((pid, start, None))
         });
         let started_at_us = record.and_then(|(_, _, at)| at);
-        if let Some((pid, start, _)) = record {
+        // A record from before the last boot names a process of another
+        // life of the machine: its pid may be anyone's now.
+        let stale = started_at_us
+            .zip(crate::tasks::booted_at_us())
+            .is_some_and(|(started, booted)| started < booted);
+        if let Some((pid, start, _)) = record.filter(|_| !stale) {
             if kill_recorded(pid, start) {
                 info!(%id, "killed a job the previous server left running");
             }

@@ -830,6 +830,35 @@ fn a_symlink_planted_as_a_jobs_output_does_not_redirect_it() {
 }
 
 #[test]
+fn output_planted_where_a_job_wrote_nothing_does_not_break_wait() {
+    // Needs root: users on a shared spool.
+    if !root_or_skip("output_planted_where_a_job_wrote_nothing_does_not_break_wait") {
+        return;
+    }
+    let (uid, gid) = test_user();
+    let env = shared_env();
+    let _server = env.serve(&[]);
+    let script = format!("{}; echo out", held("job"));
+    let submitted = env
+        .cmd()
+        .user(uid, gid)
+        .args(["submit", "--", "sh", "-c", &script])
+        .expect_code(0);
+    let id = submitted.out().trim().to_string();
+    env.wait_started("job");
+    // A third user (nobody) takes the name of the job's silent stderr in
+    // the sticky output/: the submitter can neither remove nor trust it.
+    let planted = env.dir("output").join(format!("{id}.err"));
+    fs::write(&planted, "evil\n").unwrap();
+    std::os::unix::fs::chown(&planted, Some(65534), Some(65534)).unwrap();
+    env.release("job");
+    let out = env.cmd().user(uid, gid).args(["wait", &id]).expect_code(0);
+    assert_eq!(out.out(), "out\n");
+    assert!(!out.err().contains("evil"), "{}", out.describe());
+    assert!(env.names("4-complete").is_empty(), "collected");
+}
+
+#[test]
 fn an_abort_filed_by_another_user_is_set_aside() {
     // Needs root: a second user on a shared spool.
     if !root_or_skip("an_abort_filed_by_another_user_is_set_aside") {
