@@ -101,6 +101,12 @@ pub enum Wake {
 /// file systems deliver none).
 const WAIT_POLL: Duration = Duration::from_millis(500);
 
+/// For this long a waiter looks by itself, at growing intervals from
+/// `QUICK_FIRST` to `QUICK_MAX`, before it sets up an inotify watch.
+const QUICK_WINDOW: Duration = Duration::from_millis(50);
+const QUICK_FIRST: Duration = Duration::from_micros(250);
+const QUICK_MAX: Duration = Duration::from_millis(8);
+
 /// Waits for results: an inotify watch on `4-complete/` with a polling
 /// fallback, and a channel others can use to interrupt it.
 pub struct Waiter {
@@ -165,8 +171,10 @@ impl Waiter {
         id: RequestId,
         timeout: Option<Duration>,
     ) -> Result<WaitOutcome> {
-        let deadline = timeout.map(|t| Instant::now() + t);
+        let started = Instant::now();
+        let deadline = timeout.map(|t| started + t);
         let result_path = spool.path(State::Complete, id);
+        let mut quick = QUICK_FIRST;
         loop {
             if result_path.exists() {
                 match spool.read_result(id) {
@@ -181,13 +189,23 @@ impl Waiter {
             if state.is_none() && !result_path.exists() {
                 return Ok(WaitOutcome::Gone);
             }
-            if self.watcher.get().is_none() {
+            let quick_phase = self.watcher.get().is_none() && started.elapsed() < QUICK_WINDOW;
+            if self.watcher.get().is_none() && !quick_phase {
                 // Not there yet: watch from now on, and look again at once
                 // in case it arrived before the watch did.
                 self.arm(spool);
                 continue;
             }
-            let mut sleep = self.arm(spool);
+            let mut sleep = if quick_phase {
+                // A short job's result comes within a few milliseconds:
+                // look again soon rather than pay for an inotify watch,
+                // whose teardown at exit can take the kernel 10-30 ms.
+                let step = quick;
+                quick = (quick * 2).min(QUICK_MAX);
+                step
+            } else {
+                self.arm(spool)
+            };
             if let Some(d) = deadline {
                 let now = Instant::now();
                 if now >= d {
