@@ -3,6 +3,11 @@
 //! the spool's output file and reads and counts the rest without storing it, so
 //! a chatty job never blocks on a full pipe and never fills the disk.
 //!
+//! One thread serves every job. The price: its file writes are serial, so
+//! an output file on a stalled file system (a hung NFS mount) holds up the
+//! capture of every job until it returns; the spool's own `output/` is the
+//! only place it writes.
+//!
 //! The output file is created on the first byte: a stream the job never
 //! writes to costs no file (creating a file is the dearest thing a short job
 //! does on a busy file system; see BENCHMARKS.md).

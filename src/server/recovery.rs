@@ -119,7 +119,13 @@ impl Server<'_> {
             let mut f = text.split_whitespace();
             let pid = f.next()?.parse().ok()?;
             let start = f.next()?.parse().ok()?;
-            Some((pid, start, None))
+            // Written when the job started.
+            let written = fs::metadata(&pid_path)
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map(|d| d.as_micros() as u64);
+            Some((pid, start, written))
         });
         let started_at_us = record.and_then(|(_, _, at)| at);
         // A record from before the last boot names a process of another

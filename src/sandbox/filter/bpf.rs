@@ -79,13 +79,12 @@ fn namespace_rules() -> [(u32, u32); 2] {
 
 /// The `AUDIT_ARCH_*` token of system calls made through this build's ABI
 /// (include/uapi/linux/audit.h: the ELF machine, 64-bit and little-endian
-/// bits).
+/// bits). arm64's `syscall_get_arch` reports `AUDIT_ARCH_AARCH64` (the
+/// little-endian token) whatever the endianness of the build.
 #[cfg(target_arch = "x86_64")]
 const AUDIT_ARCH: Option<u32> = Some(62 | 0x8000_0000 | 0x4000_0000);
-#[cfg(all(target_arch = "aarch64", target_endian = "little"))]
+#[cfg(target_arch = "aarch64")]
 const AUDIT_ARCH: Option<u32> = Some(183 | 0x8000_0000 | 0x4000_0000);
-#[cfg(all(target_arch = "aarch64", target_endian = "big"))]
-const AUDIT_ARCH: Option<u32> = Some(183 | 0x8000_0000);
 #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
 const AUDIT_ARCH: Option<u32> = None;
 
