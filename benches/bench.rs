@@ -615,7 +615,8 @@ impl Bench {
             median(&ps2),
             "execs/s",
             Target::None,
-            "std's default spawn; the server needs fork+exec (pre_exec)".into(),
+            "std's default spawn (clone with CLONE_VM|CLONE_VFORK), the way the server starts jobs"
+                .into(),
         );
         self.row(
             "floor: bash loop of /bin/true",
@@ -732,11 +733,8 @@ impl Bench {
                 let floor = self.fs_floor(n, fsync)?;
                 let dir = self.new_spool("submit-lib")?;
                 let spool = Spool::new(&dir, fsync);
-                let s = spec(&["true"]);
                 let t = Instant::now();
-                for _ in 0..n {
-                    client::submit(&spool, &s)?;
-                }
+                submit_trues(&spool, n)?;
                 let el = t.elapsed().as_secs_f64() * 1e6 / n as f64;
                 fs::remove_dir_all(&dir)?;
                 times.push(el);
@@ -755,11 +753,8 @@ impl Bench {
                     .prefix("spoolq-bench-")
                     .tempdir_in(shm)?;
                 let spool = Spool::new(dir.path().join("spool"), false);
-                let s = spec(&["true"]);
                 let t = Instant::now();
-                for _ in 0..n {
-                    client::submit(&spool, &s)?;
-                }
+                submit_trues(&spool, n)?;
                 times.push(t.elapsed().as_secs_f64() * 1e6 / n as f64);
             }
             Some(median(&times))
@@ -1092,16 +1087,9 @@ impl Bench {
         if via_cli {
             self.submit_loop(&dir, n, fsync)?;
         } else {
-            let s = spec(&["true"]);
-            for _ in 0..n {
-                client::submit(&spool, &s)?;
-            }
+            submit_trues(&spool, n)?;
         }
-        let complete = spool.state_dir(State::Complete);
-        wait_for("every result", secs(600), ms(5), || {
-            srv.check_alive()?;
-            Ok((fs::read_dir(&complete)?.count() >= n).then_some(()))
-        })?;
+        wait_results(&mut srv, &spool, n)?;
         let rate = n as f64 / t.elapsed().as_secs_f64();
         srv.stop()?;
         let failed = spool
@@ -1603,15 +1591,8 @@ impl Bench {
         let mut srv = self.serve(&dir, &opts)?;
         let spool = Spool::new(&dir, true);
         let t = Instant::now();
-        let s = spec(&["true"]);
-        for _ in 0..n {
-            client::submit(&spool, &s)?;
-        }
-        let complete = spool.state_dir(State::Complete);
-        wait_for("every result", secs(600), ms(5), || {
-            srv.check_alive()?;
-            Ok((fs::read_dir(&complete)?.count() >= n).then_some(()))
-        })?;
+        submit_trues(&spool, n)?;
+        wait_results(&mut srv, &spool, n)?;
         let el = t.elapsed().as_secs_f64();
         srv.stop()?;
         let text = fs::read_to_string(&out)?;
@@ -1950,6 +1931,24 @@ fn find_bin() -> Res<PathBuf> {
     Ok(bin)
 }
 
+/// Submit `n` requests of `true` in-process.
+fn submit_trues(spool: &Spool, n: usize) -> Res<()> {
+    let s = spec(&["true"]);
+    for _ in 0..n {
+        client::submit(spool, &s)?;
+    }
+    Ok(())
+}
+
+/// Wait until `n` results are in `spool`'s `4-complete/`, while `srv` lives.
+fn wait_results(srv: &mut Server, spool: &Spool, n: usize) -> Res<()> {
+    let complete = spool.state_dir(State::Complete);
+    wait_for("every result", secs(600), ms(5), || {
+        srv.check_alive()?;
+        Ok((fs::read_dir(&complete)?.count() >= n).then_some(()))
+    })
+}
+
 fn spec(argv: &[&str]) -> JobSpec {
     JobSpec {
         argv: argv.iter().map(|s| s.to_string()).collect(),
@@ -2007,8 +2006,8 @@ fn write_results(spool: &Spool, n: usize) -> Res<()> {
 }
 
 /// Rate of spawning `/bin/true` `n` times with `parallel` in flight, as
-/// forkexec.c does. `fork` forces fork+exec (what the server does, as it
-/// sets a pre_exec hook) instead of std's posix_spawn.
+/// forkexec.c does. `fork` forces fork+exec (the floor) instead of
+/// std's posix_spawn (which starts children the way the server does).
 fn spawn_rate(n: usize, parallel: usize, fork: bool) -> Res<f64> {
     let mut running: HashMap<u32, Child> = HashMap::new();
     let (mut started, mut done) = (0, 0);
