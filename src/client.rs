@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use notify::{RecursiveMode, Watcher};
 
-use crate::error::{Error, IoContext, Result};
+use crate::error::{Error, Result};
 use crate::id::{now_micros, RequestId};
 use crate::request::{JobResult, Request, REQUEST_VERSION};
 use crate::sandbox::policy::SandboxRequest;
@@ -225,20 +225,10 @@ impl Waiter {
     }
 }
 
-/// Remove a collected result and its captured output. A file under an
-/// output name that we may not remove (another user planted it in the shared
-/// `output/`, where the job wrote nothing of its own) is not ours: left.
+/// Remove a collected result and its captured output.
 pub fn collect(spool: &Spool, id: RequestId) -> Result<()> {
     spool.remove(&spool.path(State::Complete, id))?;
-    for ext in ["out", "err"] {
-        let path = spool.output_path(id, ext);
-        match std::fs::remove_file(&path) {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {}
-            other => other.at("removing", &path)?,
-        }
-    }
-    Ok(())
+    spool.remove_output(id)
 }
 
 /// File an abort for `id`. Returns where the request was, or `None` if it is

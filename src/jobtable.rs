@@ -21,6 +21,13 @@ use crate::id::RequestId;
 /// Bytes per slot, the newline included.
 pub const SLOT: usize = 128;
 
+/// An empty slot: spaces and a newline.
+fn blank() -> [u8; SLOT] {
+    let mut slot = [b' '; SLOT];
+    slot[SLOT - 1] = b'\n';
+    slot
+}
+
 /// One running job, as the table records it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Record {
@@ -42,10 +49,9 @@ impl Record {
             "{} {} {} {}",
             self.id, self.pid, self.start_time, self.started_at_us
         );
-        let mut slot = [b' '; SLOT];
+        let mut slot = blank();
         let n = text.len().min(SLOT - 1);
         slot[..n].copy_from_slice(&text.as_bytes()[..n]);
-        slot[SLOT - 1] = b'\n';
         slot
     }
 
@@ -145,9 +151,7 @@ impl JobTable {
     pub fn remove(&mut self, id: RequestId) {
         if let Some(slot) = self.index.remove(&id) {
             self.slots[slot] = None;
-            let mut blank = [b' '; SLOT];
-            blank[SLOT - 1] = b'\n';
-            self.write(slot, &blank);
+            self.write(slot, &blank());
         }
     }
 

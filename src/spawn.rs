@@ -135,7 +135,6 @@ fn above_stdio(fd: OwnedFd) -> io::Result<OwnedFd> {
 #[derive(Debug)]
 pub struct JobProcess {
     pid: u32,
-    status: Option<ExitStatus>,
 }
 
 impl JobProcess {
@@ -144,21 +143,16 @@ impl JobProcess {
         self.pid
     }
 
-    /// Its wait status once it has exited; reaps it then.
-    pub fn try_wait(&mut self) -> io::Result<Option<ExitStatus>> {
-        if self.status.is_some() {
-            return Ok(self.status);
-        }
+    /// Its wait status once it has exited, reaping it: ask until it gives
+    /// `Some`, then no more (the pid is free for reuse after that).
+    pub fn try_wait(&self) -> io::Result<Option<ExitStatus>> {
         let mut status = 0;
         // SAFETY: waits for our own child by pid, without blocking.
         let r = unsafe { libc::waitpid(self.pid as libc::pid_t, &mut status, libc::WNOHANG) };
         match r {
             0 => Ok(None),
             -1 => Err(io::Error::last_os_error()),
-            _ => {
-                self.status = Some(ExitStatus::from_raw(status));
-                Ok(self.status)
-            }
+            _ => Ok(Some(ExitStatus::from_raw(status))),
         }
     }
 }
@@ -256,10 +250,7 @@ impl Spawner {
         let mut report = [0u8; 8];
         let n = read_full(&read, &mut report);
         if n == 0 {
-            return Ok(JobProcess {
-                pid: pid as u32,
-                status: None,
-            });
+            return Ok(JobProcess { pid: pid as u32 });
         }
         // It failed and exits: reap it now.
         let mut status = 0;

@@ -1,9 +1,9 @@
 //! The task manager: starts each request's job as a child process, tells the
 //! server when jobs finish, and kills a job's whole process group on request.
 //!
-//! The server decides *whether* a job may start (see [`Admission`]); this
-//! module only carries that out. Later the sandbox wraps `spawn` and the load
-//! meter implements `Admission`, behind these same two seams.
+//! The server decides *whether* a job may start (see [`Admission`], which the
+//! load meter implements); this module only carries that out, in the sandbox
+//! ([`crate::sandbox`]) and through [`crate::spawn`].
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
@@ -240,29 +240,8 @@ impl LocalTasks {
             (Ok(o), Ok(e)) => (o, e),
             (Err(e), _) | (_, Err(e)) => return Err(not_run(126, e.to_string())),
         };
-        let asked = request.sandbox.clone().unwrap_or_default();
-        let prepared = self
-            .sandbox
-            .prepare(id, &asked, reservation, identity, &request.cwd)
-            .map_err(|r| not_run(126, r))?;
-        let Prepared {
-            program,
-            cgroup,
-            report,
-        } = prepared;
-        let drop_cgroup = |cgroup: Option<JobCgroup>| {
-            if let Some(c) = cgroup {
-                let _ = c.kill_all();
-                let _ = c.remove();
-            }
-        };
-        let stdin = match File::open("/dev/null") {
-            Ok(f) => OwnedFd::from(f),
-            Err(e) => {
-                drop_cgroup(cgroup);
-                return Err(not_run(126, format!("cannot open /dev/null: {e}")));
-            }
-        };
+        let stdin = File::open("/dev/null")
+            .map_err(|e| not_run(126, format!("cannot open /dev/null: {e}")))?;
         // Tells the job who it is, and lets the server recognise its
         // escaped descendants when it has no cgroup (see sweep_orphans).
         let env = request
@@ -270,18 +249,28 @@ impl LocalTasks {
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .chain([(JOB_ID_VAR, id.as_str())]);
-        let cmd = match JobCommand::new(&request.argv, env, DEFAULT_PATH, [stdin, stdout, stderr]) {
-            Ok(cmd) => cmd,
-            Err(e) => {
-                drop_cgroup(cgroup);
-                return Err(not_run(
-                    126,
-                    format!("cannot execute {:?}: {e}", request.argv[0]),
-                ));
-            }
-        };
+        let cmd = JobCommand::new(
+            &request.argv,
+            env,
+            DEFAULT_PATH,
+            [stdin.into(), stdout, stderr],
+        )
+        .map_err(|e| not_run(126, format!("cannot execute {:?}: {e}", request.argv[0])))?;
+        // Last, as it makes the job's cgroup: only a failed spawn below has
+        // to take that down again.
+        let asked = request.sandbox.clone().unwrap_or_default();
+        let Prepared {
+            program,
+            cgroup,
+            report,
+        } = self
+            .sandbox
+            .prepare(id, &asked, reservation, identity, &request.cwd)
+            .map_err(|r| not_run(126, r))?;
         match self.spawner.spawn(&cmd, &program) {
             Ok(child) => {
+                // Close our copies of the pipes' write ends: the capture
+                // sees the end of a stream when the job's copies are gone.
                 drop(cmd);
                 let started_at_us = now_micros();
                 // The pid record lets a restarted server kill a job left
@@ -309,7 +298,10 @@ impl LocalTasks {
                 Ok(())
             }
             Err(e) => {
-                drop_cgroup(cgroup);
+                if let Some(c) = cgroup {
+                    let _ = c.kill_all();
+                    let _ = c.remove();
+                }
                 let code = match &e {
                     SpawnError::Exec(e) if e.kind() == io::ErrorKind::NotFound => 127,
                     _ => 126,
