@@ -1,4 +1,6 @@
-//! What runs in the job's process between `fork` and `exec` (`pre_exec`).
+//! What runs in the job's process between its creation and `exec` (see
+//! [`crate::spawn`]: with the server's memory borrowed, so nothing here may
+//! allocate or lock).
 //! Everything that allocates or can fail for ordinary reasons was prepared
 //! by the server beforehand ([`ChildProgram`]); here only system calls run,
 //! in an order that matters:
@@ -70,7 +72,7 @@ impl ChildProgram {
         self.unshare.contains(UnshareFlags::NEWPID)
     }
 
-    /// Run in `pre_exec`. Returns only in the process that will exec the
+    /// Run in the child before exec. Returns only in the process that will exec the
     /// job (with a pid namespace, two helper processes stay behind).
     pub fn run(&self) -> io::Result<()> {
         rustix::process::setsid()?;

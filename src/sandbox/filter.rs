@@ -2,15 +2,16 @@
 //! where it was told to, and it cannot make the system calls a batch job has
 //! no business making (mounts, kernel modules, kexec, bpf, …).
 //!
-//! The work is split around `fork`. [`FilterPlan::prepare`] runs in the
+//! The work is split around the job's start ([`crate::spawn`]). [`FilterPlan::prepare`] runs in the
 //! server: it probes the kernel, compiles the seccomp BPF programs and opens
 //! the Landlock ruleset, i.e. everything that allocates or can fail for
 //! ordinary reasons, and says which protections the job will really get
 //! ([`Applied`]) so the server can refuse the job or record the shortfall.
-//! [`FilterPlan::apply_in_child`] runs in `pre_exec` and only makes system
+//! [`FilterPlan::apply_in_child`] runs in the child between clone and exec
+//! and only makes system
 //! calls on that prepared data: nothing allocates, nothing locks.
 //!
-//! # Order in `pre_exec`
+//! # Order in the child
 //!
 //! `apply_in_child` must be the **last** step before exec:
 //!
@@ -23,7 +24,7 @@
 //!
 //! None of step 4 needs privilege once `no_new_privs` is set, so running it
 //! after the uid drop works, and it keeps the filter from having to allow the
-//! sandbox's own set-up calls. If a `pre_exec` forks (pid namespace), apply it
+//! sandbox's own set-up calls. If the child forks (pid namespace), apply it
 //! in the process that will exec the job.
 
 mod bpf;
@@ -163,10 +164,9 @@ pub enum FilterError {
     NulInPath(PathBuf),
 }
 
-/// Everything `pre_exec` needs, prepared in the server. Moving it into the
-/// `pre_exec` closure ties the Landlock ruleset fd to the `Command`: dropping
-/// the `Command` (or the plan) after `spawn` closes it in the server. The fd
-/// is close-on-exec, so the job never inherits it.
+/// Everything the child needs, prepared in the server. Dropping the plan
+/// after the spawn closes the Landlock ruleset fd in the server; the fd is
+/// close-on-exec, so the job never inherits it.
 pub struct FilterPlan {
     /// The Landlock ruleset to enforce, if any.
     ruleset: Option<OwnedFd>,
@@ -216,8 +216,8 @@ impl FilterPlan {
 
     /// Restrict the calling process: set `no_new_privs`, add the rules for
     /// [`FilterSpec::writable_in_child`] and enforce the Landlock ruleset,
-    /// install the seccomp programs. Async-signal-safe: for `pre_exec`, as
-    /// its last step (see the module docs for the order). One plan per job:
+    /// install the seccomp programs. Async-signal-safe: for the child before
+    /// exec, as its last step (see the module docs for the order). One plan per job:
     /// the rules added here change the ruleset the plan holds.
     pub fn apply_in_child(&self) -> io::Result<()> {
         sys::set_no_new_privs()?;

@@ -63,7 +63,7 @@ pub struct Sandbox {
 
 /// Everything prepared for one job's start.
 pub struct Prepared {
-    /// Runs in the child (`pre_exec`).
+    /// Runs in the child before exec (see [`crate::spawn`]).
     pub program: ChildProgram,
     /// The job's cgroup, if it has one.
     pub cgroup: Option<cgroup::JobCgroup>,

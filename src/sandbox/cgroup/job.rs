@@ -121,14 +121,14 @@ impl JobCgroup {
         &self.dirs
     }
 
-    /// A handle for the child to enrol itself; move it into the `pre_exec`
-    /// closure.
+    /// A handle for the child to enrol itself between its creation and
+    /// exec.
     pub fn enrolment(&self) -> Enrolment {
         self.enrolment.clone()
     }
 
     /// Put the calling process into every one of the job's groups. Only for
-    /// `pre_exec`: see [`Enrolment::enrol_self`].
+    /// a child before exec: see [`Enrolment::enrol_self`].
     pub fn enrol_self(&self) -> io::Result<()> {
         self.enrolment.enrol_self()
     }
@@ -375,9 +375,10 @@ impl Enrolment {
     /// Move the calling process into every one of the job's groups by
     /// writing `0` to each `cgroup.procs`.
     ///
-    /// Call it in `Command::pre_exec`, before anything else there (a pid
-    /// namespace fork or a uid drop), because `spawn` returns only after
-    /// exec, too late for the parent to move the child. It is
+    /// Call it in the child before exec (`crate::spawn`, or
+    /// `Command::pre_exec`), before a pid namespace fork or a uid drop, as
+    /// a spawn returns only after exec, too late for the parent to move the
+    /// child. It is
     /// async-signal-safe: only `open`, `write` and `close`, no allocation.
     /// An error leaves the child in some of the groups and fails `spawn`.
     pub fn enrol_self(&self) -> io::Result<()> {

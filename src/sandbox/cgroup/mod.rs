@@ -52,7 +52,7 @@
 //! ```
 //!
 //! Not done here: pid namespaces, and `clone3(CLONE_INTO_CGROUP)` (children
-//! enrol themselves in `pre_exec`, see [`Enrolment`]).
+//! enrol themselves before exec, see [`Enrolment`]).
 
 mod delegate;
 mod fsio;
