@@ -253,10 +253,12 @@ pub fn deny_list(spec: &FilterSpec, support: &FilterSupport) -> Vec<DeniedGroup>
     }
 }
 
-/// What the running kernel supports.
+/// What the running kernel supports. Asked once per process: it cannot
+/// change under a running server, and every job's plan needs it.
 pub fn probe() -> FilterSupport {
-    FilterSupport {
+    static SUPPORT: std::sync::OnceLock<FilterSupport> = std::sync::OnceLock::new();
+    *SUPPORT.get_or_init(|| FilterSupport {
         landlock: sys::landlock_support(),
         seccomp: sys::seccomp_available(),
-    }
+    })
 }
