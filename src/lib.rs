@@ -5,8 +5,15 @@
 //! child process when there is capacity. The spool is the only interface
 //! between the two: see `spool-layout.md`.
 //!
-//! Module map: `cli → {client, server}`; `client → spool → request`;
-//! `server → {queue, tasks, meter}`; `tasks → {sandbox, spool}`.
+//! Module map (each imports only what is to its right or below):
+//! - `cli` → `client`, `server`
+//! - `client` → `spool` → `request`, `id`
+//! - `server` (the loop and `lifecycle`, its rules) → `executor`, `tasks`,
+//!   `meter`, `spool`, `spares`, `status`, `metrics`
+//! - `tasks` (the local [`executor::Executor`]) → `sandbox`, `spawn`,
+//!   `capture`, `jobtable`, `spool`
+//! - leaves: `meter`, `sandbox`, `capture`, `jobtable`, `spares`, `error`,
+//!   `id`
 
 #![warn(missing_docs)]
 
@@ -14,6 +21,7 @@ pub mod capture;
 pub mod cli;
 pub mod client;
 pub mod error;
+pub mod executor;
 pub mod id;
 pub mod jobtable;
 pub mod lock;

@@ -9,6 +9,8 @@ use std::fmt::Write;
 
 use serde::{Deserialize, Serialize};
 
+use crate::request::Status;
+
 /// Upper bounds of the histogram buckets, in seconds.
 const BUCKETS: [f64; 14] = [
     0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0, 3600.0,
@@ -42,6 +44,15 @@ impl Histogram {
     }
 }
 
+/// How a request left the queue, for `total_completed`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Completed {
+    /// With a result of this status.
+    Status(Status),
+    /// Aborted: no result is kept.
+    Aborted,
+}
+
 /// All server metrics.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Metrics {
@@ -60,9 +71,13 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    /// Count one request leaving the queue with `status`.
-    pub fn completed(&mut self, status: &str) {
-        *self.total_completed.entry(status.to_string()).or_default() += 1;
+    /// Count one request leaving the queue.
+    pub fn completed(&mut self, how: Completed) {
+        let name = match how {
+            Completed::Status(status) => status.name(),
+            Completed::Aborted => "aborted",
+        };
+        *self.total_completed.entry(name.to_string()).or_default() += 1;
     }
 
     /// Render in the Prometheus text exposition format, with the current
@@ -146,7 +161,7 @@ mod tests {
     #[test]
     fn prometheus_text_has_every_family() {
         let mut m = Metrics::default();
-        m.completed("succeeded");
+        m.completed(Completed::Status(Status::Succeeded));
         m.time_waiting.observe_us(10);
         let text = m.prometheus(3, 1);
         for needle in [

@@ -243,12 +243,6 @@ impl Spool {
         self.root.join(RUN)
     }
 
-    /// The pid record (`PID STARTTIME`) of a running job, as servers before
-    /// the job table wrote it; recovery still reads one it finds.
-    pub fn pid_path(&self, id: RequestId) -> PathBuf {
-        self.run_dir().join(format!("{id}.pid"))
-    }
-
     /// The table of running jobs' pids (see [`crate::jobtable`]).
     pub fn jobs_table_path(&self) -> PathBuf {
         self.run_dir().join("jobs")
@@ -503,6 +497,21 @@ impl Spool {
             Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e).at("removing", path),
             _ => Ok(()),
         }
+    }
+
+    /// How many bytes a job's output file holds, for a result written after
+    /// a crash: only a regular file made by the server (owned by root, the
+    /// server's user or the job's `submitter`) counts, not something
+    /// another user planted where the job wrote nothing.
+    pub fn recovered_output_len(
+        &self,
+        id: RequestId,
+        ext: &str,
+        submitter: Option<u32>,
+    ) -> Option<u64> {
+        let meta = fs::symlink_metadata(self.output_path(id, ext)).ok()?;
+        let ours = trusted_owner(meta.uid()) || submitter == Some(meta.uid());
+        (meta.file_type().is_file() && ours).then_some(meta.len())
     }
 
     /// Remove a request's captured output. A file under an output name

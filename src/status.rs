@@ -19,8 +19,9 @@ pub struct ServerStatus {
     pub version: u32,
     /// The server's pid.
     pub pid: u32,
-    /// `running` normally; `stopping` after SIGTERM/SIGINT.
-    pub mode: String,
+    /// `running` normally; `stopping` after SIGTERM/SIGINT; `draining`
+    /// after `spoolq drain`.
+    pub mode: Mode,
     /// When the server started, µs since the epoch.
     pub started_at_us: u64,
     /// When this document was written, µs since the epoch.
@@ -40,6 +41,29 @@ pub struct ServerStatus {
     pub head: Option<HeadWaiting>,
     /// Server metrics (see `metrics.prom` for the same in Prometheus form).
     pub metrics: Metrics,
+}
+
+/// What the server is doing as a whole.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// Serving normally.
+    Running,
+    /// After SIGTERM/SIGINT: starting nothing, waiting for running jobs.
+    Stopping,
+    /// After `spoolq drain`: starting nothing, exiting when idle.
+    Draining,
+}
+
+impl Mode {
+    /// The name `status.json` and `spoolq status` use.
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Running => "running",
+            Mode::Stopping => "stopping",
+            Mode::Draining => "draining",
+        }
+    }
 }
 
 /// The request at the head of the queue and why it waits.

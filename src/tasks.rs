@@ -1,8 +1,10 @@
-//! The task manager: starts each request's job as a child process, tells the
-//! server when jobs finish, and kills a job's whole process group on request.
+//! The local task manager, the [`Executor`] that runs each request's job as
+//! a sandboxed child process of the server: starts it, tells the server when
+//! it finished and how, and kills its whole process tree on request. It
+//! keeps processes and their records, and nothing of the request's state.
 //!
-//! The server decides *whether* a job may start (see [`Admission`], which the
-//! load meter implements); this module only carries that out, in the sandbox
+//! The server decides *whether* a job may start (see
+//! [`crate::meter::Admission`]); this module only carries that out, in the sandbox
 //! ([`crate::sandbox`]) and through [`crate::spawn`].
 
 use std::collections::HashMap;
@@ -16,113 +18,17 @@ use std::time::{Duration, Instant};
 
 use rustix::process::{Pid, Signal};
 
-use crate::capture::{Capture, CaptureHub, Counted};
+use crate::capture::{Capture, CaptureHub};
 use crate::error::{IoContext, Result};
+use crate::executor::{format_secs, Executor, KillReason, Outcome, Reattach};
 use crate::id::{now_micros, RequestId};
 use crate::jobtable::{JobTable, Record};
-use crate::meter::{format_size, LoadSource, Meter, Reserved};
+use crate::meter::format_size;
 use crate::request::{Request, Status};
 use crate::sandbox::cgroup::JobCgroup;
 use crate::sandbox::{Prepared, Sandbox, SandboxReport, Usage};
 use crate::spawn::{JobCommand, JobProcess, SpawnError, Spawner};
 use crate::spool::{Spool, Submission};
-
-/// What the server needs to know about a request to decide if it may start.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Demand {
-    /// The request.
-    pub id: RequestId,
-    /// Bytes of memory it reserves.
-    pub mem: u64,
-    /// CPUs it reserves.
-    pub cpus: f64,
-}
-
-/// A capacity decision for the head of the queue.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Verdict {
-    /// Start it now.
-    Start,
-    /// Not now; the reason is shown in `status`.
-    Wait(String),
-    /// Never: reject it with this reason.
-    Never(String),
-}
-
-/// Decides whether there is room to start one more job. Pure: it sees only
-/// what it is given, so it is unit-tested with synthetic inputs. The load
-/// meter ([`crate::meter::Meter`]) is the real one.
-pub trait Admission {
-    /// May `head` start at `now` while `running` jobs hold their reservations?
-    fn admit(&self, head: &Demand, running: &Reserved, now: Instant) -> Verdict;
-    /// When a head that waits could start by the passing of time alone
-    /// (`None`: only a job ending can free it).
-    fn next_wakeup(&self, head: &Demand, running: &Reserved, now: Instant) -> Option<Instant>;
-}
-
-impl<S: LoadSource> Admission for Meter<S> {
-    fn admit(&self, head: &Demand, running: &Reserved, now: Instant) -> Verdict {
-        self.decide(head.mem, head.cpus, running, now)
-    }
-
-    fn next_wakeup(&self, head: &Demand, running: &Reserved, now: Instant) -> Option<Instant> {
-        Meter::next_wakeup(self, head.mem, head.cpus, running, now)
-    }
-}
-
-/// Why the server is killing a job; decides what the result says.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum KillReason {
-    /// A client aborted it: no result is written.
-    Abort,
-    /// The server is shutting down: recorded as `interrupted`.
-    Shutdown,
-    /// It ran past its time limit: recorded as `timed_out`.
-    TimeLimit,
-}
-
-/// How a job ended, as far as the process is concerned.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Outcome {
-    /// Result status.
-    pub status: Status,
-    /// Exit code, if it exited (or 126/127 if it never ran).
-    pub exit_code: Option<i32>,
-    /// Terminating signal, if any.
-    pub signal: Option<i32>,
-    /// Words for anything but success.
-    pub reason: Option<String>,
-    /// Start time (µs since epoch), if it started.
-    pub started_at_us: Option<u64>,
-    /// Why we killed it, if we did.
-    pub killed: Option<KillReason>,
-    /// The protections it ran under, if it started.
-    pub sandbox: Option<Box<SandboxReport>>,
-    /// What it used, from its cgroup.
-    pub usage: Option<Usage>,
-    /// What its stdout and stderr produced, if it started.
-    pub output: Option<(Counted, Counted)>,
-    /// The request it ran, if it started (saves reading it again).
-    pub request: Option<Box<Request>>,
-}
-
-impl Outcome {
-    /// The outcome of a request that never ran.
-    pub fn not_run(status: Status, exit_code: Option<i32>, reason: String) -> Outcome {
-        Outcome {
-            status,
-            exit_code,
-            signal: None,
-            reason: Some(reason),
-            started_at_us: None,
-            killed: None,
-            sandbox: None,
-            usage: None,
-            output: None,
-            request: None,
-        }
-    }
-}
 
 struct Job {
     child: JobProcess,
@@ -164,45 +70,99 @@ impl LocalTasks {
         }
     }
 
-    /// What an earlier server recorded about a job it left running.
-    pub fn leftover(&self, id: RequestId) -> Option<Record> {
-        self.table.leftover(id)
+    /// Reap exited children that are not jobs (adopted orphans), by pid:
+    /// peek with `WNOWAIT` and never collect a job's status here, which its
+    /// `Child` must see.
+    fn reap_orphans(&self) {
+        let jobs: Vec<u32> = self.jobs.values().map(|j| j.child.id()).collect();
+        loop {
+            // SAFETY: waitid fills the zeroed siginfo it is given.
+            let pid = unsafe {
+                let mut info: libc::siginfo_t = std::mem::zeroed();
+                let flags = libc::WEXITED | libc::WNOHANG | libc::WNOWAIT;
+                if libc::waitid(libc::P_ALL, 0, &mut info, flags) != 0 {
+                    return;
+                }
+                info.si_pid()
+            };
+            if pid <= 0 || jobs.contains(&(pid as u32)) {
+                return;
+            }
+            // SAFETY: reaps exactly this pid, which is not a job.
+            unsafe { libc::waitpid(pid, std::ptr::null_mut(), libc::WNOHANG) };
+        }
     }
 
-    /// Recovery is over: forget what earlier servers recorded.
-    pub fn forget_leftover_records(&mut self) {
-        self.table.clear_leftovers();
+    /// Kill and remove job cgroups a previous server of this spool left
+    /// behind when it died (their jobs are recorded as interrupted).
+    fn clean_leftovers(&self) {
+        let Some(host) = self.sandbox.cgroup_host() else {
+            return;
+        };
+        for name in host.leftover_jobs().unwrap_or_default() {
+            let Ok(group) = JobCgroup::open(host, &name) else {
+                continue;
+            };
+            let _ = group.kill_all();
+            match group.remove() {
+                Ok(()) => tracing::info!(job = %name, "removed a cgroup left by an earlier server"),
+                Err(e) => {
+                    tracing::warn!(job = %name, error = %e, "cannot remove a leftover cgroup")
+                }
+            }
+        }
     }
 
-    /// Drop a finished job's pid record (once its result is written).
-    pub fn forget(&mut self, id: RequestId) {
-        self.table.remove(id);
+    /// On a clean exit: remove this spool's (now empty) cgroup parents.
+    fn remove_cgroup_parents(&self) {
+        if let Some(host) = self.sandbox.cgroup_host() {
+            if let Err(e) = host.remove_parents() {
+                tracing::debug!(error = %e, "cgroup parents not removed");
+            }
+        }
     }
 
-    /// The sandbox jobs run in.
-    pub fn sandbox(&self) -> &Sandbox {
-        &self.sandbox
+    /// The fallback for jobs without a cgroup: kill adopted orphans (our
+    /// children that are not jobs) whose environment names a job that is no
+    /// longer running. A pidfd makes the kill safe against pid reuse. A
+    /// process that cleared its environment escapes this; a cgroup does not.
+    fn sweep_orphans(&self) {
+        let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+            return;
+        };
+        let jobs: Vec<u32> = self.jobs.values().map(|j| j.child.id()).collect();
+        let children = tasks
+            .flatten()
+            .filter_map(|t| std::fs::read_to_string(t.path().join("children")).ok())
+            .flat_map(|list| {
+                list.split_whitespace()
+                    .filter_map(|p| p.parse::<u32>().ok())
+                    .collect::<Vec<_>>()
+            });
+        for pid in children.filter(|p| !jobs.contains(p)) {
+            let Some(job) = job_of(pid) else { continue };
+            if job.parse().is_ok_and(|id| self.jobs.contains_key(&id)) {
+                continue;
+            }
+            let Some(p) = Pid::from_raw(pid as i32) else {
+                continue;
+            };
+            if let Ok(fd) = rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty()) {
+                // Re-check through the pidfd's process, then kill it.
+                if job_of(pid).is_some() {
+                    let _ = rustix::process::pidfd_send_signal(&fd, Signal::KILL);
+                    tracing::info!(pid, job = %job, "killed a process left behind by its job");
+                }
+            }
+        }
     }
+}
 
-    /// How many jobs are running (including ones being killed).
-    pub fn len(&self) -> usize {
-        self.jobs.len()
-    }
-
-    /// True when no job is running.
-    pub fn is_empty(&self) -> bool {
-        self.jobs.is_empty()
-    }
-
-    /// Ids of the running jobs.
-    pub fn ids(&self) -> impl Iterator<Item = RequestId> + '_ {
-        self.jobs.keys().copied()
-    }
-
+impl Executor for LocalTasks {
     /// Start a submitted request with its (mem, cpus) reservation. `Err`
     /// carries the outcome of a job that could not be started (program not
     /// found, bad working directory, refused by a strict sandbox, …).
-    pub fn start(
+    fn start(
         &mut self,
         spool: &Spool,
         sub: &Submission,
@@ -316,7 +276,7 @@ impl LocalTasks {
 
     /// Ask a job's process group to stop (SIGTERM now, SIGKILL after the
     /// grace period). Repeated calls keep the first reason.
-    pub fn terminate(&mut self, id: RequestId, why: KillReason, now: Instant) {
+    fn terminate(&mut self, id: RequestId, why: KillReason, now: Instant) {
         if let Some(job) = self.jobs.get_mut(&id) {
             if job.kill.is_none() {
                 job.kill = Some((why, now + self.kill_grace));
@@ -325,61 +285,9 @@ impl LocalTasks {
         }
     }
 
-    /// Reap exited children that are not jobs (adopted orphans), by pid:
-    /// peek with `WNOWAIT` and never collect a job's status here, which its
-    /// `Child` must see.
-    fn reap_orphans(&self) {
-        let jobs: Vec<u32> = self.jobs.values().map(|j| j.child.id()).collect();
-        loop {
-            // SAFETY: waitid fills the zeroed siginfo it is given.
-            let pid = unsafe {
-                let mut info: libc::siginfo_t = std::mem::zeroed();
-                let flags = libc::WEXITED | libc::WNOHANG | libc::WNOWAIT;
-                if libc::waitid(libc::P_ALL, 0, &mut info, flags) != 0 {
-                    return;
-                }
-                info.si_pid()
-            };
-            if pid <= 0 || jobs.contains(&(pid as u32)) {
-                return;
-            }
-            // SAFETY: reaps exactly this pid, which is not a job.
-            unsafe { libc::waitpid(pid, std::ptr::null_mut(), libc::WNOHANG) };
-        }
-    }
-
-    /// Kill and remove job cgroups a previous server of this spool left
-    /// behind when it died (their jobs are recorded as interrupted).
-    pub fn clean_leftovers(&self) {
-        let Some(host) = self.sandbox.cgroup_host() else {
-            return;
-        };
-        for name in host.leftover_jobs().unwrap_or_default() {
-            let Ok(group) = JobCgroup::open(host, &name) else {
-                continue;
-            };
-            let _ = group.kill_all();
-            match group.remove() {
-                Ok(()) => tracing::info!(job = %name, "removed a cgroup left by an earlier server"),
-                Err(e) => {
-                    tracing::warn!(job = %name, error = %e, "cannot remove a leftover cgroup")
-                }
-            }
-        }
-    }
-
-    /// On a clean exit: remove this spool's (now empty) cgroup parents.
-    pub fn remove_cgroup_parents(&self) {
-        if let Some(host) = self.sandbox.cgroup_host() {
-            if let Err(e) = host.remove_parents() {
-                tracing::debug!(error = %e, "cgroup parents not removed");
-            }
-        }
-    }
-
     /// Start killing jobs past their time limit, and send SIGKILL to every
     /// job whose grace period is over.
-    pub fn enforce(&mut self, now: Instant) {
+    fn enforce(&mut self, now: Instant) {
         let grace = self.kill_grace;
         for job in self.jobs.values_mut() {
             if let (Some((limit, _)), None) = (job.limit, job.kill) {
@@ -398,7 +306,7 @@ impl LocalTasks {
     }
 
     /// The next instant at which [`enforce`](Self::enforce) has work.
-    pub fn next_deadline(&self) -> Option<Instant> {
+    fn next_deadline(&self) -> Option<Instant> {
         self.jobs
             .values()
             .filter_map(|j| match j.kill {
@@ -411,7 +319,7 @@ impl LocalTasks {
 
     /// Collect every job that has exited, and reap the orphans of jobs that
     /// were re-parented to the server (it is a child subreaper).
-    pub fn reap(&mut self) -> Vec<(RequestId, Outcome)> {
+    fn collect(&mut self) -> Vec<(RequestId, Outcome)> {
         let mut done = Vec::new();
         for (id, job) in self.jobs.iter_mut() {
             if let Ok(Some(status)) = job.child.try_wait() {
@@ -463,45 +371,44 @@ impl LocalTasks {
         finished
     }
 
-    /// The fallback for jobs without a cgroup: kill adopted orphans (our
-    /// children that are not jobs) whose environment names a job that is no
-    /// longer running. A pidfd makes the kill safe against pid reuse. A
-    /// process that cleared its environment escapes this; a cgroup does not.
-    fn sweep_orphans(&self) {
-        let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
-            return;
-        };
-        let jobs: Vec<u32> = self.jobs.values().map(|j| j.child.id()).collect();
-        let children = tasks
-            .flatten()
-            .filter_map(|t| std::fs::read_to_string(t.path().join("children")).ok())
-            .flat_map(|list| {
-                list.split_whitespace()
-                    .filter_map(|p| p.parse::<u32>().ok())
-                    .collect::<Vec<_>>()
-            });
-        for pid in children.filter(|p| !jobs.contains(p)) {
-            let Some(job) = job_of(pid) else { continue };
-            if job.parse().is_ok_and(|id| self.jobs.contains_key(&id)) {
-                continue;
-            }
-            let Some(p) = Pid::from_raw(pid as i32) else {
-                continue;
+    fn reattach(&mut self, id: RequestId) -> Reattach {
+        // run/ is the server's own: nothing in the job table was planted.
+        let Some(record) = self.table.leftover(id) else {
+            return Reattach::Ended {
+                started_at_us: None,
             };
-            if let Ok(fd) = rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty()) {
-                // Re-check through the pidfd's process, then kill it.
-                if job_of(pid).is_some() {
-                    let _ = rustix::process::pidfd_send_signal(&fd, Signal::KILL);
-                    tracing::info!(pid, job = %job, "killed a process left behind by its job");
-                }
-            }
+        };
+        // A record from before the last boot names a process of another
+        // life of the machine: its pid may be anyone's now.
+        let stale = booted_at_us().is_some_and(|booted| record.started_at_us < booted);
+        if !stale && kill_recorded(record.pid, record.start_time) {
+            tracing::info!(%id, "killed a job the previous server left running");
+        }
+        Reattach::Ended {
+            started_at_us: Some(record.started_at_us),
         }
     }
-}
 
-/// A duration in µs for messages: "1.5s".
-pub fn format_secs(us: u64) -> String {
-    format!("{}s", us as f64 / 1e6)
+    fn recovered(&mut self) {
+        self.table.clear_leftovers();
+        self.clean_leftovers();
+    }
+
+    fn forget(&mut self, id: RequestId) {
+        self.table.remove(id);
+    }
+
+    fn running(&self) -> usize {
+        self.jobs.len()
+    }
+
+    fn describe(&self) -> Vec<(String, bool, String)> {
+        self.sandbox.describe()
+    }
+
+    fn shut_down(&mut self) {
+        self.remove_cgroup_parents();
+    }
 }
 
 /// The variable that carries a job's request id into its environment.
@@ -618,7 +525,7 @@ fn signal_group(child: &JobProcess, sig: Signal) {
 
 /// The start time of a process in clock ticks since boot (field 22 of
 /// `/proc/PID/stat`), to tell a live job from a reused pid.
-pub fn process_start_time(pid: u32) -> Option<u64> {
+fn process_start_time(pid: u32) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name may contain spaces and parentheses: skip past the last ')'.
     let rest = &stat[stat.rfind(')')? + 2..];
@@ -627,7 +534,7 @@ pub fn process_start_time(pid: u32) -> Option<u64> {
 
 /// When the machine booted (µs since the epoch), from `btime` in
 /// `/proc/stat`.
-pub fn booted_at_us() -> Option<u64> {
+fn booted_at_us() -> Option<u64> {
     let stat = std::fs::read_to_string("/proc/stat").ok()?;
     let secs: u64 = stat
         .lines()
@@ -643,7 +550,7 @@ pub fn booted_at_us() -> Option<u64> {
 ///
 /// If the leader is gone, members of its group may live on; no new group can
 /// take that id while no process has that pid, so the group is still ours.
-pub fn kill_recorded(pid: u32, start: u64) -> bool {
+fn kill_recorded(pid: u32, start: u64) -> bool {
     match process_start_time(pid) {
         Some(now) if now != start => return false,
         _ => {}

@@ -159,7 +159,10 @@ fn sandbox_policy(a: args::SandboxArgs) -> Policy {
 
 /// `spoolq sandbox-check`.
 fn sandbox_check(spool: &Spool, a: args::SandboxArgs) -> Result<u8> {
-    let sandbox = Sandbox::probe(sandbox_policy(a), server::cgroup_name(spool));
+    let sandbox = Sandbox::probe(
+        sandbox_policy(a),
+        crate::sandbox::cgroup::spool_cgroup_name(spool.root()),
+    );
     for (name, available, detail) in sandbox.describe() {
         let mark = if available { "yes" } else { "no " };
         outln!("{name:<13} {mark}  {detail}");

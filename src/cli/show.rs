@@ -43,7 +43,7 @@ pub fn status(spool: &Spool, as_json: bool) -> Result<u8> {
         match (pid, &published) {
             (Some(pid), Some(s)) => outln!(
                 "server:  {} (pid {pid}), {} of {} job slots in use",
-                s.mode,
+                s.mode.name(),
                 s.running,
                 s.max_jobs
             ),

@@ -1,32 +1,10 @@
-//! The meter's answers with their causes, and the words `status` shows for
+//! Why the head of the queue waits, and the words `status` shows for
 //! each cause ("memory: needs 4.0 GiB, 1.2 GiB left in budget").
 
 use std::fmt;
 use std::time::{Duration, Instant};
 
 use super::{format_cpus, format_size};
-use crate::tasks::Verdict;
-
-/// A decision with its cause, for the server's timer and for tests.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Assessment {
-    /// Start it now.
-    Start,
-    /// Not now, because of this.
-    Wait(Block),
-    /// Never: reject it with this reason.
-    Never(String),
-}
-
-impl From<Assessment> for Verdict {
-    fn from(a: Assessment) -> Verdict {
-        match a {
-            Assessment::Start => Verdict::Start,
-            Assessment::Wait(block) => Verdict::Wait(block.to_string()),
-            Assessment::Never(reason) => Verdict::Never(reason),
-        }
-    }
-}
 
 /// Why the head of the queue waits. Its text is what `status` shows.
 #[derive(Debug, Clone, PartialEq)]

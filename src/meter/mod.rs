@@ -37,8 +37,8 @@
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
-use crate::tasks::Verdict;
 
+mod admission;
 mod block;
 mod budget;
 mod reserved;
@@ -46,7 +46,8 @@ mod source;
 mod status;
 mod units;
 
-pub use block::{Assessment, Block};
+pub use admission::{Admission, Demand, Verdict};
+pub use block::Block;
 pub use budget::{derived_cpu_budget, derived_mem_budget, BudgetSource, Budgets};
 pub use reserved::{unseen_share, Held, Reserved};
 pub use source::{cgroup_limits, CgroupLimits, LoadSource, Reading, SystemLoad};
@@ -192,7 +193,7 @@ impl<S: LoadSource> Meter<S> {
 
     /// Take a new reading if the last is at least `sample_every` old.
     /// Returns whether it did. Call before deciding, and when woken by
-    /// [`next_wakeup`](Self::next_wakeup).
+    /// [`wake_for`](Self::wake_for).
     pub fn resample(&mut self, now: Instant) -> bool {
         if now < self.sampled_at + self.config.sample_every {
             return false;
@@ -209,36 +210,25 @@ impl<S: LoadSource> Meter<S> {
     }
 
     /// May a request reserving `mem` bytes and `cpus` CPUs start at `now`,
-    /// with `running` jobs under way?
+    /// with `running` jobs under way? A wait keeps its cause.
     pub fn decide(&self, mem: u64, cpus: f64, running: &Reserved, now: Instant) -> Verdict {
-        self.assess(mem, cpus, running, now).into()
-    }
-
-    /// [`decide`](Self::decide), keeping the cause of a wait.
-    pub fn assess(&self, mem: u64, cpus: f64, running: &Reserved, now: Instant) -> Assessment {
         if let Some(reason) = self.never(mem, cpus) {
-            return Assessment::Never(reason);
+            return Verdict::Never(reason);
         }
         match self.block(mem, cpus, running, now) {
-            Some(block) => Assessment::Wait(block),
-            None => Assessment::Start,
+            Some(block) => Verdict::Wait(block),
+            None => Verdict::Start,
         }
     }
 
-    /// When a head that waits now could start by the passing of time alone:
-    /// the end of the start gap, or the next sample while load or free
-    /// memory holds it back. `None` when only a job ending can free it (or
-    /// it does not wait). Call [`resample`](Self::resample) when woken.
-    pub fn next_wakeup(
-        &self,
-        mem: u64,
-        cpus: f64,
-        running: &Reserved,
-        now: Instant,
-    ) -> Option<Instant> {
-        match self.assess(mem, cpus, running, now) {
-            Assessment::Wait(Block::StartRate { until, .. }) => Some(until),
-            Assessment::Wait(Block::Load { .. } | Block::FreeMem { .. }) => {
+    /// When a head that waits for `block` could start by the passing of
+    /// time alone: the end of the start gap, or the next sample while load
+    /// or free memory holds it back. `None` when only a job ending can free
+    /// it. Call [`resample`](Self::resample) when woken.
+    pub fn wake_for(&self, block: &Block, now: Instant) -> Option<Instant> {
+        match block {
+            Block::StartRate { until, .. } => Some(*until),
+            Block::Load { .. } | Block::FreeMem { .. } => {
                 Some((self.sampled_at + self.config.sample_every).max(now))
             }
             _ => None,

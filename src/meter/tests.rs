@@ -65,8 +65,23 @@ fn ms(n: u64) -> Duration {
 
 fn wait_reason(v: Verdict) -> String {
     match v {
-        Verdict::Wait(why) => why,
+        Verdict::Wait(why) => why.to_string(),
         other => panic!("expected Wait, got {other:?}"),
+    }
+}
+
+/// When a head of `mem` and `cpus` could start by time alone, the way the
+/// queue asks: the wake time of the cause it waits for.
+fn next_wakeup(
+    m: &Meter<Fake>,
+    mem: u64,
+    cpus: f64,
+    running: &Reserved,
+    now: Instant,
+) -> Option<Instant> {
+    match m.decide(mem, cpus, running, now) {
+        Verdict::Wait(block) => m.wake_for(&block, now),
+        _ => None,
     }
 }
 
@@ -87,7 +102,7 @@ fn plan(
                 started.push(i);
             }
             Verdict::Never(_) => rejected.push(i),
-            Verdict::Wait(why) => return (started, rejected, Some(why)),
+            Verdict::Wait(why) => return (started, rejected, Some(why.to_string())),
         }
     }
     (started, rejected, None)
@@ -101,8 +116,8 @@ fn memory_reservations_fit_up_to_the_budget_and_no_further() {
     let left = 4 * GIB - GIB * 28 / 10;
     assert_eq!(m.decide(left, 0.0, &running, t0), Verdict::Start);
     assert!(matches!(
-        m.assess(left + 1, 0.0, &running, t0),
-        Assessment::Wait(Block::Memory { .. })
+        m.decide(left + 1, 0.0, &running, t0),
+        Verdict::Wait(Block::Memory { .. })
     ));
     let why = wait_reason(m.decide(4 * GIB, 0.0, &running, t0));
     assert_eq!(why, "memory: needs 4.0 GiB, 1.2 GiB left in budget");
@@ -315,7 +330,7 @@ fn the_start_rate_spaces_out_starts() {
         Verdict::Wait(_)
     ));
     assert_eq!(
-        m.next_wakeup(0, 0.5, &none, t0 + ms(100)),
+        next_wakeup(&m, 0, 0.5, &none, t0 + ms(100)),
         Some(t0 + ms(500))
     );
     assert_eq!(m.decide(0, 0.5, &none, t0 + ms(500)), Verdict::Start);
@@ -342,22 +357,22 @@ fn wakeups_only_when_time_alone_can_free_the_head() {
     };
     let (mut m, fake, t0) = meter(cfg);
     let none = Reserved::new();
-    assert_eq!(m.next_wakeup(0, 1.0, &none, t0), None, "it can start");
+    assert_eq!(next_wakeup(&m, 0, 1.0, &none, t0), None, "it can start");
     let mut one = Reserved::new();
     one.add(0, 0.0, t0);
     assert_eq!(
-        m.next_wakeup(0, 1.0, &one, t0),
+        next_wakeup(&m, 0, 1.0, &one, t0),
         None,
         "only an end frees a slot"
     );
-    assert_eq!(m.next_wakeup(5 * GIB, 1.0, &none, t0), None, "never");
+    assert_eq!(next_wakeup(&m, 5 * GIB, 1.0, &none, t0), None, "never");
     fake.set(|r| r.load1 = 1.5);
     m.resample(t0 + ms(1000));
     let now = t0 + ms(1200);
-    assert_eq!(m.next_wakeup(0, 1.0, &none, now), Some(t0 + ms(2000)));
+    assert_eq!(next_wakeup(&m, 0, 1.0, &none, now), Some(t0 + ms(2000)));
     // An overdue sample means "now": the caller resamples at once.
     let late = t0 + ms(3000);
-    assert_eq!(m.next_wakeup(0, 1.0, &none, late), Some(late));
+    assert_eq!(next_wakeup(&m, 0, 1.0, &none, late), Some(late));
 }
 
 #[test]

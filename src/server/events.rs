@@ -28,9 +28,11 @@ pub enum Event {
     Stop,
 }
 
-/// Keeps the event sources alive; dropping it stops the watcher.
+/// Keeps the event sources alive; dropping it stops the watcher. It holds a
+/// sender of its own, so the channel stays open while it lives.
 pub struct Sources {
     _watcher: RecommendedWatcher,
+    _tx: Sender<Event>,
     signals: signal_hook::iterator::Handle,
 }
 
@@ -41,7 +43,7 @@ impl Drop for Sources {
 }
 
 /// Start the watcher and the signal thread; return the channel they feed.
-pub fn start(spool: &Spool) -> Result<(Sources, Sender<Event>, Receiver<Event>)> {
+pub fn start(spool: &Spool) -> Result<(Sources, Receiver<Event>)> {
     let (tx, rx) = mpsc::channel();
 
     let fs_tx = tx.clone();
@@ -103,9 +105,9 @@ pub fn start(spool: &Spool) -> Result<(Sources, Sender<Event>, Receiver<Event>)>
     Ok((
         Sources {
             _watcher: watcher,
+            _tx: tx,
             signals: handle,
         },
-        tx,
         rx,
     ))
 }

@@ -1,36 +1,36 @@
 //! The spool server: one per spool, single-threaded. It blocks on one event
-//! channel and on each wake reaps finished jobs, takes new requests into
-//! `2-pending/` in id order, applies aborts, starts pending jobs in FIFO order
-//! while the task manager says there is room, and publishes its status.
-//! Decisions come from [`queue::Queue`]; this module carries them out.
+//! channel; on each wake it looks at the spool and the executor, tells the
+//! [`lifecycle::Lifecycle`] what it saw, and carries out the effects it gets
+//! back, in order, in one flat match ([`Server::apply`]). The rules live in
+//! the lifecycle; this module does the I/O and nothing else.
 
 mod events;
-pub mod queue;
+pub mod lifecycle;
 mod recovery;
 
+use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::os::unix::fs::MetadataExt;
-use std::path::Path;
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
 use tracing::{debug, info, warn};
 
 use crate::capture::Counted;
-use crate::error::{Error, IoContext, Result};
+use crate::error::{IoContext, Result};
+use crate::executor::{Executor, Outcome};
 use crate::id::{now_micros, RequestId};
 use crate::lock::ServerLock;
-use crate::meter::{Meter, MeterConfig, MeterStatus, SystemLoad};
-use crate::metrics::Metrics;
-use crate::request::{Captured, JobResult, Request, Status, RESULT_VERSION};
+use crate::meter::{Meter, MeterConfig, SystemLoad};
+use crate::request::{Captured, JobResult, Request, RESULT_VERSION};
 use crate::sandbox::policy::Policy;
 use crate::sandbox::Sandbox;
 use crate::spares::Spares;
-use crate::spool::{Rejection, Spool, State, Submission};
+use crate::spool::{Spool, State, Submission};
 use crate::status::{HeadWaiting, ServerStatus, STATUS_VERSION};
-use crate::tasks::{KillReason, LocalTasks, Outcome};
+use crate::tasks::LocalTasks;
 use events::Event;
-use queue::{AbortTarget, Pending, Queue};
+use lifecycle::{AbortFiled, Arrival, Clock, Dispose, Effect, Fault, Found, Lifecycle, Terms};
 
 /// How the server runs, validated from the command line.
 #[derive(Debug, Clone)]
@@ -50,8 +50,6 @@ pub struct ServeConfig {
 
 /// Least time between two writes of `status.json` / `metrics.prom`.
 const PUBLISH_EVERY: Duration = Duration::from_millis(100);
-/// How soon to retry writing results that could not be written.
-const RETRY_EVERY: Duration = Duration::from_secs(1);
 
 /// Run the server on `spool` until SIGTERM/SIGINT. Fails at once if another
 /// server holds the spool.
@@ -60,7 +58,7 @@ pub fn serve(spool: &Spool, config: &ServeConfig) -> Result<()> {
     spool.check_ownership()?;
     let _lock = ServerLock::acquire(spool)?;
     // Watch before the first scan, so nothing published in between is missed.
-    let (_sources, _tx, rx) = events::start(spool)?;
+    let (_sources, rx) = events::start(spool)?;
     let meter = Meter::new(config.meter.clone(), SystemLoad::new(), Instant::now())?;
     let budgets = meter.budgets();
     info!(
@@ -75,16 +73,17 @@ pub fn serve(spool: &Spool, config: &ServeConfig) -> Result<()> {
     // can reap and kill them.
     rustix::process::set_child_subreaper(Some(rustix::process::getpid()))
         .at("becoming a subreaper", spool.root())?;
-    let sandbox = Sandbox::probe(config.sandbox.clone(), cgroup_name(spool));
-    for (name, available, detail) in sandbox.describe() {
-        info!(mechanism = %name, available, "{detail}");
-    }
+    let cgroup = crate::sandbox::cgroup::spool_cgroup_name(spool.root());
+    let sandbox = Sandbox::probe(config.sandbox.clone(), cgroup);
     let table = crate::jobtable::JobTable::open(&spool.jobs_table_path());
     let tasks = LocalTasks::new(sandbox, config.kill_grace, table);
+    for (name, available, detail) in tasks.describe() {
+        info!(mechanism = %name, available, "{detail}");
+    }
     let mut server = Server::new(spool, config, meter, tasks);
     server.recover()?;
-    server.run(&rx)?;
-    server.tasks.remove_cgroup_parents();
+    server.run(&rx);
+    server.exec.shut_down();
     info!("stopped");
     Ok(())
 }
@@ -97,54 +96,35 @@ struct Dirty {
     status: bool,
 }
 
-struct Server<'a> {
+struct Server<'a, E: Executor> {
     spool: &'a Spool,
     config: &'a ServeConfig,
     meter: Meter,
-    queue: Queue,
-    tasks: LocalTasks,
-    metrics: Metrics,
+    life: Lifecycle,
+    exec: E,
     started_at_us: u64,
-    stopping: Option<Instant>,
-    /// The shutdown grace is over and every job has been told to stop.
-    stop_forced: bool,
-    /// `spoolq drain` is in force: start nothing, exit when idle.
-    draining: bool,
-    head: Option<HeadWaiting>,
-    /// When the waiting head could start by time alone.
-    head_wake: Option<Instant>,
     next_rescan: Instant,
     last_publish: Option<Instant>,
     dirty: Dirty,
-    /// Finished jobs whose result could not be written yet.
-    unwritten: Vec<(RequestId, Outcome)>,
+    /// Requests claimed in this round, waiting for their `Start`.
+    claimed: HashMap<RequestId, Submission>,
     /// Finished requests' files kept to be rewritten as results.
     spares: Spares,
 }
 
-impl<'a> Server<'a> {
-    fn new(
-        spool: &'a Spool,
-        config: &'a ServeConfig,
-        meter: Meter,
-        tasks: LocalTasks,
-    ) -> Server<'a> {
+impl<'a, E: Executor> Server<'a, E> {
+    fn new(spool: &'a Spool, config: &'a ServeConfig, meter: Meter, exec: E) -> Self {
+        let uid = rustix::process::geteuid().as_raw();
         Server {
             spool,
             config,
             meter,
-            queue: Queue::new(),
-            tasks,
-            metrics: Metrics::default(),
+            life: Lifecycle::new(config.shutdown_grace, uid),
+            exec,
             started_at_us: now_micros(),
-            stopping: None,
-            stop_forced: false,
-            draining: false,
-            head: None,
-            head_wake: None,
             next_rescan: Instant::now() + config.poll_interval,
             last_publish: None,
-            unwritten: Vec::new(),
+            claimed: HashMap::new(),
             spares: Spares::new(&spool.run_dir()),
             dirty: Dirty {
                 requested: true,
@@ -155,28 +135,27 @@ impl<'a> Server<'a> {
         }
     }
 
-    fn run(&mut self, rx: &Receiver<Event>) -> Result<()> {
+    fn run(&mut self, rx: &Receiver<Event>) {
         loop {
-            self.wake()?;
-            let winding_down = self.stopping.is_some() || self.draining;
-            if winding_down && self.tasks.is_empty() && self.unwritten.is_empty() {
-                if self.draining {
+            self.wake();
+            if self.life.done() {
+                if self.life.mode() == crate::status::Mode::Draining {
                     // Drained: the next server starts normally.
                     let _ = self.spool.remove(&self.spool.drain_path());
                 }
                 self.dirty.status = true;
-                self.publish(true)?;
-                return Ok(());
+                if let Err(e) = self.publish(true) {
+                    warn!(error = %e, "cannot publish status");
+                }
+                return;
             }
             let timeout = self
                 .next_deadline()
                 .saturating_duration_since(Instant::now());
-            match rx.recv_timeout(timeout) {
-                Ok(ev) => self.note(ev),
-                Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => {
-                    return Err(Error::Usage("the event sources stopped".into()))
-                }
+            // The sources hold a sender for as long as the server runs, so
+            // the channel never disconnects: an error is the timeout.
+            if let Ok(ev) = rx.recv_timeout(timeout) {
+                self.note(ev);
             }
             while let Ok(ev) = rx.try_recv() {
                 self.note(ev);
@@ -195,28 +174,14 @@ impl<'a> Server<'a> {
             }
             Event::Control => self.dirty.control = true,
             Event::ChildExited => {}
-            Event::Stop => {
-                let now = Instant::now();
-                if self.stopping.is_none() {
-                    info!(
-                        running = self.tasks.len(),
-                        grace_s = self.config.shutdown_grace.as_secs_f64(),
-                        "stopping: starting nothing new, waiting for running jobs"
-                    );
-                    self.stopping = Some(now + self.config.shutdown_grace);
-                } else if !self.stop_forced {
-                    info!("second stop signal: stopping running jobs now");
-                    self.stopping = Some(now);
-                }
-                self.dirty.status = true;
-            }
+            Event::Stop => self.life.stop(clock()),
         }
     }
 
     fn next_deadline(&self) -> Instant {
+        let now = clock();
         let mut next = self.next_rescan;
-        let stop_at = self.stopping.filter(|_| !self.stop_forced);
-        for d in [self.tasks.next_deadline(), stop_at, self.head_wake]
+        for d in [self.exec.next_deadline(), self.life.next_wake(now)]
             .into_iter()
             .flatten()
         {
@@ -227,463 +192,211 @@ impl<'a> Server<'a> {
                 next = next.min(last + PUBLISH_EVERY);
             }
         }
-        if !self.unwritten.is_empty() {
-            next = next.min(Instant::now() + RETRY_EVERY);
-        }
-        if let Some(at) = self.queue.next_expiry() {
-            let after = Duration::from_micros(at.saturating_sub(now_micros()));
-            next = next.min(Instant::now() + after);
-        }
         next
     }
 
-    /// One pass: reap → intake → aborts → starts → publish.
-    fn wake(&mut self) -> Result<()> {
-        self.metrics.ticks += 1;
+    /// One pass: reap → drain → intake → aborts → time → starts → publish.
+    fn wake(&mut self) {
+        self.life.tick_counted();
         let now = Instant::now();
         if now >= self.next_rescan {
             self.next_rescan = now + self.config.poll_interval;
             self.dirty.requested = true;
             self.dirty.aborting = true;
         }
-        if let Some(deadline) = self.stopping {
-            if now >= deadline && !self.stop_forced {
-                // Once: from here the kill grace's timers take over.
-                self.stop_forced = true;
-                let ids: Vec<RequestId> = self.tasks.ids().collect();
-                for id in ids {
-                    self.tasks.terminate(id, KillReason::Shutdown, now);
-                }
-            }
+        self.exec.enforce(now);
+        let ended = self.exec.collect();
+        if !ended.is_empty() {
+            let effects = self.life.exited(ended, clock());
+            self.carry_out(effects);
         }
-        self.tasks.enforce(now);
-        self.reap();
         if std::mem::take(&mut self.dirty.control) {
-            self.check_drain();
+            self.life.drain(self.spool.drain_path().exists());
         }
         if std::mem::take(&mut self.dirty.requested) {
-            self.intake(State::Requested)?;
+            self.intake(State::Requested);
         }
         if std::mem::take(&mut self.dirty.aborting) {
-            self.aborts()?;
+            self.aborts();
         }
-        self.expire();
-        self.starts();
+        let effects = self.life.tick(clock());
+        self.carry_out(effects);
+        self.meter.resample(Instant::now());
+        let effects = self.life.plan(&self.meter, clock());
+        self.carry_out(effects);
         if let Err(e) = self.publish(false) {
             warn!(error = %e, "cannot publish status");
-        }
-        Ok(())
-    }
-
-    /// Collect finished jobs and publish their results. A result that cannot
-    /// be written (full disk, …) is kept in memory and retried every second;
-    /// its `3-running/` entry stays until it is written.
-    fn reap(&mut self) {
-        let mut done = self.tasks.reap();
-        done.append(&mut self.unwritten);
-        let mut published = Vec::new();
-        for (id, outcome) in done {
-            match self.conclude(id, &outcome) {
-                Ok(true) => published.push(id),
-                Ok(false) => {}
-                Err(e) => {
-                    warn!(%id, error = %e, "cannot record the job's end yet; will retry");
-                    self.unwritten.push((id, outcome));
-                }
-            }
-        }
-        self.finish_running(&published);
-    }
-
-    /// Record one finished job. Returns true if a result was written (and the
-    /// running entry is to be dropped after the directory flush).
-    fn conclude(&mut self, id: RequestId, outcome: &Outcome) -> Result<bool> {
-        self.queue.finish(id);
-        if outcome.killed == Some(KillReason::Abort) {
-            self.spool.remove_output(id)?;
-            self.tasks.forget(id);
-            self.spool.remove(&self.spool.path(State::Running, id))?;
-            self.spool.remove(&self.spool.path(State::Aborting, id))?;
-            self.metrics.completed("aborted");
-            let waited = now_micros().saturating_sub(id.micros());
-            self.metrics.time_to_abort.observe_us(waited);
-            info!(%id, "aborted while running");
-            self.dirty.status = true;
-            return Ok(false);
-        }
-        // The request as it was started; read again only for outcomes that
-        // did not come from a started job.
-        let request = match &outcome.request {
-            Some(r) => Some((**r).clone()),
-            None => self
-                .spool
-                .read_request(&self.spool.path(State::Running, id), id)
-                .ok(),
-        };
-        let result = build_result(self.spool, id, outcome, request);
-        self.spool.write_result_into(&result, self.spares.take())?;
-        self.tasks.forget(id);
-        if let Some(run_us) = result.run_us {
-            self.metrics.time_running.observe_us(run_us);
-        }
-        self.metrics.completed(result.status.name());
-        info!(%id, status = result.status.name(), exit_code = result.exit_code, "finished");
-        Ok(true)
-    }
-
-    /// After results are written: flush `4-complete/`, then drop the
-    /// `3-running/` entries. A crash in between leaves both, which recovery
-    /// resolves in favour of the result.
-    fn finish_running(&mut self, ids: &[RequestId]) {
-        if ids.is_empty() {
-            return;
-        }
-        self.dirty.status = true;
-        if let Err(e) = self.spool.sync_state(State::Complete) {
-            // Leave the running entries: recovery resolves them either way.
-            warn!(error = %e, "cannot flush results");
-            return;
-        }
-        for id in ids {
-            if let Err(e) = self.spares.retire(&self.spool.path(State::Running, *id)) {
-                warn!(%id, error = %e, "cannot remove running entry");
-            }
         }
     }
 
     /// Take in every request in `state` (`1-requested` normally, `2-pending`
-    /// once at start-up), in id order. Only failing to list the directory is
-    /// fatal; a request that cannot be handled stays where it is for the
-    /// next rescan.
-    fn intake(&mut self, state: State) -> Result<()> {
-        for name in self.spool.names(state)? {
-            if let Err(e) = self.take_in(state, &name) {
-                let file = name.to_string_lossy();
-                warn!(%file, error = %e, "cannot take in request; will retry");
-            }
-        }
-        Ok(())
-    }
-
-    fn take_in(&mut self, state: State, name: &OsStr) -> Result<()> {
-        let Some(id) = parse_name(name) else {
-            let to = self.spool.set_aside(state, name)?;
-            let file = name.to_string_lossy();
-            warn!(%file, moved_to = %to.display(), "not a request id; set aside");
-            return Ok(());
+    /// once at start-up), in id order. A directory that cannot be listed is
+    /// logged and looked at again on the next rescan.
+    fn intake(&mut self, state: State) {
+        let names = match self.spool.names(state) {
+            Ok(names) => names,
+            Err(e) => return warn!(error = %e, "cannot list requests; will retry"),
         };
-        // One lstat gives the submitter and the publication time. Pending
-        // and running ids are all in the queue, so only a result on disk
-        // needs a look.
-        let Ok(meta) = std::fs::symlink_metadata(self.spool.path(state, id)) else {
-            return Ok(());
-        };
-        let duplicate = self.queue.contains(id)
-            || (state == State::Requested && self.spool.has_result_of(id, meta.uid()));
-        if duplicate {
-            let to = self.spool.set_aside(state, name)?;
-            warn!(%id, moved_to = %to.display(), "duplicate of a known request; set aside");
-            return Ok(());
-        }
-        if state == State::Requested && backdated(&meta, id) {
-            let reason = format!(
-                "its id is dated more than {} s before the file was published: \
-                 ids are the queue order, so a backdated one would jump the queue",
-                crate::spool::MAX_ID_AGE_AT_PUBLISH.as_secs()
-            );
-            let r = Rejection {
-                reason,
-                request: None,
-                gone: false,
-            };
-            self.metrics.total_received += 1;
-            return self.reject(id, state, r);
-        }
-        match self.spool.read_request(&self.spool.path(state, id), id) {
-            Ok(request) => {
-                if state == State::Requested {
-                    self.spool
-                        .move_request(id, State::Requested, State::Pending)?;
-                }
-                let (mem, cpus) = self.meter.reservation(request.mem, request.cpus);
-                let pending = Pending {
-                    enqueued_at_us: id.micros(),
-                    expires_at_us: request
-                        .queue_timeout_us
-                        .map(|t| id.micros().saturating_add(t)),
-                    mem,
-                    cpus,
-                };
-                self.queue.admit(id, pending);
-                self.metrics.total_received += 1;
-                self.dirty.status = true;
-                debug!(%id, "pending");
-                Ok(())
-            }
-            Err(r) if r.gone => Ok(()),
-            Err(r) => {
-                self.metrics.total_received += 1;
-                self.reject(id, state, r)
-            }
+        for name in names {
+            let arrival = self.arrival(state, &name);
+            let effects = self.life.arrived(arrival, &self.meter, clock());
+            self.carry_out(effects);
         }
     }
 
-    /// Give a bad request a `rejected` result and move its file out of the queue.
-    fn reject(&mut self, id: RequestId, state: State, r: Rejection) -> Result<()> {
-        warn!(%id, reason = %r.reason, "rejected");
-        let outcome = Outcome::not_run(Status::Rejected, None, r.reason);
-        let result = build_result(self.spool, id, &outcome, r.request.map(|b| *b));
-        self.spool.write_result(&result)?;
-        self.spool.sync_state(State::Complete)?;
-        self.spool.set_aside(state, OsStr::new(id.as_str()))?;
-        self.metrics.completed("rejected");
-        self.dirty.status = true;
-        Ok(())
+    /// What the spool says of one request file: its id, owner, publication
+    /// time, whether it already has a result, and its terms.
+    fn arrival(&self, state: State, name: &OsStr) -> Arrival {
+        let id = parse_name(name);
+        let found = id.and_then(|id| {
+            let path = self.spool.path(state, id);
+            let meta = std::fs::symlink_metadata(&path).ok()?;
+            let read = self.spool.read_request(&path, id).map(|r| Terms {
+                mem: r.mem,
+                cpus: r.cpus,
+                queue_timeout_us: r.queue_timeout_us,
+            });
+            Some(Found {
+                owner: meta.uid(),
+                ctime_us: ctime_us(&meta),
+                has_result: self.spool.has_result_of(id, meta.uid()),
+                read,
+            })
+        });
+        Arrival {
+            state,
+            name: name.to_owned(),
+            id,
+            found,
+        }
     }
 
     /// Apply every abort marker in `5-aborting/`.
-    fn aborts(&mut self) -> Result<()> {
-        for name in self.spool.names(State::Aborting)? {
-            if let Err(e) = self.abort_one(&name) {
-                let file = name.to_string_lossy();
-                warn!(%file, error = %e, "cannot apply abort; will retry");
-            }
-        }
-        Ok(())
-    }
-
-    fn abort_one(&mut self, name: &OsStr) -> Result<()> {
-        let marker = self.spool.state_dir(State::Aborting).join(name);
-        let Some(id) = parse_name(name) else {
-            let to = self.spool.set_aside(State::Aborting, name)?;
-            let file = name.to_string_lossy();
-            warn!(%file, moved_to = %to.display(), "abort marker is not a request id; set aside");
-            return Ok(());
+    fn aborts(&mut self) {
+        let names = match self.spool.names(State::Aborting) {
+            Ok(names) => names,
+            Err(e) => return warn!(error = %e, "cannot list aborts; will retry"),
         };
-        if !self.may_abort(&marker, id) {
-            let to = self.spool.set_aside(State::Aborting, name)?;
-            warn!(%id, moved_to = %to.display(), "abort filed by a user who does not own the request; set aside");
-            return Ok(());
-        }
-        let mut target = self.queue.abort(id);
-        if target == AbortTarget::NotQueued && self.spool.path(State::Requested, id).exists() {
-            // Published and aborted before we saw it: take it in first.
-            self.take_in(State::Requested, OsStr::new(id.as_str()))?;
-            target = self.queue.abort(id);
-        }
-        self.dirty.status = true;
-        match target {
-            AbortTarget::Pending => {
-                self.spool.remove(&self.spool.path(State::Pending, id))?;
-                self.spool.remove(&marker)?;
-                self.metrics.completed("aborted");
-                let waited = now_micros().saturating_sub(id.micros());
-                self.metrics.time_to_abort.observe_us(waited);
-                info!(%id, "aborted while pending");
-            }
-            AbortTarget::Running => {
-                // The marker stays until the job is reaped, so a crash
-                // meanwhile still ends in the abort being applied.
-                self.tasks.terminate(id, KillReason::Abort, Instant::now());
-                info!(%id, "aborting running job");
-            }
-            AbortTarget::AlreadyAborting => {}
-            AbortTarget::NotQueued => {
-                let result = self.spool.path(State::Complete, id);
-                if result.exists() {
-                    self.spool.remove(&result)?;
-                    self.spool.remove_output(id)?;
-                    info!(%id, "aborted after completion: result removed");
-                } else {
-                    debug!(%id, "abort for an unknown request ignored");
-                }
-                self.spool.remove(&marker)?;
-            }
-        }
-        Ok(())
-    }
-
-    /// Enter or leave drain mode as `control/drain` appears or goes.
-    fn check_drain(&mut self) {
-        let draining = self.spool.drain_path().exists();
-        if draining != self.draining {
-            self.draining = draining;
-            self.dirty.status = true;
-            if draining {
-                info!(
-                    running = self.tasks.len(),
-                    "draining: starting nothing new, exiting when idle"
-                );
-            } else {
-                info!("drain withdrawn: back to normal");
-            }
-        }
-    }
-
-    /// Complete every pending request whose queue timeout has passed.
-    fn expire(&mut self) {
-        for (id, p) in self.queue.expire(now_micros()) {
-            if let Err(e) = self.expire_one(id, &p) {
-                warn!(%id, error = %e, "cannot record expiry; will retry");
-                self.queue.admit(id, p);
-            }
-        }
-    }
-
-    fn expire_one(&mut self, id: RequestId, p: &Pending) -> Result<()> {
-        let pending = self.spool.path(State::Pending, id);
-        let request = self.spool.read_request(&pending, id).ok();
-        let limit = p
-            .expires_at_us
-            .unwrap_or(0)
-            .saturating_sub(p.enqueued_at_us);
-        let reason = format!(
-            "did not start within its queue timeout of {}",
-            crate::tasks::format_secs(limit)
-        );
-        let outcome = Outcome::not_run(Status::Expired, None, reason);
-        let result = build_result(self.spool, id, &outcome, request);
-        self.spool.write_result(&result)?;
-        self.spool.sync_state(State::Complete)?;
-        self.spool.remove(&pending)?;
-        self.metrics.completed(Status::Expired.name());
-        self.dirty.status = true;
-        info!(%id, "expired in the queue");
-        Ok(())
-    }
-
-    /// Whether the marker's owner may abort `id`: root, or whoever owns the
-    /// request (or its result). On a shared spool anyone can file a marker.
-    fn may_abort(&self, marker: &Path, id: RequestId) -> bool {
-        let Ok(who) = std::fs::symlink_metadata(marker).map(|m| m.uid()) else {
-            return false;
-        };
-        if who == 0 || who == rustix::process::geteuid().as_raw() {
-            return true;
-        }
-        match self.spool.locate(id) {
-            Some(state) => {
-                std::fs::symlink_metadata(self.spool.path(state, id)).is_ok_and(|m| m.uid() == who)
-            }
-            // Nothing to abort: the marker is harmless and is dropped.
-            None => true,
-        }
-    }
-
-    /// Start what the queue says may start, in FIFO order.
-    fn starts(&mut self) {
-        let hold = if self.stopping.is_some() {
-            Some("the server is shutting down")
-        } else if self.draining {
-            Some("the server is draining (spoolq resume to undo)")
-        } else {
-            None
-        };
-        let now = Instant::now();
-        self.meter.resample(now);
-        let plan = self.queue.plan_starts(&self.meter, hold, now);
-        self.head_wake = plan.wake_at;
-        let head = plan
-            .head_waiting
-            .map(|(id, reason)| HeadWaiting { id, reason });
-        if head.as_ref().map(|h| &h.reason) != self.head.as_ref().map(|h| &h.reason) {
-            if let Some(h) = &head {
-                debug!(id = %h.id, reason = %h.reason, "head of the queue waits");
-            }
-            self.dirty.status = true;
-        }
-        self.head = head;
-        for (id, _, reason) in plan.reject {
-            let path = self.spool.path(State::Pending, id);
-            let request = self.spool.read_request(&path, id).ok().map(Box::new);
-            let r = Rejection {
-                reason,
-                request,
-                gone: false,
+        for name in names {
+            let id = parse_name(&name);
+            let marker = self.spool.state_dir(State::Aborting).join(&name);
+            let owner_in = |state: State, id: RequestId| {
+                std::fs::symlink_metadata(self.spool.path(state, id))
+                    .ok()
+                    .map(|m| m.uid())
             };
-            if let Err(e) = self.reject(id, State::Pending, r) {
-                warn!(%id, error = %e, "cannot reject request");
+            let target_owner = id.and_then(|id| owner_in(self.spool.locate(id)?, id));
+            let unseen = id.filter(|id| {
+                !self.life.knows(*id) && self.spool.path(State::Requested, *id).exists()
+            });
+            let filed = AbortFiled {
+                id,
+                filer: std::fs::symlink_metadata(&marker).ok().map(|m| m.uid()),
+                target_owner,
+                arrival: unseen.map(|_| self.arrival(State::Requested, &name)),
+                complete: id.is_some_and(|id| self.spool.path(State::Complete, id).exists()),
+                name,
+            };
+            let effects = self.life.abort_filed(filed, &self.meter, clock());
+            self.carry_out(effects);
+        }
+    }
+
+    /// Carry out effects in order. When one fails, the lifecycle says which
+    /// of the remaining ones to drop and what to do instead.
+    fn carry_out(&mut self, effects: Vec<Effect>) {
+        let mut skip: Vec<RequestId> = Vec::new();
+        for effect in effects {
+            if effect.id().is_some_and(|id| skip.contains(&id)) {
+                continue;
+            }
+            if let Err(fault) = self.apply(&effect) {
+                if let Fault::Io(error) = &fault {
+                    warn!(?effect, %error, "cannot carry out; will retry");
+                }
+                let rec = self.life.failed(effect, fault, clock());
+                skip.extend(rec.skip);
+                self.carry_out(rec.then);
             }
         }
-        if plan.start.is_empty() {
-            return;
-        }
-        self.dirty.status = true;
-        let mut ready = Vec::with_capacity(plan.start.len());
-        for (id, p) in plan.start {
-            match self.claim(id) {
-                Ok(Some(sub)) => ready.push((sub, p)),
-                Ok(None) => {
-                    self.queue.finish(id);
-                }
-                Err(e) => {
-                    warn!(%id, error = %e, "cannot start request; will retry");
-                    self.queue.finish(id);
-                    self.queue.admit(id, p);
-                }
+    }
+
+    /// One effect, on the spool, the executor or the meter.
+    fn apply(&mut self, effect: &Effect) -> Result<(), Fault> {
+        let spool = self.spool;
+        match effect {
+            Effect::Move { id, from, to } => spool.move_request(*id, *from, *to).map_err(io)?,
+            Effect::Sync { state, .. } => spool.sync_state(*state).map_err(io)?,
+            Effect::Claim { id } => {
+                let path = spool.path(State::Pending, *id);
+                let sub = match spool.read_submission(&path, *id) {
+                    Ok(sub) => sub,
+                    Err(r) if r.gone => return Err(Fault::Gone),
+                    Err(r) => return Err(Fault::Invalid(r)),
+                };
+                spool
+                    .move_request(*id, State::Pending, State::Running)
+                    .map_err(io)?;
+                self.claimed.insert(*id, sub);
             }
-        }
-        // One flush makes every start of this round durable before any job
-        // runs: a crash after this point records them as interrupted, never
-        // runs them twice.
-        if let Err(e) = self.spool.sync_state(State::Running) {
-            // Starting now could run them twice after a crash: put them back.
-            warn!(error = %e, "cannot flush running entries; starts postponed");
-            for (sub, p) in ready {
-                let id = sub.request.id;
-                self.queue.finish(id);
-                if let Err(e) = self.spool.move_request(id, State::Running, State::Pending) {
-                    // Stuck in 3-running: recovery will record it as interrupted.
-                    warn!(%id, error = %e, "cannot put the request back");
-                    continue;
+            Effect::Start { id, demand } => {
+                let sub = self.claimed.remove(id).ok_or(Fault::Gone)?;
+                let reservation = (demand.mem, demand.cpus);
+                if let Err(outcome) = self.exec.start(spool, &sub, reservation) {
+                    let reason = outcome.reason.as_deref().unwrap_or("");
+                    warn!(%id, reason, "could not start");
+                    return Err(Fault::NotStarted(outcome));
                 }
-                self.queue.admit(id, p);
-            }
-            return;
-        }
-        let mut failed = Vec::new();
-        for (sub, p) in ready {
-            let id = sub.request.id;
-            let waited = now_micros().saturating_sub(p.enqueued_at_us);
-            self.metrics.time_waiting.observe_us(waited);
-            let Err(outcome) = self.tasks.start(self.spool, &sub, (p.mem, p.cpus)) else {
                 self.meter.note_started(Instant::now());
                 debug!(%id, "started");
-                continue;
-            };
-            warn!(%id, reason = outcome.reason.as_deref().unwrap_or(""), "could not start");
-            match self.conclude(id, &outcome) {
-                Ok(_) => failed.push(id),
-                Err(e) => {
-                    warn!(%id, error = %e, "cannot record the failed start yet; will retry");
-                    self.unwritten.push((id, *outcome));
+            }
+            Effect::Kill { id, why } => self.exec.terminate(*id, *why, Instant::now()),
+            Effect::Write {
+                id,
+                outcome,
+                dispose,
+                read_request,
+            } => {
+                let request = match &outcome.request {
+                    Some(r) => Some((**r).clone()),
+                    None if *read_request => {
+                        let path = spool.path(dispose.state(), *id);
+                        spool.read_request(&path, *id).ok()
+                    }
+                    None => None,
+                };
+                let result = build_result(spool, *id, outcome, request);
+                spool
+                    .write_result_into(&result, self.spares.take())
+                    .map_err(io)?;
+            }
+            Effect::Dispose { id, how } => match how {
+                Dispose::Retire => {
+                    let path = spool.path(State::Running, *id);
+                    let retired = self.spares.retire(&path);
+                    retired.map_err(|e| Fault::Io(format!("{}: {e}", path.display())))?;
                 }
+                Dispose::Remove(state) => spool.remove(&spool.path(*state, *id)).map_err(io)?,
+                Dispose::SetAside(state) => {
+                    spool
+                        .set_aside(*state, OsStr::new(id.as_str()))
+                        .map_err(io)?;
+                }
+            },
+            Effect::SetAside { state, name, why } => {
+                let to = spool.set_aside(*state, name).map_err(io)?;
+                let file = name.to_string_lossy();
+                warn!(%file, moved_to = %to.display(), "{why}; set aside");
             }
+            Effect::Remove { state, id } => spool.remove(&spool.path(*state, *id)).map_err(io)?,
+            Effect::RemoveOutput { id } => spool.remove_output(*id).map_err(io)?,
+            Effect::Forget { id } => self.exec.forget(*id),
         }
-        self.finish_running(&failed);
-    }
-
-    /// Read a pending request and move it to `3-running/`. `None` if it
-    /// turned out to be invalid (it is then rejected) or gone.
-    fn claim(&mut self, id: RequestId) -> Result<Option<Submission>> {
-        match self
-            .spool
-            .read_submission(&self.spool.path(State::Pending, id), id)
-        {
-            Ok(sub) => {
-                self.spool
-                    .move_request(id, State::Pending, State::Running)?;
-                Ok(Some(sub))
-            }
-            Err(r) if r.gone => Ok(None),
-            Err(r) => {
-                self.reject(id, State::Pending, r)?;
-                Ok(None)
-            }
-        }
+        Ok(())
     }
 
     fn publish(&mut self, force: bool) -> Result<()> {
+        self.dirty.status |= self.life.take_changed();
         if !self.dirty.status {
             return Ok(());
         }
@@ -693,71 +406,53 @@ impl<'a> Server<'a> {
         }
         self.dirty.status = false;
         self.last_publish = Some(now);
-        let mut running_ids: Vec<RequestId> = self.queue.running_ids().collect();
-        running_ids.sort_unstable();
+        let running_ids = self.life.running_ids();
+        let reserved = self.life.reserved();
         let status = ServerStatus {
             version: STATUS_VERSION,
             pid: std::process::id(),
-            mode: if self.stopping.is_some() {
-                "stopping"
-            } else if self.draining {
-                "draining"
-            } else {
-                "running"
-            }
-            .into(),
+            mode: self.life.mode(),
             started_at_us: self.started_at_us,
             updated_at_us: now_micros(),
-            pending: self.queue.pending_len(),
-            running: self.queue.running_len(),
+            pending: self.life.pending_len(),
+            running: running_ids.len(),
             max_jobs: self.meter.config().max_jobs,
-            capacity: Some(self.capacity()),
+            capacity: Some(self.meter.status(&reserved, now)),
             running_ids,
-            head: self.head.clone(),
-            metrics: self.metrics.clone(),
+            head: self.life.head().map(|(id, why)| HeadWaiting {
+                id,
+                reason: why.to_string(),
+            }),
+            metrics: self.life.metrics().clone(),
         };
         let mut bytes = serde_json::to_vec_pretty(&status).expect("status serializes");
         bytes.push(b'\n');
         self.spool
             .replace_file(&self.spool.status_path(), &bytes, false)?;
         let prom = self
-            .metrics
-            .prometheus(self.queue.pending_len(), self.queue.running_len());
+            .life
+            .metrics()
+            .prometheus(status.pending, status.running);
         self.spool
             .replace_file(&self.spool.metrics_path(), prom.as_bytes(), false)
     }
 }
 
-impl Server<'_> {
-    fn capacity(&self) -> MeterStatus {
-        self.meter.status(&self.queue.reserved(), Instant::now())
+/// The time now, on both clocks.
+fn clock() -> Clock {
+    Clock {
+        now: Instant::now(),
+        now_us: now_micros(),
     }
 }
 
-/// The name of this spool's cgroup parent: one per spool, so that two
-/// servers on one host never touch each other's job groups.
-pub fn cgroup_name(spool: &Spool) -> String {
-    use std::os::unix::ffi::OsStrExt;
-    // FNV-1a: stable across builds, unlike std's hasher, so a new binary
-    // still finds the job groups a crashed older one left.
-    let hash = spool
-        .root()
-        .as_os_str()
-        .as_bytes()
-        .iter()
-        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-            (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3)
-        });
-    format!("spoolq-{hash:016x}")
+fn io(e: crate::error::Error) -> Fault {
+    Fault::Io(e.to_string())
 }
 
-/// True if `id`'s time lies far before its file's ctime (when it was
-/// published into `1-requested/`).
-fn backdated(meta: &std::fs::Metadata, id: RequestId) -> bool {
-    let ctime_us =
-        (meta.ctime().max(0) as u64) * 1_000_000 + (meta.ctime_nsec().max(0) as u64) / 1000;
-    let slack = crate::spool::MAX_ID_AGE_AT_PUBLISH.as_micros() as u64;
-    id.micros().saturating_add(slack) < ctime_us
+/// A file's ctime (when it was last renamed into place), µs since the epoch.
+fn ctime_us(meta: &std::fs::Metadata) -> u64 {
+    (meta.ctime().max(0) as u64) * 1_000_000 + (meta.ctime_nsec().max(0) as u64) / 1000
 }
 
 /// The request id a directory entry is named after, if it is one.
@@ -783,21 +478,13 @@ fn build_result(spool: &Spool, id: RequestId, o: &Outcome, request: Option<Reque
                 error: c.lost.clone(),
             })
         }
-        // Recovery: what the file holds, if it is one the server made (a
-        // regular file of the submitter's, root's or the server's; not
-        // something another user planted where the job wrote nothing).
+        // Recovery: what the file holds, if it is one the server made.
         None => {
-            let meta = std::fs::symlink_metadata(spool.output_path(id, ext)).ok()?;
-            let owner = meta.uid();
-            let ours = owner == 0
-                || owner == rustix::process::geteuid().as_raw()
-                || request.as_ref().is_some_and(|r| r.uid == owner);
-            if !meta.file_type().is_file() || !ours {
-                return None;
-            }
+            let submitter = request.as_ref().map(|r| r.uid);
+            let bytes = spool.recovered_output_len(id, ext, submitter)?;
             Some(Captured {
                 path: Spool::output_name(id, ext),
-                bytes: meta.len(),
+                bytes,
                 truncated: false,
                 total_bytes: None,
                 error: None,

@@ -396,7 +396,7 @@ impl Drop for Env {
     /// slower (the kernel walks them all to check CPU bandwidth).
     fn drop(&mut self) {
         let spool = spoolq::spool::Spool::new(self.spool.clone(), false);
-        remove_cgroups(&spoolq::server::cgroup_name(&spool));
+        remove_cgroups(&spoolq::sandbox::cgroup::spool_cgroup_name(spool.root()));
     }
 }
 

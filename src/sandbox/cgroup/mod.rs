@@ -216,3 +216,19 @@ pub struct Usage {
     /// True if the kernel's OOM killer killed a process of the job.
     pub oom_killed: bool,
 }
+
+/// The name of a spool's cgroup parent: one per spool, so that two servers
+/// on one host never touch each other's job groups.
+pub fn spool_cgroup_name(spool_root: &std::path::Path) -> String {
+    use std::os::unix::ffi::OsStrExt;
+    // FNV-1a: stable across builds, unlike std's hasher, so a new binary
+    // still finds the job groups a crashed older one left.
+    let hash = spool_root
+        .as_os_str()
+        .as_bytes()
+        .iter()
+        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3)
+        });
+    format!("spoolq-{hash:016x}")
+}

@@ -1,0 +1,1054 @@
+//! Every request's life in the server, with no I/O: which requests are
+//! pending in FIFO order, which are running, which results still have to be
+//! written, and the rules between those phases — intake (bad names,
+//! duplicates, backdated ids, invalid files), aborts and who may file them,
+//! queue deadlines, stop and drain, starts in FIFO order, failed starts,
+//! results that cannot be written yet, and recovery after a crash.
+//!
+//! The server observes (a file arrived, an abort was filed, a job ended, a
+//! tick, a signal) and calls the method for it; each returns an ordered list
+//! of [`Effect`]s, which the server carries out in that order. When an
+//! effect fails, the server says so through [`Lifecycle::failed`], which
+//! undoes the decision and returns what to do instead.
+//!
+//! The order of the effects is the spool's durability rule, and tests check
+//! it over generated event sequences: a job starts only after its
+//! `3-running/` entry is synced ([`Effect::Sync`] naming it), and a finished
+//! request's file is disposed of only after its result is written and
+//! `4-complete/` is synced. There is one path that finishes a request
+//! ([`Lifecycle::finish`]), whatever ended it.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::ffi::OsString;
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use tracing::{debug, info, warn};
+
+use crate::executor::{format_secs, KillReason, Outcome, Reattach};
+use crate::id::RequestId;
+use crate::meter::{Admission, Block, Demand, Held, Reserved, Verdict};
+use crate::metrics::{Completed, Metrics};
+use crate::request::Status;
+use crate::spool::{Rejection, State, MAX_ID_AGE_AT_PUBLISH};
+use crate::status::Mode;
+
+/// How soon to retry writing results that could not be written.
+pub const RETRY_EVERY: Duration = Duration::from_secs(1);
+
+/// The time, as the server read it for this observation: the monotonic
+/// clock for timers and the wall clock (µs since the epoch) for ids and
+/// queue deadlines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Clock {
+    /// Monotonic time.
+    pub now: Instant,
+    /// Wall-clock time, µs since the epoch.
+    pub now_us: u64,
+}
+
+/// What becomes of a finished request's file once its result is durable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dispose {
+    /// A started request: its `3-running/` entry is kept as a spare inode
+    /// for a later result.
+    Retire,
+    /// Removed from this state directory.
+    Remove(State),
+    /// Moved to `rejected/` for inspection (a refused request).
+    SetAside(State),
+}
+
+impl Dispose {
+    /// The state directory the request's file is in.
+    pub fn state(self) -> State {
+        match self {
+            Dispose::Retire => State::Running,
+            Dispose::Remove(s) | Dispose::SetAside(s) => s,
+        }
+    }
+}
+
+/// One thing for the server to do. Plain data: the server's interpreter is a
+/// single match over these.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Effect {
+    /// Rename a request file from one state directory to another.
+    Move {
+        /// The request.
+        id: RequestId,
+        /// Where it is.
+        from: State,
+        /// Where it goes.
+        to: State,
+    },
+    /// Flush a state directory, making the renames into it durable for the
+    /// requests named.
+    Sync {
+        /// The directory.
+        state: State,
+        /// The requests whose next steps wait for this flush.
+        ids: Vec<RequestId>,
+    },
+    /// Read a pending request again (it must still be valid) and move it to
+    /// `3-running/`.
+    Claim {
+        /// The request.
+        id: RequestId,
+    },
+    /// Start the claimed request's job with its reservation.
+    Start {
+        /// The request.
+        id: RequestId,
+        /// What it reserves.
+        demand: Demand,
+    },
+    /// Ask the executor to stop a job.
+    Kill {
+        /// The request.
+        id: RequestId,
+        /// Why.
+        why: KillReason,
+    },
+    /// Write the request's result into `4-complete/` (not yet synced).
+    Write {
+        /// The request.
+        id: RequestId,
+        /// How it ended.
+        outcome: Box<Outcome>,
+        /// Where its file is and what becomes of it afterwards.
+        dispose: Dispose,
+        /// Whether to read the request from its file for the result (when
+        /// the outcome does not carry it and the file is a valid request).
+        read_request: bool,
+    },
+    /// Dispose of a finished request's file (after `Sync` of `4-complete/`).
+    Dispose {
+        /// The request.
+        id: RequestId,
+        /// How.
+        how: Dispose,
+    },
+    /// Move an entry that is not a request out of a state directory.
+    SetAside {
+        /// The directory.
+        state: State,
+        /// The entry's name.
+        name: OsString,
+        /// Why, for the log.
+        why: &'static str,
+    },
+    /// Remove a request's file (or marker) from a state directory.
+    Remove {
+        /// The directory.
+        state: State,
+        /// The request.
+        id: RequestId,
+    },
+    /// Remove a request's output files.
+    RemoveOutput {
+        /// The request.
+        id: RequestId,
+    },
+    /// Tell the executor a finished job's result is written.
+    Forget {
+        /// The request.
+        id: RequestId,
+    },
+}
+
+impl Effect {
+    /// The request an effect is for, if it is for one.
+    pub fn id(&self) -> Option<RequestId> {
+        match self {
+            Effect::Move { id, .. }
+            | Effect::Claim { id }
+            | Effect::Start { id, .. }
+            | Effect::Kill { id, .. }
+            | Effect::Write { id, .. }
+            | Effect::Dispose { id, .. }
+            | Effect::Remove { id, .. }
+            | Effect::RemoveOutput { id }
+            | Effect::Forget { id } => Some(*id),
+            Effect::Sync { .. } | Effect::SetAside { .. } => None,
+        }
+    }
+}
+
+/// Why an effect could not be carried out.
+#[derive(Debug)]
+pub enum Fault {
+    /// An I/O error (full disk, …), in words.
+    Io(String),
+    /// `Claim`: the file is gone.
+    Gone,
+    /// `Claim`: the file no longer holds a valid request.
+    Invalid(Rejection),
+    /// `Start`: the job could not be started, with its outcome.
+    NotStarted(Box<Outcome>),
+}
+
+/// What the server does after a failed effect.
+#[derive(Debug, Default, PartialEq)]
+pub struct Recovery {
+    /// Requests whose remaining effects in this list are dropped.
+    pub skip: Vec<RequestId>,
+    /// Effects to carry out instead, at once.
+    pub then: Vec<Effect>,
+}
+
+/// A request file the server found in `1-requested/` or `2-pending/`.
+#[derive(Debug)]
+pub struct Arrival {
+    /// Its directory.
+    pub state: State,
+    /// Its name.
+    pub name: OsString,
+    /// The id its name spells, if it is one.
+    pub id: Option<RequestId>,
+    /// What the file says, or `None` if it vanished before it was looked at.
+    pub found: Option<Found>,
+}
+
+/// What the server read of an arrived request file.
+#[derive(Debug)]
+pub struct Found {
+    /// The file's owner: who submitted it.
+    pub owner: u32,
+    /// When it was published (its ctime), µs since the epoch.
+    pub ctime_us: u64,
+    /// Whether `4-complete/` holds a result of this id owned by `owner`.
+    pub has_result: bool,
+    /// The request's scheduling terms, or why the file is refused.
+    pub read: Result<Terms, Rejection>,
+}
+
+/// What the lifecycle needs of a valid request.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Terms {
+    /// Declared memory reservation, bytes.
+    pub mem: Option<u64>,
+    /// Declared CPU reservation.
+    pub cpus: Option<f64>,
+    /// Queue timeout, µs.
+    pub queue_timeout_us: Option<u64>,
+}
+
+/// An abort marker the server found in `5-aborting/`.
+#[derive(Debug)]
+pub struct AbortFiled {
+    /// Its name.
+    pub name: OsString,
+    /// The id its name spells, if it is one.
+    pub id: Option<RequestId>,
+    /// Who filed it (the marker's owner); `None` if it vanished.
+    pub filer: Option<u32>,
+    /// Owner of the request's file, in whichever state it is, if it exists.
+    pub target_owner: Option<u32>,
+    /// The request, when it sits in `1-requested/` and the lifecycle does
+    /// not know it yet (published and aborted within one pass).
+    pub arrival: Option<Arrival>,
+    /// Whether `4-complete/` holds its result.
+    pub complete: bool,
+}
+
+/// A request a dead server left in `3-running/`.
+#[derive(Debug)]
+pub struct Leftover {
+    /// Its name.
+    pub name: OsString,
+    /// The id its name spells, if it is one.
+    pub id: Option<RequestId>,
+    /// What the executor found of its job.
+    pub job: Reattach,
+    /// Whether its result reached `4-complete/` before the crash.
+    pub has_result: bool,
+    /// Its reservation, for a job that still runs.
+    pub demand: Demand,
+}
+
+/// Why the head of the queue waits.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Waits {
+    /// The meter's cause.
+    Capacity(Block),
+    /// The server is shutting down.
+    Stopping,
+    /// `spoolq drain` is in force.
+    Draining,
+}
+
+impl fmt::Display for Waits {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Waits::Capacity(block) => block.fmt(f),
+            Waits::Stopping => f.write_str("the server is shutting down"),
+            Waits::Draining => f.write_str("the server is draining (spoolq resume to undo)"),
+        }
+    }
+}
+
+/// A pending request (its file stays in `2-pending/`).
+#[derive(Debug, Clone, PartialEq)]
+struct Pending {
+    /// When it expires unless started, µs since the epoch.
+    expires_at_us: Option<u64>,
+    /// What it reserves.
+    demand: Demand,
+}
+
+/// A started request.
+#[derive(Debug, Clone, PartialEq)]
+struct Running {
+    /// What it was while pending, to put it back if its start is undone.
+    pending: Pending,
+    /// What it holds, and since when.
+    held: Held,
+    /// True once an abort has been applied to it.
+    aborting: bool,
+}
+
+/// A finished request whose result could not be written yet.
+#[derive(Debug, Clone, PartialEq)]
+struct Unwritten {
+    outcome: Box<Outcome>,
+    dispose: Dispose,
+    read_request: bool,
+}
+
+/// The phase of every request the server knows, and the server's mode.
+#[derive(Debug)]
+pub struct Lifecycle {
+    pending: BTreeMap<RequestId, Pending>,
+    running: HashMap<RequestId, Running>,
+    /// Queue deadlines of pending requests, soonest first.
+    deadlines: BTreeSet<(u64, RequestId)>,
+    unwritten: BTreeMap<RequestId, Unwritten>,
+    retry_at: Option<Instant>,
+    /// Finished requests of the observation under way, disposed of after
+    /// one flush of `4-complete/`.
+    finished: Vec<(RequestId, Dispose)>,
+    /// When the shutdown grace ends (after SIGTERM/SIGINT).
+    stopping: Option<Instant>,
+    /// The grace is over and every job has been told to stop.
+    stop_forced: bool,
+    draining: bool,
+    shutdown_grace: Duration,
+    /// The server's own uid: its abort markers are always believed.
+    server_uid: u32,
+    head: Option<(RequestId, Waits)>,
+    head_wake: Option<Instant>,
+    metrics: Metrics,
+    /// Something `status.json` shows has changed.
+    changed: bool,
+}
+
+impl Lifecycle {
+    /// An empty lifecycle for a server running as `server_uid`.
+    pub fn new(shutdown_grace: Duration, server_uid: u32) -> Lifecycle {
+        Lifecycle {
+            pending: BTreeMap::new(),
+            running: HashMap::new(),
+            deadlines: BTreeSet::new(),
+            unwritten: BTreeMap::new(),
+            retry_at: None,
+            finished: Vec::new(),
+            stopping: None,
+            stop_forced: false,
+            draining: false,
+            shutdown_grace,
+            server_uid,
+            head: None,
+            head_wake: None,
+            metrics: Metrics::default(),
+            changed: true,
+        }
+    }
+
+    // ---- what the server asks ----
+
+    /// Number of pending requests.
+    pub fn pending_len(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Ids of running requests, oldest first.
+    pub fn running_ids(&self) -> Vec<RequestId> {
+        let mut ids: Vec<RequestId> = self.running.keys().copied().collect();
+        ids.sort_unstable();
+        ids
+    }
+
+    /// What the running requests hold.
+    pub fn reserved(&self) -> Reserved {
+        self.running.values().map(|r| r.held).collect()
+    }
+
+    /// The waiting head and why.
+    pub fn head(&self) -> Option<(RequestId, &Waits)> {
+        self.head.as_ref().map(|(id, w)| (*id, w))
+    }
+
+    /// The server's metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// Count one pass of the server loop.
+    pub fn tick_counted(&mut self) {
+        self.metrics.ticks += 1;
+    }
+
+    /// The server's mode, for `status.json`.
+    pub fn mode(&self) -> Mode {
+        if self.stopping.is_some() {
+            Mode::Stopping
+        } else if self.draining {
+            Mode::Draining
+        } else {
+            Mode::Running
+        }
+    }
+
+    /// True (once) when something `status.json` shows has changed.
+    pub fn take_changed(&mut self) -> bool {
+        std::mem::take(&mut self.changed)
+    }
+
+    /// True when `id` is pending, running or finishing.
+    pub fn knows(&self, id: RequestId) -> bool {
+        self.pending.contains_key(&id)
+            || self.running.contains_key(&id)
+            || self.unwritten.contains_key(&id)
+    }
+
+    /// Stopping or draining, with nothing left to run or write: the server
+    /// may exit.
+    pub fn done(&self) -> bool {
+        (self.stopping.is_some() || self.draining)
+            && self.running.is_empty()
+            && self.unwritten.is_empty()
+    }
+
+    /// The soonest instant at which [`tick`](Self::tick) or
+    /// [`plan`](Self::plan) has something to do by time alone.
+    pub fn next_wake(&self, clock: Clock) -> Option<Instant> {
+        let expiry = self
+            .deadlines
+            .first()
+            .map(|(at, _)| clock.now + Duration::from_micros(at.saturating_sub(clock.now_us)));
+        let stop = self.stopping.filter(|_| !self.stop_forced);
+        [expiry, stop, self.head_wake, self.retry_at]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    // ---- observations ----
+
+    /// A request file was found in `1-requested/` (or, at start-up, in
+    /// `2-pending/`).
+    pub fn arrived(&mut self, a: Arrival, admission: &dyn Admission, clock: Clock) -> Vec<Effect> {
+        let mut out = Vec::new();
+        self.take_in(a, admission, clock, &mut out);
+        self.flush(&mut out);
+        out
+    }
+
+    fn take_in(
+        &mut self,
+        a: Arrival,
+        admission: &dyn Admission,
+        clock: Clock,
+        out: &mut Vec<Effect>,
+    ) {
+        let Some(id) = a.id else {
+            out.push(Effect::SetAside {
+                state: a.state,
+                name: a.name,
+                why: "not a request id",
+            });
+            return;
+        };
+        let Some(found) = a.found else {
+            return;
+        };
+        let requested = a.state == State::Requested;
+        if self.knows(id) || (requested && found.has_result) {
+            out.push(Effect::SetAside {
+                state: a.state,
+                name: a.name,
+                why: "duplicate of a known request",
+            });
+            return;
+        }
+        if requested && backdated(found.ctime_us, id) {
+            let reason = format!(
+                "its id is dated more than {} s before the file was published: \
+                 ids are the queue order, so a backdated one would jump the queue",
+                MAX_ID_AGE_AT_PUBLISH.as_secs()
+            );
+            self.metrics.total_received += 1;
+            self.reject(id, a.state, reason, None, clock, out);
+            return;
+        }
+        match found.read {
+            Ok(terms) => {
+                if requested {
+                    out.push(Effect::Move {
+                        id,
+                        from: State::Requested,
+                        to: State::Pending,
+                    });
+                }
+                let demand = admission.reservation(terms.mem, terms.cpus);
+                let pending = Pending {
+                    expires_at_us: terms
+                        .queue_timeout_us
+                        .map(|t| id.micros().saturating_add(t)),
+                    demand,
+                };
+                self.admit(id, pending);
+                self.metrics.total_received += 1;
+                self.changed = true;
+                debug!(%id, "pending");
+            }
+            Err(r) if r.gone => {}
+            Err(r) => {
+                self.metrics.total_received += 1;
+                self.reject(id, a.state, r.reason, r.request, clock, out);
+            }
+        }
+    }
+
+    /// An abort marker was found in `5-aborting/`.
+    pub fn abort_filed(
+        &mut self,
+        a: AbortFiled,
+        admission: &dyn Admission,
+        clock: Clock,
+    ) -> Vec<Effect> {
+        let mut out = Vec::new();
+        let Some(id) = a.id else {
+            out.push(Effect::SetAside {
+                state: State::Aborting,
+                name: a.name,
+                why: "abort marker is not a request id",
+            });
+            return out;
+        };
+        let may = a.filer.is_some_and(|who| {
+            who == 0 || who == self.server_uid || a.target_owner.is_none_or(|o| o == who)
+        });
+        if !may {
+            out.push(Effect::SetAside {
+                state: State::Aborting,
+                name: a.name,
+                why: "abort filed by a user who does not own the request",
+            });
+            return out;
+        }
+        if let Some(arrival) = a.arrival.filter(|_| !self.knows(id)) {
+            // Published and aborted before we saw it: take it in first.
+            self.take_in(arrival, admission, clock, &mut out);
+        }
+        if self.take_pending(id).is_some() {
+            out.push(Effect::Remove {
+                state: State::Pending,
+                id,
+            });
+            out.push(Effect::Remove {
+                state: State::Aborting,
+                id,
+            });
+            self.count_abort(id, clock);
+            info!(%id, "aborted while pending");
+        } else if let Some(r) = self.running.get_mut(&id) {
+            if !r.aborting {
+                // The marker stays until the job is reaped, so a crash
+                // meanwhile still ends in the abort being applied.
+                r.aborting = true;
+                out.push(Effect::Kill {
+                    id,
+                    why: KillReason::Abort,
+                });
+                info!(%id, "aborting running job");
+            }
+        } else if !self.unwritten.contains_key(&id) {
+            if a.complete {
+                out.push(Effect::Remove {
+                    state: State::Complete,
+                    id,
+                });
+                out.push(Effect::RemoveOutput { id });
+                info!(%id, "aborted after completion: result removed");
+            }
+            out.push(Effect::Remove {
+                state: State::Aborting,
+                id,
+            });
+        }
+        self.flush(&mut out);
+        out
+    }
+
+    /// Jobs ended, with how.
+    pub fn exited(&mut self, ended: Vec<(RequestId, Outcome)>, clock: Clock) -> Vec<Effect> {
+        let mut out = Vec::new();
+        for (id, outcome) in ended {
+            self.running.remove(&id);
+            if outcome.killed == Some(KillReason::Abort) {
+                out.push(Effect::RemoveOutput { id });
+                out.push(Effect::Forget { id });
+                out.push(Effect::Remove {
+                    state: State::Running,
+                    id,
+                });
+                out.push(Effect::Remove {
+                    state: State::Aborting,
+                    id,
+                });
+                self.count_abort(id, clock);
+                info!(%id, "aborted while running");
+                continue;
+            }
+            self.finish(
+                id,
+                Box::new(outcome),
+                Dispose::Retire,
+                true,
+                clock,
+                &mut out,
+            );
+        }
+        self.flush(&mut out);
+        out
+    }
+
+    /// SIGTERM or SIGINT. The first starts the shutdown grace; a second ends
+    /// it at once.
+    pub fn stop(&mut self, clock: Clock) {
+        if self.stopping.is_none() {
+            info!(
+                running = self.running.len(),
+                grace_s = self.shutdown_grace.as_secs_f64(),
+                "stopping: starting nothing new, waiting for running jobs"
+            );
+            self.stopping = Some(clock.now + self.shutdown_grace);
+        } else if !self.stop_forced {
+            info!("second stop signal: stopping running jobs now");
+            self.stopping = Some(clock.now);
+        }
+        self.changed = true;
+    }
+
+    /// `control/drain` is there (or gone).
+    pub fn drain(&mut self, draining: bool) {
+        if draining != self.draining {
+            self.draining = draining;
+            self.changed = true;
+            if draining {
+                info!(
+                    running = self.running.len(),
+                    "draining: starting nothing new, exiting when idle"
+                );
+            } else {
+                info!("drain withdrawn: back to normal");
+            }
+        }
+    }
+
+    /// Time passed: end the shutdown grace, expire pending requests past
+    /// their queue timeout, retry unwritten results.
+    pub fn tick(&mut self, clock: Clock) -> Vec<Effect> {
+        let mut out = Vec::new();
+        if self
+            .stopping
+            .is_some_and(|at| clock.now >= at && !self.stop_forced)
+        {
+            // Once: from here the executor's kill grace takes over.
+            self.stop_forced = true;
+            for id in self.running_ids() {
+                out.push(Effect::Kill {
+                    id,
+                    why: KillReason::Shutdown,
+                });
+            }
+        }
+        while let Some(&(at, id)) = self.deadlines.first() {
+            if at > clock.now_us {
+                break;
+            }
+            if self.take_pending(id).is_none() {
+                continue;
+            }
+            let limit = at.saturating_sub(id.micros());
+            let reason = format!(
+                "did not start within its queue timeout of {}",
+                format_secs(limit)
+            );
+            info!(%id, "expired in the queue");
+            let outcome = Outcome::not_run(Status::Expired, None, reason);
+            let dispose = Dispose::Remove(State::Pending);
+            self.finish(id, Box::new(outcome), dispose, true, clock, &mut out);
+        }
+        if self.retry_at.is_some_and(|at| clock.now >= at) {
+            self.retry_at = None;
+            for (id, u) in std::mem::take(&mut self.unwritten) {
+                self.write(id, u, &mut out);
+            }
+        }
+        self.flush(&mut out);
+        out
+    }
+
+    /// Decide which pending requests start now: strictly in FIFO order,
+    /// while `admission` says there is room; nothing behind a waiting head
+    /// starts, and nothing at all while stopping or draining.
+    pub fn plan(&mut self, admission: &dyn Admission, clock: Clock) -> Vec<Effect> {
+        let mut out = Vec::new();
+        let hold = if self.stopping.is_some() {
+            Some(Waits::Stopping)
+        } else if self.draining {
+            Some(Waits::Draining)
+        } else {
+            None
+        };
+        let mut head = None;
+        let mut wake = None;
+        let mut round = Vec::new();
+        let mut reserved = self.reserved();
+        while let Some((&id, p)) = self.pending.first_key_value() {
+            if let Some(h) = hold {
+                head = Some((id, h));
+                break;
+            }
+            match admission.admit(&p.demand, &reserved, clock.now) {
+                Verdict::Start => {
+                    let pending = self.take_pending(id).expect("head exists");
+                    let held = Held {
+                        mem: pending.demand.mem,
+                        cpus: pending.demand.cpus,
+                        started: clock.now,
+                    };
+                    reserved.add(held.mem, held.cpus, held.started);
+                    let waited = clock.now_us.saturating_sub(id.micros());
+                    self.metrics.time_waiting.observe_us(waited);
+                    round.push((id, pending.demand.clone()));
+                    let aborting = false;
+                    let running = Running {
+                        pending,
+                        held,
+                        aborting,
+                    };
+                    self.running.insert(id, running);
+                }
+                Verdict::Never(reason) => {
+                    self.take_pending(id);
+                    self.reject(id, State::Pending, reason, None, clock, &mut out);
+                }
+                Verdict::Wait(block) => {
+                    wake = admission.wake_for(&block, clock.now);
+                    head = Some((id, Waits::Capacity(block)));
+                    break;
+                }
+            }
+        }
+        self.head_wake = wake;
+        if head != self.head {
+            if let Some((id, why)) = &head {
+                debug!(%id, reason = %why, "head of the queue waits");
+            }
+            self.changed = true;
+        }
+        self.head = head;
+        // Rejections are settled before this round's starts.
+        self.flush(&mut out);
+        if round.is_empty() {
+            return out;
+        }
+        self.changed = true;
+        out.extend(round.iter().map(|(id, _)| Effect::Claim { id: *id }));
+        // One flush makes every start of this round durable before any job
+        // runs: a crash after it records them as interrupted, never runs
+        // them twice.
+        let ids = round.iter().map(|(id, _)| *id).collect();
+        out.push(Effect::Sync {
+            state: State::Running,
+            ids,
+        });
+        out.extend(
+            round
+                .into_iter()
+                .map(|(id, demand)| Effect::Start { id, demand }),
+        );
+        out
+    }
+
+    /// Requests a dead server left in `3-running/`, with what the executor
+    /// found of their jobs. Never re-run: at most once.
+    pub fn recover(&mut self, leftovers: Vec<Leftover>, clock: Clock) -> Vec<Effect> {
+        let mut out = Vec::new();
+        for l in leftovers {
+            let Some(id) = l.id else {
+                out.push(Effect::SetAside {
+                    state: State::Running,
+                    name: l.name,
+                    why: "not a request id",
+                });
+                continue;
+            };
+            if l.has_result {
+                // The result was published just before the crash.
+                self.finished.push((id, Dispose::Retire));
+                continue;
+            }
+            match l.job {
+                Reattach::Running { .. } => {
+                    let held = Held {
+                        mem: l.demand.mem,
+                        cpus: l.demand.cpus,
+                        started: clock.now,
+                    };
+                    let pending = Pending {
+                        expires_at_us: None,
+                        demand: l.demand,
+                    };
+                    let aborting = false;
+                    let r = Running {
+                        pending,
+                        held,
+                        aborting,
+                    };
+                    self.running.insert(id, r);
+                    info!(%id, "re-attached to a job that still runs");
+                }
+                Reattach::Ended { started_at_us } => {
+                    let reason = "the server stopped while the job was running; \
+                                  it was not re-run (at most once)";
+                    let mut outcome =
+                        Outcome::not_run(Status::Interrupted, None, reason.to_string());
+                    outcome.started_at_us = started_at_us;
+                    warn!(%id, "recorded as interrupted");
+                    let outcome = Box::new(outcome);
+                    self.finish(id, outcome, Dispose::Retire, true, clock, &mut out);
+                }
+            }
+        }
+        self.flush(&mut out);
+        out
+    }
+
+    /// An effect could not be carried out: undo what the lifecycle decided
+    /// with it, and say what to skip and what to do instead.
+    pub fn failed(&mut self, effect: Effect, fault: Fault, clock: Clock) -> Recovery {
+        let mut rec = Recovery::default();
+        self.changed = true;
+        match (effect, fault) {
+            (
+                Effect::Move {
+                    id,
+                    from: State::Requested,
+                    ..
+                },
+                _,
+            ) => {
+                // Still in 1-requested/: the next rescan takes it in again.
+                self.take_pending(id);
+                self.metrics.total_received -= 1;
+                rec.skip.push(id);
+            }
+            (Effect::Move { id, .. }, _) => {
+                // Stuck in 3-running/: the next start records it as
+                // interrupted.
+                self.take_pending(id);
+                rec.skip.push(id);
+            }
+            (Effect::Claim { id }, fault) => {
+                rec.skip.push(id);
+                let Some(r) = self.running.remove(&id) else {
+                    return rec;
+                };
+                match fault {
+                    Fault::Gone => {}
+                    Fault::Invalid(rej) => {
+                        let (reason, request) = (rej.reason, rej.request);
+                        let state = State::Pending;
+                        self.reject(id, state, reason, request, clock, &mut rec.then);
+                        self.flush(&mut rec.then);
+                    }
+                    // Try again next round.
+                    _ => self.admit(id, r.pending),
+                }
+            }
+            (
+                Effect::Sync {
+                    state: State::Running,
+                    ids,
+                },
+                _,
+            ) => {
+                // Starting now could run them twice after a crash: put
+                // them back.
+                for &id in &ids {
+                    if let Some(r) = self.running.remove(&id) {
+                        self.admit(id, r.pending);
+                        rec.then.push(Effect::Move {
+                            id,
+                            from: State::Running,
+                            to: State::Pending,
+                        });
+                    }
+                }
+                rec.skip = ids;
+            }
+            (Effect::Sync { ids, .. }, _) => {
+                // Results written but not durable: leave the requests'
+                // files; the next start resolves them in favour of the
+                // result.
+                rec.skip = ids;
+            }
+            (Effect::Start { id, .. }, Fault::NotStarted(outcome)) => {
+                self.running.remove(&id);
+                let (out, dispose) = (&mut rec.then, Dispose::Retire);
+                self.finish(id, outcome, dispose, true, clock, out);
+                self.flush(&mut rec.then);
+                rec.skip.push(id);
+            }
+            (Effect::Start { id, .. }, _) => {
+                // Not started and nothing to report: it stays in
+                // 3-running/ and the next start records it as interrupted.
+                self.running.remove(&id);
+                rec.skip.push(id);
+            }
+            (
+                Effect::Write {
+                    id,
+                    outcome,
+                    dispose,
+                    read_request,
+                },
+                _,
+            ) => {
+                let u = Unwritten {
+                    outcome,
+                    dispose,
+                    read_request,
+                };
+                self.unwritten.insert(id, u);
+                self.retry_at.get_or_insert(clock.now + RETRY_EVERY);
+                rec.skip.push(id);
+            }
+            // Removals, set-asides and kills: logged; the next pass or
+            // start tries again where it matters.
+            (e, _) => rec.skip.extend(e.id()),
+        }
+        rec
+    }
+
+    // ---- the one finish path ----
+
+    /// Finish `id`: write its result, and once `4-complete/` is synced,
+    /// dispose of its file. Counted here, once, whatever ended it.
+    fn finish(
+        &mut self,
+        id: RequestId,
+        outcome: Box<Outcome>,
+        dispose: Dispose,
+        read_request: bool,
+        clock: Clock,
+        out: &mut Vec<Effect>,
+    ) {
+        if let Some(started) = outcome.started_at_us {
+            let ran = clock.now_us.saturating_sub(started);
+            self.metrics.time_running.observe_us(ran);
+        }
+        self.metrics.completed(Completed::Status(outcome.status));
+        info!(%id, status = outcome.status.name(), exit_code = outcome.exit_code, "finished");
+        let u = Unwritten {
+            outcome,
+            dispose,
+            read_request,
+        };
+        self.write(id, u, out);
+    }
+
+    fn write(&mut self, id: RequestId, u: Unwritten, out: &mut Vec<Effect>) {
+        let dispose = u.dispose;
+        out.push(Effect::Write {
+            id,
+            outcome: u.outcome,
+            dispose,
+            read_request: u.read_request,
+        });
+        if dispose == Dispose::Retire {
+            out.push(Effect::Forget { id });
+        }
+        self.finished.push((id, dispose));
+        self.changed = true;
+    }
+
+    /// Give a refused request a `rejected` result; its file is set aside.
+    fn reject(
+        &mut self,
+        id: RequestId,
+        state: State,
+        reason: String,
+        request: Option<Box<crate::request::Request>>,
+        clock: Clock,
+        out: &mut Vec<Effect>,
+    ) {
+        warn!(%id, %reason, "rejected");
+        let mut outcome = Outcome::not_run(Status::Rejected, None, reason);
+        outcome.request = request;
+        let dispose = Dispose::SetAside(state);
+        self.finish(id, Box::new(outcome), dispose, false, clock, out);
+    }
+
+    /// One flush of `4-complete/` for every request finished in this
+    /// observation, then their files' disposal.
+    fn flush(&mut self, out: &mut Vec<Effect>) {
+        if self.finished.is_empty() {
+            return;
+        }
+        let finished = std::mem::take(&mut self.finished);
+        out.push(Effect::Sync {
+            state: State::Complete,
+            ids: finished.iter().map(|(id, _)| *id).collect(),
+        });
+        out.extend(
+            finished
+                .into_iter()
+                .map(|(id, how)| Effect::Dispose { id, how }),
+        );
+    }
+
+    fn count_abort(&mut self, id: RequestId, clock: Clock) {
+        self.metrics.completed(Completed::Aborted);
+        let waited = clock.now_us.saturating_sub(id.micros());
+        self.metrics.time_to_abort.observe_us(waited);
+        self.changed = true;
+    }
+
+    fn admit(&mut self, id: RequestId, p: Pending) {
+        if let Some(at) = p.expires_at_us {
+            self.deadlines.insert((at, id));
+        }
+        self.pending.insert(id, p);
+    }
+
+    fn take_pending(&mut self, id: RequestId) -> Option<Pending> {
+        let p = self.pending.remove(&id)?;
+        if let Some(at) = p.expires_at_us {
+            self.deadlines.remove(&(at, id));
+        }
+        self.changed = true;
+        Some(p)
+    }
+}
+
+/// True if `id`'s time lies far before its file's publication (ctime).
+fn backdated(ctime_us: u64, id: RequestId) -> bool {
+    let slack = MAX_ID_AGE_AT_PUBLISH.as_micros() as u64;
+    id.micros().saturating_add(slack) < ctime_us
+}
