@@ -33,6 +33,9 @@ use crate::request::Status;
 use crate::spool::{Rejection, State, MAX_ID_AGE_AT_PUBLISH};
 use crate::status::Mode;
 
+#[cfg(test)]
+mod tests;
+
 /// How soon to retry writing results that could not be written.
 pub const RETRY_EVERY: Duration = Duration::from_secs(1);
 
@@ -245,8 +248,9 @@ pub struct AbortFiled {
     pub filer: Option<u32>,
     /// Owner of the request's file, in whichever state it is, if it exists.
     pub target_owner: Option<u32>,
-    /// The request, when it sits in `1-requested/` and the lifecycle does
-    /// not know it yet (published and aborted within one pass).
+    /// The request, when it sits in `1-requested/` or `2-pending/` and the
+    /// lifecycle does not know it (published and aborted within one pass,
+    /// or an abort whose removal of the pending file failed before).
     pub arrival: Option<Arrival>,
     /// Whether `4-complete/` holds its result.
     pub complete: bool,
@@ -474,7 +478,9 @@ impl Lifecycle {
             return;
         };
         let requested = a.state == State::Requested;
-        if self.knows(id) || (requested && found.has_result) {
+        // A file with a result is a finished request's (its disposal was
+        // interrupted): never run it again.
+        if self.knows(id) || found.has_result {
             out.push(Effect::SetAside {
                 state: a.state,
                 name: a.name,

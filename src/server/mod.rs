@@ -285,15 +285,16 @@ impl<'a, E: Executor> Server<'a, E> {
                     .ok()
                     .map(|m| m.uid())
             };
-            let target_owner = id.and_then(|id| owner_in(self.spool.locate(id)?, id));
-            let unseen = id.filter(|id| {
-                !self.life.knows(*id) && self.spool.path(State::Requested, *id).exists()
+            let located = id.and_then(|id| Some((id, self.spool.locate(id)?)));
+            let target_owner = located.and_then(|(id, state)| owner_in(state, id));
+            let unseen = located.filter(|(id, state)| {
+                matches!(state, State::Requested | State::Pending) && !self.life.knows(*id)
             });
             let filed = AbortFiled {
                 id,
                 filer: std::fs::symlink_metadata(&marker).ok().map(|m| m.uid()),
                 target_owner,
-                arrival: unseen.map(|_| self.arrival(State::Requested, &name)),
+                arrival: unseen.map(|(_, state)| self.arrival(state, &name)),
                 complete: id.is_some_and(|id| self.spool.path(State::Complete, id).exists()),
                 name,
             };

@@ -1,0 +1,922 @@
+//! Every rule of the lifecycle with synthetic observations and no I/O, and
+//! a property test: over generated event sequences with injected failures,
+//! the effects keep the spool's durability order and lose no request.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use proptest::prelude::*;
+
+use super::*;
+use crate::meter::Block;
+
+const ROOT: u32 = 0;
+const SERVER: u32 = 0;
+const ALICE: u32 = 1000;
+const BOB: u32 = 1001;
+
+/// A fake admission: a plain job count; a demand above 100 bytes can never
+/// fit.
+struct Slots(usize);
+
+impl Admission for Slots {
+    fn reservation(&self, mem: Option<u64>, cpus: Option<f64>) -> Demand {
+        Demand {
+            mem: mem.unwrap_or(0),
+            cpus: cpus.unwrap_or(1.0),
+        }
+    }
+    fn admit(&self, head: &Demand, running: &Reserved, _now: Instant) -> Verdict {
+        if head.mem > 100 {
+            Verdict::Never("too big".into())
+        } else if running.jobs() < self.0 {
+            Verdict::Start
+        } else {
+            Verdict::Wait(Block::Slots { max_jobs: self.0 })
+        }
+    }
+    fn wake_for(&self, _: &Block, _: Instant) -> Option<Instant> {
+        None
+    }
+}
+
+fn id(n: u64) -> RequestId {
+    RequestId::from_parts(1_000_000 + n, 0xabc, 0)
+}
+
+fn at(ms: u64) -> Clock {
+    thread_local!(static T0: Instant = Instant::now());
+    Clock {
+        now: T0.with(|t| *t) + Duration::from_millis(ms),
+        now_us: 2_000_000 + ms * 1000,
+    }
+}
+
+fn life() -> Lifecycle {
+    Lifecycle::new(Duration::from_secs(30), SERVER)
+}
+
+fn arrival(n: u64, terms: Terms) -> Arrival {
+    Arrival {
+        state: State::Requested,
+        name: id(n).as_str().into(),
+        id: Some(id(n)),
+        found: Some(Found {
+            owner: ALICE,
+            ctime_us: id(n).micros(),
+            has_result: false,
+            read: Ok(terms),
+        }),
+    }
+}
+
+fn arrive(l: &mut Lifecycle, n: u64) -> Vec<Effect> {
+    l.arrived(arrival(n, Terms::default()), &Slots(2), at(0))
+}
+
+fn abort(n: u64, filer: u32, owner: Option<u32>) -> AbortFiled {
+    AbortFiled {
+        name: id(n).as_str().into(),
+        id: Some(id(n)),
+        filer: Some(filer),
+        target_owner: owner,
+        arrival: None,
+        complete: false,
+    }
+}
+
+fn ran(code: i32) -> Outcome {
+    let mut o = Outcome::not_run(Status::Succeeded, Some(code), String::new());
+    o.started_at_us = Some(2_000_000);
+    o.reason = None;
+    if code != 0 {
+        o.status = Status::Failed;
+    }
+    o
+}
+
+fn started(effects: &[Effect]) -> Vec<RequestId> {
+    effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Start { id, .. } => Some(*id),
+            _ => None,
+        })
+        .collect()
+}
+
+fn status_written(effects: &[Effect]) -> Option<Status> {
+    effects.iter().find_map(|e| match e {
+        Effect::Write { outcome, .. } => Some(outcome.status),
+        _ => None,
+    })
+}
+
+fn set_aside(effects: &[Effect]) -> bool {
+    matches!(effects, [Effect::SetAside { .. }])
+}
+
+// ---- intake ----
+
+#[test]
+fn a_valid_request_moves_to_pending_and_is_counted() {
+    let mut l = life();
+    let fx = arrive(&mut l, 1);
+    let to_pending = Effect::Move {
+        id: id(1),
+        from: State::Requested,
+        to: State::Pending,
+    };
+    assert_eq!(fx, vec![to_pending]);
+    assert_eq!(l.pending_len(), 1);
+    assert_eq!(l.metrics().total_received, 1);
+}
+
+#[test]
+fn a_pending_request_found_at_start_up_is_not_moved() {
+    let mut l = life();
+    let mut a = arrival(1, Terms::default());
+    a.state = State::Pending;
+    assert!(l.arrived(a, &Slots(1), at(0)).is_empty());
+    assert_eq!(l.pending_len(), 1);
+    let mut a = arrival(2, Terms::default());
+    a.state = State::Pending;
+    a.found.as_mut().expect("found").has_result = true;
+    assert!(
+        set_aside(&l.arrived(a, &Slots(1), at(0))),
+        "finished: never again"
+    );
+}
+
+#[test]
+fn names_that_are_not_ids_are_set_aside_and_vanished_files_ignored() {
+    let mut l = life();
+    let mut a = arrival(1, Terms::default());
+    a.id = None;
+    assert!(set_aside(&l.arrived(a, &Slots(1), at(0))));
+    let mut a = arrival(2, Terms::default());
+    a.found = None;
+    assert!(l.arrived(a, &Slots(1), at(0)).is_empty());
+    assert_eq!(l.metrics().total_received, 0);
+}
+
+#[test]
+fn duplicates_of_queued_running_or_finished_requests_are_set_aside() {
+    let mut l = life();
+    arrive(&mut l, 1);
+    assert!(set_aside(&arrive(&mut l, 1)), "pending");
+    l.plan(&Slots(1), at(0));
+    assert!(set_aside(&arrive(&mut l, 1)), "running");
+    let mut a = arrival(2, Terms::default());
+    a.found.as_mut().expect("found").has_result = true;
+    assert!(set_aside(&l.arrived(a, &Slots(1), at(0))), "finished");
+    assert_eq!(l.metrics().total_received, 1);
+}
+
+#[test]
+fn a_backdated_id_is_rejected_and_its_file_set_aside() {
+    let mut l = life();
+    let mut a = arrival(1, Terms::default());
+    let late = MAX_ID_AGE_AT_PUBLISH.as_micros() as u64 + 1;
+    a.found.as_mut().expect("found").ctime_us = id(1).micros() + late;
+    let fx = l.arrived(a, &Slots(1), at(0));
+    assert_eq!(status_written(&fx), Some(Status::Rejected));
+    assert!(fx.contains(&Effect::Dispose {
+        id: id(1),
+        how: Dispose::SetAside(State::Requested)
+    }));
+    assert_eq!(l.pending_len(), 0);
+    assert_eq!(l.metrics().total_received, 1);
+}
+
+#[test]
+fn an_invalid_request_is_rejected_with_what_it_said() {
+    let mut l = life();
+    let mut a = arrival(1, Terms::default());
+    a.found.as_mut().expect("found").read = Err(Rejection {
+        reason: "bad".into(),
+        request: None,
+        gone: false,
+    });
+    let fx = l.arrived(a, &Slots(1), at(0));
+    assert!(
+        matches!(&fx[0], Effect::Write { outcome, read_request: false, .. }
+        if outcome.reason.as_deref() == Some("bad"))
+    );
+    let mut a = arrival(2, Terms::default());
+    a.found.as_mut().expect("found").read = Err(Rejection {
+        reason: "gone".into(),
+        request: None,
+        gone: true,
+    });
+    assert!(l.arrived(a, &Slots(1), at(0)).is_empty());
+}
+
+// ---- starts ----
+
+#[test]
+fn starts_in_id_order_after_one_sync_of_3_running() {
+    let mut l = life();
+    for n in [3, 1, 2] {
+        arrive(&mut l, n);
+    }
+    let fx = l.plan(&Slots(10), at(0));
+    let claims: Vec<Effect> = [1, 2, 3].map(|n| Effect::Claim { id: id(n) }).into();
+    assert_eq!(fx[..3], claims[..]);
+    let sync = Effect::Sync {
+        state: State::Running,
+        ids: vec![id(1), id(2), id(3)],
+    };
+    assert_eq!(fx[3], sync);
+    assert_eq!(started(&fx), vec![id(1), id(2), id(3)]);
+    assert_eq!(l.running_ids(), vec![id(1), id(2), id(3)]);
+}
+
+#[test]
+fn the_head_waits_with_its_typed_cause_and_nothing_passes_it() {
+    let mut l = life();
+    for n in 0..4 {
+        arrive(&mut l, n);
+    }
+    assert_eq!(started(&l.plan(&Slots(2), at(0))), vec![id(0), id(1)]);
+    let (head, why) = l.head().expect("waits");
+    assert_eq!(head, id(2));
+    assert_eq!(why, &Waits::Capacity(Block::Slots { max_jobs: 2 }));
+    assert!(l.take_changed());
+    assert!(started(&l.plan(&Slots(2), at(1))).is_empty());
+    assert!(!l.take_changed(), "the same wait is no change");
+    l.exited(vec![(id(0), ran(0))], at(2));
+    assert_eq!(started(&l.plan(&Slots(2), at(3))), vec![id(2)]);
+}
+
+#[test]
+fn a_head_that_can_never_start_is_rejected_and_the_queue_moves_on() {
+    let mut l = life();
+    let big = Terms {
+        mem: Some(1000),
+        ..Terms::default()
+    };
+    l.arrived(arrival(1, big), &Slots(2), at(0));
+    arrive(&mut l, 2);
+    let fx = l.plan(&Slots(2), at(0));
+    assert_eq!(status_written(&fx), Some(Status::Rejected));
+    assert_eq!(started(&fx), vec![id(2)]);
+    let reject_settled = fx.iter().position(|e| matches!(e, Effect::Dispose { .. }));
+    let first_claim = fx.iter().position(|e| matches!(e, Effect::Claim { .. }));
+    assert!(reject_settled < first_claim);
+}
+
+#[test]
+fn stopping_and_draining_start_nothing_and_say_so() {
+    let mut l = life();
+    arrive(&mut l, 1);
+    l.drain(true);
+    assert!(l.plan(&Slots(4), at(0)).is_empty());
+    assert_eq!(l.head().map(|(_, w)| w.clone()), Some(Waits::Draining));
+    assert_eq!(l.mode(), Mode::Draining);
+    assert!(l.done(), "nothing runs: a drained server may exit");
+    l.drain(false);
+    l.stop(at(0));
+    assert!(l.plan(&Slots(4), at(0)).is_empty());
+    assert_eq!(l.head().map(|(_, w)| w.clone()), Some(Waits::Stopping));
+}
+
+#[test]
+fn shutdown_kills_every_job_once_when_the_grace_ends() {
+    let mut l = life();
+    arrive(&mut l, 1);
+    arrive(&mut l, 2);
+    l.plan(&Slots(4), at(0));
+    l.stop(at(0));
+    assert!(l.tick(at(29_999)).is_empty());
+    assert_eq!(l.next_wake(at(0)), Some(at(30_000).now));
+    let kills = l.tick(at(30_000));
+    let shutdown = |n| Effect::Kill {
+        id: id(n),
+        why: KillReason::Shutdown,
+    };
+    assert_eq!(kills, vec![shutdown(1), shutdown(2)]);
+    assert!(l.tick(at(30_001)).is_empty(), "once");
+    assert!(!l.done());
+    l.exited(vec![(id(1), ran(0)), (id(2), ran(0))], at(30_002));
+    assert!(l.done());
+}
+
+#[test]
+fn a_second_stop_ends_the_grace_at_once() {
+    let mut l = life();
+    arrive(&mut l, 1);
+    l.plan(&Slots(4), at(0));
+    l.stop(at(0));
+    l.stop(at(5));
+    assert_eq!(l.tick(at(5)).len(), 1);
+}
+
+// ---- aborts ----
+
+#[test]
+fn an_abort_of_a_pending_request_removes_it_and_its_marker() {
+    let mut l = life();
+    arrive(&mut l, 1);
+    let fx = l.abort_filed(abort(1, ALICE, Some(ALICE)), &Slots(1), at(0));
+    let remove = |state| Effect::Remove { state, id: id(1) };
+    assert_eq!(fx, vec![remove(State::Pending), remove(State::Aborting)]);
+    assert_eq!(l.pending_len(), 0);
+    assert_eq!(l.metrics().total_completed.get("aborted"), Some(&1));
+}
+
+#[test]
+fn an_abort_of_a_running_job_kills_once_and_leaves_no_result() {
+    let mut l = life();
+    arrive(&mut l, 1);
+    l.plan(&Slots(1), at(0));
+    let kill = Effect::Kill {
+        id: id(1),
+        why: KillReason::Abort,
+    };
+    let fx = l.abort_filed(abort(1, ALICE, Some(ALICE)), &Slots(1), at(0));
+    assert_eq!(fx, vec![kill]);
+    assert!(l
+        .abort_filed(abort(1, ALICE, Some(ALICE)), &Slots(1), at(1))
+        .is_empty());
+    let mut o = ran(143);
+    o.killed = Some(KillReason::Abort);
+    let fx = l.exited(vec![(id(1), o)], at(2));
+    assert_eq!(status_written(&fx), None);
+    assert!(fx.contains(&Effect::Remove {
+        state: State::Running,
+        id: id(1)
+    }));
+    assert!(fx.contains(&Effect::Remove {
+        state: State::Aborting,
+        id: id(1)
+    }));
+}
+
+#[test]
+fn only_the_owner_root_or_the_server_may_abort() {
+    let mut l = life();
+    arrive(&mut l, 1);
+    let fx = l.abort_filed(abort(1, BOB, Some(ALICE)), &Slots(1), at(0));
+    assert!(set_aside(&fx));
+    assert_eq!(l.pending_len(), 1);
+    let mut vanished = abort(1, ALICE, Some(ALICE));
+    vanished.filer = None;
+    assert!(set_aside(&l.abort_filed(vanished, &Slots(1), at(0))));
+    for who in [ROOT, SERVER, ALICE] {
+        let mut l = life();
+        arrive(&mut l, 1);
+        l.abort_filed(abort(1, who, Some(ALICE)), &Slots(1), at(0));
+        assert_eq!(l.pending_len(), 0, "uid {who}");
+    }
+}
+
+#[test]
+fn an_abort_after_completion_removes_the_result() {
+    let mut l = life();
+    let mut a = abort(1, BOB, None);
+    a.complete = true;
+    let fx = l.abort_filed(a, &Slots(1), at(0));
+    assert_eq!(
+        fx,
+        vec![
+            Effect::Remove {
+                state: State::Complete,
+                id: id(1)
+            },
+            Effect::RemoveOutput { id: id(1) },
+            Effect::Remove {
+                state: State::Aborting,
+                id: id(1)
+            },
+        ]
+    );
+}
+
+#[test]
+fn a_request_published_and_aborted_in_one_pass_is_taken_in_then_aborted() {
+    let mut l = life();
+    let mut a = abort(1, ALICE, Some(ALICE));
+    a.arrival = Some(arrival(1, Terms::default()));
+    let fx = l.abort_filed(a, &Slots(1), at(0));
+    assert!(matches!(fx[0], Effect::Move { .. }));
+    assert_eq!(
+        fx[1],
+        Effect::Remove {
+            state: State::Pending,
+            id: id(1)
+        }
+    );
+}
+
+// ---- time ----
+
+#[test]
+fn queue_timeouts_expire_only_what_is_due() {
+    let mut l = life();
+    for n in 0..3 {
+        let terms = Terms {
+            queue_timeout_us: (n == 1).then_some(1_500_000),
+            ..Terms::default()
+        };
+        l.arrived(arrival(n, terms), &Slots(1), at(0));
+    }
+    let due = id(1).micros() + 1_500_000;
+    assert!(l.tick(at(0)).is_empty());
+    let when = (due - at(0).now_us).div_ceil(1000);
+    let fx = l.tick(at(when));
+    assert_eq!(status_written(&fx), Some(Status::Expired));
+    assert!(fx.contains(&Effect::Dispose {
+        id: id(1),
+        how: Dispose::Remove(State::Pending)
+    }));
+    assert_eq!(l.pending_len(), 2);
+}
+
+// ---- endings and failures ----
+
+#[test]
+fn a_job_that_ended_gets_its_result_before_its_running_entry_goes() {
+    let mut l = life();
+    arrive(&mut l, 1);
+    l.plan(&Slots(1), at(0));
+    let fx = l.exited(vec![(id(1), ran(3))], at(5));
+    assert!(matches!(
+        &fx[0],
+        Effect::Write {
+            dispose: Dispose::Retire,
+            ..
+        }
+    ));
+    assert_eq!(fx[1], Effect::Forget { id: id(1) });
+    assert_eq!(
+        fx[2],
+        Effect::Sync {
+            state: State::Complete,
+            ids: vec![id(1)]
+        }
+    );
+    assert_eq!(
+        fx[3],
+        Effect::Dispose {
+            id: id(1),
+            how: Dispose::Retire
+        }
+    );
+    assert_eq!(l.metrics().total_completed.get("failed"), Some(&1));
+}
+
+#[test]
+fn an_unwritten_result_is_retried_and_holds_the_exit() {
+    let mut l = life();
+    arrive(&mut l, 1);
+    l.plan(&Slots(1), at(0));
+    l.stop(at(0));
+    let fx = l.exited(vec![(id(1), ran(0))], at(1));
+    let rec = l.failed(fx[0].clone(), Fault::Io("full".into()), at(1));
+    assert_eq!(rec.skip, vec![id(1)]);
+    assert!(!l.done(), "a result is still to be written");
+    assert!(l.knows(id(1)));
+    assert!(l.tick(at(500)).is_empty());
+    let fx = l.tick(at(1001));
+    assert!(matches!(&fx[0], Effect::Write { .. }));
+    assert!(l.done());
+    assert_eq!(
+        l.metrics().total_completed.get("succeeded"),
+        Some(&1),
+        "counted once"
+    );
+}
+
+#[test]
+fn an_unflushed_3_running_puts_the_round_back() {
+    let mut l = life();
+    arrive(&mut l, 1);
+    let fx = l.plan(&Slots(1), at(0));
+    let sync = fx[1].clone();
+    let rec = l.failed(sync, Fault::Io("eio".into()), at(0));
+    assert_eq!(rec.skip, vec![id(1)]);
+    let back = Effect::Move {
+        id: id(1),
+        from: State::Running,
+        to: State::Pending,
+    };
+    assert_eq!(rec.then, vec![back]);
+    assert_eq!(l.pending_len(), 1);
+    assert_eq!(started(&l.plan(&Slots(1), at(1))), vec![id(1)]);
+}
+
+#[test]
+fn a_claim_that_finds_an_invalid_or_missing_file() {
+    let mut l = life();
+    arrive(&mut l, 1);
+    arrive(&mut l, 2);
+    arrive(&mut l, 3);
+    l.plan(&Slots(3), at(0));
+    let bad = Rejection {
+        reason: "changed".into(),
+        request: None,
+        gone: false,
+    };
+    let claim = |n| Effect::Claim { id: id(n) };
+    let rec = l.failed(claim(1), Fault::Invalid(bad), at(0));
+    assert_eq!(status_written(&rec.then), Some(Status::Rejected));
+    assert!(rec.then.contains(&Effect::Dispose {
+        id: id(1),
+        how: Dispose::SetAside(State::Pending)
+    }));
+    l.failed(claim(2), Fault::Gone, at(0));
+    l.failed(claim(3), Fault::Io("eio".into()), at(0));
+    assert_eq!(l.running_ids(), Vec::<RequestId>::new());
+    assert!(!l.knows(id(2)));
+    assert_eq!(l.pending_len(), 1, "an I/O error tries again");
+}
+
+#[test]
+fn a_failed_start_is_finished_with_its_outcome() {
+    let mut l = life();
+    arrive(&mut l, 1);
+    let fx = l.plan(&Slots(1), at(0));
+    let outcome = Outcome::not_run(Status::ExecFailed, Some(127), "not found".into());
+    let rec = l.failed(fx[2].clone(), Fault::NotStarted(Box::new(outcome)), at(0));
+    assert_eq!(status_written(&rec.then), Some(Status::ExecFailed));
+    assert!(rec.then.contains(&Effect::Dispose {
+        id: id(1),
+        how: Dispose::Retire
+    }));
+    assert!(l.running_ids().is_empty());
+}
+
+#[test]
+fn a_failed_move_into_pending_forgets_the_request_for_the_next_rescan() {
+    let mut l = life();
+    let fx = arrive(&mut l, 1);
+    l.failed(fx[0].clone(), Fault::Io("eio".into()), at(0));
+    assert_eq!(l.pending_len(), 0);
+    assert_eq!(l.metrics().total_received, 0);
+    assert_eq!(arrive(&mut l, 1).len(), 1, "taken in again");
+}
+
+// ---- recovery ----
+
+#[test]
+fn recovery_records_interrupted_jobs_and_keeps_published_results() {
+    let mut l = life();
+    let left = |n, has_result| Leftover {
+        name: id(n).as_str().into(),
+        id: Some(id(n)),
+        job: Reattach::Ended {
+            started_at_us: Some(1_500_000),
+        },
+        has_result,
+        demand: Demand { mem: 0, cpus: 1.0 },
+    };
+    let mut junk = left(9, false);
+    junk.id = None;
+    let fx = l.recover(vec![left(1, false), left(2, true), junk], at(0));
+    assert!(matches!(&fx[0], Effect::Write { outcome, .. }
+        if outcome.status == Status::Interrupted && outcome.started_at_us == Some(1_500_000)));
+    assert!(matches!(fx[1], Effect::Forget { .. }));
+    assert!(matches!(fx[2], Effect::SetAside { .. }));
+    assert_eq!(
+        fx[3],
+        Effect::Sync {
+            state: State::Complete,
+            ids: vec![id(1), id(2)]
+        }
+    );
+    assert_eq!(fx.len(), 6, "{fx:?}");
+    let mut still = left(3, false);
+    still.job = Reattach::Running {
+        started_at_us: 1_500_000,
+    };
+    assert!(l.recover(vec![still], at(0)).is_empty());
+    assert_eq!(l.running_ids(), vec![id(3)]);
+}
+
+// ---- the property: durability order and nothing lost ----
+
+/// One generated observation.
+#[derive(Debug, Clone)]
+enum Op {
+    Arrive(u8),
+    ArriveInvalid(u8),
+    Abort(u8),
+    End { nth: u8, code: i32 },
+    Tick(u16),
+    Plan,
+    Stop,
+    Drain(bool),
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        4 => (0u8..40).prop_map(Op::Arrive),
+        1 => (0u8..40).prop_map(Op::ArriveInvalid),
+        1 => (0u8..40).prop_map(Op::Abort),
+        3 => (any::<u8>(), 0i32..3).prop_map(|(nth, code)| Op::End { nth, code }),
+        2 => (0u16..3000).prop_map(Op::Tick),
+        4 => Just(Op::Plan),
+        1 => Just(Op::Stop),
+        1 => any::<bool>().prop_map(Op::Drain),
+    ]
+}
+
+/// The spool as the effects leave it: where each request's files are,
+/// and the durability facts the rules depend on.
+#[derive(Default)]
+struct Disk {
+    files: BTreeMap<RequestId, BTreeSet<State>>,
+    /// Results written and not yet flushed, and flushed.
+    written: BTreeSet<RequestId>,
+    durable: BTreeSet<RequestId>,
+    claimed: BTreeSet<RequestId>,
+    synced_running: BTreeSet<RequestId>,
+    started: BTreeSet<RequestId>,
+    aborted: BTreeSet<RequestId>,
+    markers: BTreeSet<RequestId>,
+    running_jobs: Vec<RequestId>,
+}
+
+struct Harness {
+    life: Lifecycle,
+    disk: Disk,
+    ms: u64,
+    /// Which effects fail, by position in the whole run.
+    faults: Vec<bool>,
+    n: usize,
+}
+
+impl Harness {
+    fn fails(&mut self) -> bool {
+        let f = self.faults.get(self.n).copied().unwrap_or(false);
+        self.n += 1;
+        f
+    }
+
+    fn clock(&self) -> Clock {
+        at(self.ms)
+    }
+
+    fn carry_out(&mut self, effects: Vec<Effect>) -> Result<(), TestCaseError> {
+        let mut skip = Vec::new();
+        for e in effects {
+            if e.id().is_some_and(|id| skip.contains(&id)) {
+                continue;
+            }
+            if let Some(fault) = self.apply(&e)? {
+                let rec = self.life.failed(e, fault, self.clock());
+                skip.extend(rec.skip);
+                self.carry_out(rec.then)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Check the rules an effect must obey, then apply it to the disk, or
+    /// fail it.
+    fn apply(&mut self, e: &Effect) -> Result<Option<Fault>, TestCaseError> {
+        let d = &mut self.disk;
+        match e {
+            Effect::Start { id, .. } => {
+                prop_assert!(d.claimed.contains(id), "start before claim: {id}");
+                prop_assert!(d.synced_running.contains(id), "start before sync: {id}");
+                prop_assert!(d.started.insert(*id), "started twice: {id}");
+            }
+            Effect::Dispose {
+                id,
+                how: Dispose::Retire,
+            } => {
+                prop_assert!(
+                    d.durable.contains(id),
+                    "3-running removed before its result is durable: {id}"
+                );
+            }
+            Effect::Remove {
+                state: State::Running,
+                id,
+            } => {
+                prop_assert!(
+                    d.aborted.contains(id),
+                    "3-running removed without result: {id}"
+                );
+            }
+            Effect::Dispose { id, .. } => {
+                prop_assert!(
+                    d.durable.contains(id),
+                    "file disposed before its result is durable: {id}"
+                );
+            }
+            _ => {}
+        }
+        let fail = !matches!(e, Effect::Kill { .. } | Effect::Forget { .. }) && self.fails();
+        let d = &mut self.disk;
+        if fail {
+            return Ok(Some(match e {
+                Effect::Start { id, .. } => {
+                    d.running_jobs.retain(|r| r != id);
+                    let o = Outcome::not_run(Status::ExecFailed, Some(127), "x".into());
+                    Fault::NotStarted(Box::new(o))
+                }
+                _ => Fault::Io("injected".into()),
+            }));
+        }
+        match e {
+            Effect::Move { id, from, to } => {
+                let f = d.files.entry(*id).or_default();
+                prop_assert!(
+                    f.remove(from),
+                    "move of a file that is not there: {id} {from:?}"
+                );
+                f.insert(*to);
+            }
+            Effect::Sync { state, ids } => {
+                if *state == State::Running {
+                    d.synced_running.extend(ids.iter().copied());
+                } else {
+                    for id in ids {
+                        if d.written.remove(id) {
+                            d.durable.insert(*id);
+                        }
+                    }
+                }
+            }
+            Effect::Claim { id } => {
+                let f = d.files.entry(*id).or_default();
+                prop_assert!(f.remove(&State::Pending), "claim of a missing file: {id}");
+                f.insert(State::Running);
+                d.claimed.insert(*id);
+            }
+            Effect::Start { id, .. } => d.running_jobs.push(*id),
+            Effect::Kill { id, why } => {
+                if *why == KillReason::Abort {
+                    d.aborted.insert(*id);
+                }
+            }
+            Effect::Write { id, dispose, .. } => {
+                let f = d.files.entry(*id).or_default();
+                prop_assert!(
+                    f.contains(&dispose.state()),
+                    "result for a file not in {:?}: {id}",
+                    dispose.state()
+                );
+                f.insert(State::Complete);
+                d.written.insert(*id);
+            }
+            Effect::Dispose { id, how } => {
+                if let Some(f) = d.files.get_mut(id) {
+                    f.remove(&how.state());
+                }
+            }
+            Effect::Remove { state, id } => {
+                if let Some(f) = d.files.get_mut(id) {
+                    f.remove(state);
+                }
+                if *state == State::Aborting {
+                    d.markers.remove(id);
+                }
+                // Only an abort removes a pending request or a result.
+                if matches!(state, State::Pending | State::Complete) {
+                    d.aborted.insert(*id);
+                }
+            }
+            Effect::SetAside { .. } | Effect::RemoveOutput { .. } | Effect::Forget { .. } => {}
+        }
+        Ok(None)
+    }
+
+    fn step(&mut self, op: Op) -> Result<(), TestCaseError> {
+        let clock = self.clock();
+        let effects = match op {
+            Op::Arrive(n) | Op::ArriveInvalid(n) => {
+                let fresh = !self.disk.files.contains_key(&id(n.into()));
+                if fresh {
+                    self.disk
+                        .files
+                        .entry(id(n.into()))
+                        .or_default()
+                        .insert(State::Requested);
+                }
+                let mut a = arrival(n.into(), Terms::default());
+                if matches!(op, Op::ArriveInvalid(_)) {
+                    a.found.as_mut().expect("found").read = Err(Rejection {
+                        reason: "bad".into(),
+                        request: None,
+                        gone: false,
+                    });
+                }
+                if !fresh {
+                    // Someone published the same id again.
+                    a.found.as_mut().expect("found").has_result =
+                        self.disk.durable.contains(&id(n.into()));
+                }
+                if !self.disk.files[&id(n.into())].contains(&State::Requested) {
+                    return Ok(());
+                }
+                self.life.arrived(a, &Slots(3), clock)
+            }
+            Op::Abort(n) => {
+                let i = id(n.into());
+                let mut a = abort(n.into(), ALICE, Some(ALICE));
+                a.complete = self.disk.durable.contains(&i);
+                self.disk.markers.insert(i);
+                let files = self.disk.files.get(&i).cloned().unwrap_or_default();
+                let queued = [State::Requested, State::Pending]
+                    .into_iter()
+                    .find(|s| files.contains(s) && !files.contains(&State::Complete));
+                if let Some(state) = queued.filter(|_| !self.life.knows(i)) {
+                    let mut arrival = arrival(n.into(), Terms::default());
+                    arrival.state = state;
+                    a.arrival = Some(arrival);
+                }
+                self.life.abort_filed(a, &Slots(3), clock)
+            }
+            Op::End { nth, code } => {
+                if self.disk.running_jobs.is_empty() {
+                    return Ok(());
+                }
+                let i = usize::from(nth) % self.disk.running_jobs.len();
+                let id = self.disk.running_jobs.remove(i);
+                let mut o = ran(code);
+                if self.disk.aborted.contains(&id) {
+                    o.killed = Some(KillReason::Abort);
+                }
+                self.life.exited(vec![(id, o)], clock)
+            }
+            Op::Tick(ms) => {
+                self.ms += u64::from(ms);
+                self.life.tick(self.clock())
+            }
+            Op::Plan => self.life.plan(&Slots(3), clock),
+            Op::Stop => {
+                self.life.stop(clock);
+                Vec::new()
+            }
+            Op::Drain(on) => {
+                self.life.drain(on);
+                Vec::new()
+            }
+        };
+        self.carry_out(effects)
+    }
+
+    /// Nothing lost: every request the disk holds is in a state directory
+    /// or has a result; the lifecycle knows every pending file.
+    fn check_nothing_lost(&self) -> Result<(), TestCaseError> {
+        for (id, files) in &self.disk.files {
+            let aborted = self.disk.aborted.contains(id);
+            prop_assert!(!files.is_empty() || aborted, "lost: {id}");
+            // A pending file the lifecycle does not know is one whose
+            // abort is still filed: the next pass over the markers takes it
+            // in and aborts it again.
+            if files.contains(&State::Pending) && !files.contains(&State::Complete) {
+                let retried = self.disk.markers.contains(id);
+                prop_assert!(
+                    self.life.knows(*id) || retried,
+                    "a pending file the server forgot: {id}"
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+fn run(ops: Vec<Op>, faults: Vec<bool>) -> Result<(), TestCaseError> {
+    let mut h = Harness {
+        life: life(),
+        disk: Disk::default(),
+        ms: 0,
+        faults,
+        n: 0,
+    };
+    for op in ops {
+        h.step(op)?;
+        h.check_nothing_lost()?;
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    #[test]
+    fn effects_keep_the_durability_order_and_lose_nothing(
+        ops in proptest::collection::vec(op(), 1..80),
+        faults in proptest::collection::vec(proptest::bool::weighted(0.08), 0..400),
+    ) {
+        run(ops, faults)?;
+    }
+
+    #[test]
+    fn without_faults_starts_follow_id_order(ops in proptest::collection::vec(op(), 1..80)) {
+        let mut h = Harness { life: life(), disk: Disk::default(), ms: 0, faults: vec![], n: 0 };
+        for op in ops {
+            let before = h.disk.started.clone();
+            h.step(op)?;
+            // What a round started precedes everything it left pending.
+            let round = h.disk.started.difference(&before).max().copied();
+            if let (Some(last), Some((&head, _))) = (round, h.life.pending.first_key_value()) {
+                prop_assert!(last < head, "{head} waits behind a later start {last}");
+            }
+        }
+    }
+}
