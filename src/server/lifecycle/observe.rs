@@ -1,0 +1,94 @@
+//! What the server observed, as plain data for the lifecycle: the time, a
+//! request file that arrived, an abort marker, a request a dead server left
+//! running. The server gathers these facts from the spool and the executor;
+//! the lifecycle only decides.
+
+use std::ffi::OsString;
+use std::time::Instant;
+
+use crate::executor::Reattach;
+use crate::id::RequestId;
+use crate::meter::Demand;
+use crate::spool::{Rejection, State};
+
+/// The time, as the server read it for this observation: the monotonic
+/// clock for timers and the wall clock (µs since the epoch) for ids and
+/// queue deadlines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Clock {
+    /// Monotonic time.
+    pub now: Instant,
+    /// Wall-clock time, µs since the epoch.
+    pub now_us: u64,
+}
+
+/// A request file the server found in `1-requested/` or `2-pending/`.
+#[derive(Debug)]
+pub struct Arrival {
+    /// Its directory.
+    pub state: State,
+    /// Its name.
+    pub name: OsString,
+    /// The id its name spells, if it is one.
+    pub id: Option<RequestId>,
+    /// What the file says, or `None` if it vanished before it was looked at.
+    pub found: Option<Found>,
+}
+
+/// What the server read of an arrived request file.
+#[derive(Debug)]
+pub struct Found {
+    /// The file's owner: who submitted it.
+    pub owner: u32,
+    /// When it was published (its ctime), µs since the epoch.
+    pub ctime_us: u64,
+    /// Whether `4-complete/` holds a result of this id owned by `owner`.
+    pub has_result: bool,
+    /// The request's scheduling terms, or why the file is refused.
+    pub read: Result<Terms, Rejection>,
+}
+
+/// What the lifecycle needs of a valid request.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Terms {
+    /// Declared memory reservation, bytes.
+    pub mem: Option<u64>,
+    /// Declared CPU reservation.
+    pub cpus: Option<f64>,
+    /// Queue timeout, µs.
+    pub queue_timeout_us: Option<u64>,
+}
+
+/// An abort marker the server found in `5-aborting/`.
+#[derive(Debug)]
+pub struct AbortFiled {
+    /// Its name.
+    pub name: OsString,
+    /// The id its name spells, if it is one.
+    pub id: Option<RequestId>,
+    /// Who filed it (the marker's owner); `None` if it vanished.
+    pub filer: Option<u32>,
+    /// Owner of the request's file, in whichever state it is, if it exists.
+    pub target_owner: Option<u32>,
+    /// The request, when it sits in `1-requested/` or `2-pending/` and the
+    /// lifecycle does not know it (published and aborted within one pass,
+    /// or an abort whose removal of the pending file failed before).
+    pub arrival: Option<Arrival>,
+    /// Whether `4-complete/` holds its result.
+    pub complete: bool,
+}
+
+/// A request a dead server left in `3-running/`.
+#[derive(Debug)]
+pub struct Leftover {
+    /// Its name.
+    pub name: OsString,
+    /// The id its name spells, if it is one.
+    pub id: Option<RequestId>,
+    /// What the executor found of its job.
+    pub job: Reattach,
+    /// Whether its result reached `4-complete/` before the crash.
+    pub has_result: bool,
+    /// Its reservation, for a job that still runs.
+    pub demand: Demand,
+}

@@ -1,0 +1,339 @@
+//! The lifecycle's promises as a property: over generated event sequences,
+//! with failures injected into the effects, a job starts only after its
+//! `3-running/` entry is durable and at most once, a finished request's
+//! file goes only after its result is durable, and no request is lost;
+//! without failures, starts follow id order.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use proptest::prelude::*;
+
+use super::tests::{abort, arrival, at, id, life, ran, Slots, ALICE};
+use super::*;
+use crate::spool::Rejection;
+
+/// One generated observation.
+#[derive(Debug, Clone)]
+enum Op {
+    Arrive(u8),
+    ArriveInvalid(u8),
+    Abort(u8),
+    End { nth: u8, code: i32 },
+    Tick(u16),
+    Plan,
+    Stop,
+    Drain(bool),
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        4 => (0u8..40).prop_map(Op::Arrive),
+        1 => (0u8..40).prop_map(Op::ArriveInvalid),
+        1 => (0u8..40).prop_map(Op::Abort),
+        3 => (any::<u8>(), 0i32..3).prop_map(|(nth, code)| Op::End { nth, code }),
+        2 => (0u16..3000).prop_map(Op::Tick),
+        4 => Just(Op::Plan),
+        1 => Just(Op::Stop),
+        1 => any::<bool>().prop_map(Op::Drain),
+    ]
+}
+
+/// The spool as the effects leave it: where each request's files are,
+/// and the durability facts the rules depend on.
+#[derive(Default)]
+struct Disk {
+    files: BTreeMap<RequestId, BTreeSet<State>>,
+    /// Results written and not yet flushed, and flushed.
+    written: BTreeSet<RequestId>,
+    durable: BTreeSet<RequestId>,
+    claimed: BTreeSet<RequestId>,
+    synced_running: BTreeSet<RequestId>,
+    started: BTreeSet<RequestId>,
+    aborted: BTreeSet<RequestId>,
+    markers: BTreeSet<RequestId>,
+    running_jobs: Vec<RequestId>,
+}
+
+struct Harness {
+    life: Lifecycle,
+    disk: Disk,
+    ms: u64,
+    /// Which effects fail, by position in the whole run.
+    faults: Vec<bool>,
+    n: usize,
+}
+
+impl Harness {
+    fn fails(&mut self) -> bool {
+        let f = self.faults.get(self.n).copied().unwrap_or(false);
+        self.n += 1;
+        f
+    }
+
+    fn clock(&self) -> Clock {
+        at(self.ms)
+    }
+
+    fn carry_out(&mut self, effects: Vec<Effect>) -> Result<(), TestCaseError> {
+        let mut skip = Vec::new();
+        for e in effects {
+            if e.id().is_some_and(|id| skip.contains(&id)) {
+                continue;
+            }
+            if let Some(fault) = self.apply(&e)? {
+                let rec = self.life.failed(e, fault, self.clock());
+                skip.extend(rec.skip);
+                self.carry_out(rec.then)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Check the rules an effect must obey, then apply it to the disk, or
+    /// fail it.
+    fn apply(&mut self, e: &Effect) -> Result<Option<Fault>, TestCaseError> {
+        let d = &mut self.disk;
+        match e {
+            Effect::Start { id, .. } => {
+                prop_assert!(d.claimed.contains(id), "start before claim: {id}");
+                prop_assert!(d.synced_running.contains(id), "start before sync: {id}");
+                prop_assert!(d.started.insert(*id), "started twice: {id}");
+            }
+            Effect::Dispose {
+                id,
+                how: Dispose::Retire,
+            } => {
+                prop_assert!(
+                    d.durable.contains(id),
+                    "3-running removed before its result is durable: {id}"
+                );
+            }
+            Effect::Remove {
+                state: State::Running,
+                id,
+            } => {
+                prop_assert!(
+                    d.aborted.contains(id),
+                    "3-running removed without result: {id}"
+                );
+            }
+            Effect::Dispose { id, .. } => {
+                prop_assert!(
+                    d.durable.contains(id),
+                    "file disposed before its result is durable: {id}"
+                );
+            }
+            _ => {}
+        }
+        let fail = !matches!(e, Effect::Kill { .. } | Effect::Forget { .. }) && self.fails();
+        let d = &mut self.disk;
+        if fail {
+            return Ok(Some(match e {
+                Effect::Start { id, .. } => {
+                    d.running_jobs.retain(|r| r != id);
+                    let o = Outcome::not_run(Status::ExecFailed, Some(127), "x".into());
+                    Fault::NotStarted(Box::new(o))
+                }
+                _ => Fault::Io("injected".into()),
+            }));
+        }
+        match e {
+            Effect::Move { id, from, to } => {
+                let f = d.files.entry(*id).or_default();
+                prop_assert!(
+                    f.remove(from),
+                    "move of a file that is not there: {id} {from:?}"
+                );
+                f.insert(*to);
+            }
+            Effect::Sync { state, ids } => {
+                if *state == State::Running {
+                    d.synced_running.extend(ids.iter().copied());
+                } else {
+                    for id in ids {
+                        if d.written.remove(id) {
+                            d.durable.insert(*id);
+                        }
+                    }
+                }
+            }
+            Effect::Claim { id } => {
+                let f = d.files.entry(*id).or_default();
+                prop_assert!(f.remove(&State::Pending), "claim of a missing file: {id}");
+                f.insert(State::Running);
+                d.claimed.insert(*id);
+            }
+            Effect::Start { id, .. } => d.running_jobs.push(*id),
+            Effect::Kill { id, why } => {
+                if *why == KillReason::Abort {
+                    d.aborted.insert(*id);
+                }
+            }
+            Effect::Write { id, dispose, .. } => {
+                let f = d.files.entry(*id).or_default();
+                prop_assert!(
+                    f.contains(&dispose.state()),
+                    "result for a file not in {:?}: {id}",
+                    dispose.state()
+                );
+                f.insert(State::Complete);
+                d.written.insert(*id);
+            }
+            Effect::Dispose { id, how } => {
+                if let Some(f) = d.files.get_mut(id) {
+                    f.remove(&how.state());
+                }
+            }
+            Effect::Remove { state, id } => {
+                if let Some(f) = d.files.get_mut(id) {
+                    f.remove(state);
+                }
+                if *state == State::Aborting {
+                    d.markers.remove(id);
+                }
+                // Only an abort removes a pending request or a result.
+                if matches!(state, State::Pending | State::Complete) {
+                    d.aborted.insert(*id);
+                }
+            }
+            Effect::SetAside { .. } | Effect::RemoveOutput { .. } | Effect::Forget { .. } => {}
+        }
+        Ok(None)
+    }
+
+    fn step(&mut self, op: Op) -> Result<(), TestCaseError> {
+        let clock = self.clock();
+        let effects = match op {
+            Op::Arrive(n) | Op::ArriveInvalid(n) => {
+                let fresh = !self.disk.files.contains_key(&id(n.into()));
+                if fresh {
+                    self.disk
+                        .files
+                        .entry(id(n.into()))
+                        .or_default()
+                        .insert(State::Requested);
+                }
+                let mut a = arrival(n.into(), Terms::default());
+                if matches!(op, Op::ArriveInvalid(_)) {
+                    a.found.as_mut().expect("found").read = Err(Rejection {
+                        reason: "bad".into(),
+                        request: None,
+                        gone: false,
+                    });
+                }
+                if !fresh {
+                    // Someone published the same id again.
+                    a.found.as_mut().expect("found").has_result =
+                        self.disk.durable.contains(&id(n.into()));
+                }
+                if !self.disk.files[&id(n.into())].contains(&State::Requested) {
+                    return Ok(());
+                }
+                self.life.arrived(a, &Slots(3), clock)
+            }
+            Op::Abort(n) => {
+                let i = id(n.into());
+                let mut a = abort(n.into(), ALICE, Some(ALICE));
+                a.complete = self.disk.durable.contains(&i);
+                self.disk.markers.insert(i);
+                let files = self.disk.files.get(&i).cloned().unwrap_or_default();
+                let queued = [State::Requested, State::Pending]
+                    .into_iter()
+                    .find(|s| files.contains(s) && !files.contains(&State::Complete));
+                if let Some(state) = queued.filter(|_| !self.life.knows(i)) {
+                    let mut arrival = arrival(n.into(), Terms::default());
+                    arrival.state = state;
+                    a.arrival = Some(arrival);
+                }
+                self.life.abort_filed(a, &Slots(3), clock)
+            }
+            Op::End { nth, code } => {
+                if self.disk.running_jobs.is_empty() {
+                    return Ok(());
+                }
+                let i = usize::from(nth) % self.disk.running_jobs.len();
+                let id = self.disk.running_jobs.remove(i);
+                let mut o = ran(code);
+                if self.disk.aborted.contains(&id) {
+                    o.killed = Some(KillReason::Abort);
+                }
+                self.life.exited(vec![(id, o)], clock)
+            }
+            Op::Tick(ms) => {
+                self.ms += u64::from(ms);
+                self.life.tick(self.clock())
+            }
+            Op::Plan => self.life.plan(&Slots(3), clock),
+            Op::Stop => {
+                self.life.stop(clock);
+                Vec::new()
+            }
+            Op::Drain(on) => {
+                self.life.drain(on);
+                Vec::new()
+            }
+        };
+        self.carry_out(effects)
+    }
+
+    /// Nothing lost: every request the disk holds is in a state directory
+    /// or has a result; the lifecycle knows every pending file.
+    fn check_nothing_lost(&self) -> Result<(), TestCaseError> {
+        for (id, files) in &self.disk.files {
+            let aborted = self.disk.aborted.contains(id);
+            prop_assert!(!files.is_empty() || aborted, "lost: {id}");
+            // A pending file the lifecycle does not know is one whose
+            // abort is still filed: the next pass over the markers takes it
+            // in and aborts it again.
+            if files.contains(&State::Pending) && !files.contains(&State::Complete) {
+                let retried = self.disk.markers.contains(id);
+                prop_assert!(
+                    self.life.knows(*id) || retried,
+                    "a pending file the server forgot: {id}"
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+fn run(ops: Vec<Op>, faults: Vec<bool>) -> Result<(), TestCaseError> {
+    let mut h = Harness {
+        life: life(),
+        disk: Disk::default(),
+        ms: 0,
+        faults,
+        n: 0,
+    };
+    for op in ops {
+        h.step(op)?;
+        h.check_nothing_lost()?;
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    #[test]
+    fn effects_keep_the_durability_order_and_lose_nothing(
+        ops in proptest::collection::vec(op(), 1..80),
+        faults in proptest::collection::vec(proptest::bool::weighted(0.08), 0..400),
+    ) {
+        run(ops, faults)?;
+    }
+
+    #[test]
+    fn without_faults_starts_follow_id_order(ops in proptest::collection::vec(op(), 1..80)) {
+        let mut h = Harness { life: life(), disk: Disk::default(), ms: 0, faults: vec![], n: 0 };
+        for op in ops {
+            let before = h.disk.started.clone();
+            h.step(op)?;
+            // What a round started precedes everything it left pending.
+            let round = h.disk.started.difference(&before).max().copied();
+            if let (Some(last), Some((&head, _))) = (round, h.life.pending.first_key_value()) {
+                prop_assert!(last < head, "{head} waits behind a later start {last}");
+            }
+        }
+    }
+}
