@@ -20,11 +20,15 @@ use rustix::process::{Pid, Signal};
 
 use crate::capture::{Capture, CaptureHub};
 use crate::error::{IoContext, Result};
-use crate::executor::{format_secs, Executor, KillReason, Outcome, Reattach};
+use crate::executor::{Executor, KillReason, Outcome, Reattach};
 use crate::id::{now_micros, RequestId};
 use crate::jobtable::{JobTable, Record};
-use crate::meter::format_size;
 use crate::request::{Request, Status};
+use outcome::Ending;
+use proc::{booted_at_us, job_of, kill_recorded, process_start_time};
+
+mod outcome;
+mod proc;
 use crate::sandbox::cgroup::JobCgroup;
 use crate::sandbox::{Prepared, Sandbox, SandboxReport, Usage};
 use crate::spawn::{JobCommand, JobProcess, SpawnError, Spawner};
@@ -72,7 +76,8 @@ impl LocalTasks {
 
     /// Reap exited children that are not jobs (adopted orphans), by pid:
     /// peek with `WNOWAIT` and never collect a job's status here, which its
-    /// `Child` must see.
+    /// `Child` must see. Raw `waitid`: rustix's `WaitIdStatus` does not give
+    /// the pid that the peek is for.
     fn reap_orphans(&self) {
         let jobs: Vec<u32> = self.jobs.values().map(|j| j.child.id()).collect();
         loop {
@@ -414,59 +419,26 @@ impl Executor for LocalTasks {
 /// The variable that carries a job's request id into its environment.
 pub const JOB_ID_VAR: &str = "SPOOLQ_JOB_ID";
 
-/// The job a process belongs to, from `SPOOLQ_JOB_ID` in its environment.
-fn job_of(pid: u32) -> Option<String> {
-    let env = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
-    let prefix = format!("{JOB_ID_VAR}=");
-    env.split(|b| *b == 0)
-        .find_map(|kv| kv.strip_prefix(prefix.as_bytes()))
-        .map(|v| String::from_utf8_lossy(v).into_owned())
-}
-
 /// PATH for jobs whose request does not set one.
 pub const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
 
 fn outcome(job: &Job, status: ExitStatus, usage: Option<Usage>) -> Outcome {
-    let killed = job.kill.map(|(why, _)| why);
-    let oom = usage.as_ref().is_some_and(|u| u.oom_killed);
-    let (st, reason) = match (killed, status.code(), status.signal()) {
-        (None, _, _) if oom => (
-            Status::Oom,
-            Some(match job.mem_limit {
-                Some(m) => format!(
-                    "killed by the OOM killer at its memory limit of {}",
-                    format_size(m)
-                ),
-                None => "killed by the OOM killer".to_string(),
-            }),
-        ),
-        (Some(KillReason::Shutdown), _, _) => (
-            Status::Interrupted,
-            Some(
-                "the server shut down while the job ran; it was stopped and will not be re-run"
-                    .to_string(),
-            ),
-        ),
-        (Some(KillReason::Abort), _, _) => (Status::Interrupted, Some("aborted".to_string())),
-        (Some(KillReason::TimeLimit), _, _) => (
-            Status::TimedOut,
-            Some(format!(
-                "exceeded its time limit of {}",
-                format_secs(job.limit.map_or(0, |(_, d)| d.as_micros() as u64))
-            )),
-        ),
-        (None, Some(0), _) => (Status::Succeeded, None),
-        (None, Some(c), _) => (Status::Failed, Some(format!("exited with code {c}"))),
-        (None, None, Some(sig)) => (Status::Signaled, Some(format!("killed by signal {sig}"))),
-        (None, None, None) => (Status::Failed, Some("ended without a status".to_string())),
+    let ending = Ending {
+        killed: job.kill.map(|(why, _)| why),
+        code: status.code(),
+        signal: status.signal(),
+        oom: usage.as_ref().is_some_and(|u| u.oom_killed),
+        mem_limit: job.mem_limit,
+        time_limit_us: job.limit.map(|(_, d)| d.as_micros() as u64),
     };
+    let (st, reason) = ending.classify();
     Outcome {
         status: st,
-        exit_code: status.code(),
-        signal: status.signal(),
+        exit_code: ending.code,
+        signal: ending.signal,
         reason,
         started_at_us: Some(job.started_at_us),
-        killed,
+        killed: ending.killed,
         sandbox: Some(Box::new(job.sandbox.clone())),
         usage,
         output: None,
@@ -520,59 +492,5 @@ fn signal_group(child: &JobProcess, sig: Signal) {
     if let Some(pid) = Pid::from_raw(child.id() as i32) {
         // ESRCH (group already gone) is the normal case after exit.
         let _ = rustix::process::kill_process_group(pid, sig);
-    }
-}
-
-/// The start time of a process in clock ticks since boot (field 22 of
-/// `/proc/PID/stat`), to tell a live job from a reused pid.
-fn process_start_time(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name may contain spaces and parentheses: skip past the last ')'.
-    let rest = &stat[stat.rfind(')')? + 2..];
-    rest.split_whitespace().nth(19)?.parse().ok()
-}
-
-/// When the machine booted (µs since the epoch), from `btime` in
-/// `/proc/stat`.
-fn booted_at_us() -> Option<u64> {
-    let stat = std::fs::read_to_string("/proc/stat").ok()?;
-    let secs: u64 = stat
-        .lines()
-        .find_map(|l| l.strip_prefix("btime "))?
-        .trim()
-        .parse()
-        .ok()?;
-    Some(secs * 1_000_000)
-}
-
-/// Kill the process group of a recorded job (its pid and that process's start
-/// time) unless that pid now belongs to another process. Used by recovery after a crash.
-///
-/// If the leader is gone, members of its group may live on; no new group can
-/// take that id while no process has that pid, so the group is still ours.
-fn kill_recorded(pid: u32, start: u64) -> bool {
-    match process_start_time(pid) {
-        Some(now) if now != start => return false,
-        _ => {}
-    }
-    match Pid::from_raw(pid as i32) {
-        Some(p) => rustix::process::kill_process_group(p, Signal::KILL).is_ok(),
-        None => false,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn own_start_time_is_readable() {
-        assert!(process_start_time(std::process::id()).is_some());
-    }
-
-    #[test]
-    fn the_machine_booted_before_now() {
-        let booted = booted_at_us().expect("btime in /proc/stat");
-        assert!(booted > 0 && booted < now_micros());
     }
 }
