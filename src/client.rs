@@ -274,7 +274,7 @@ pub fn list(spool: &Spool, states: &[State]) -> Result<Vec<Entry>> {
                     entry.status = Some(r.status.name());
                     entry.exit_code = r.exit_code;
                 }
-            } else if let Ok(q) = spool.read_request(&spool.path(state, id), id) {
+            } else if let Ok(q) = spool.read_request(state, id) {
                 entry.argv = Some(q.argv);
             }
             out.push(entry);

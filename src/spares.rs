@@ -48,7 +48,9 @@ impl Spares {
         if self.free.len() < MAX_SPARES {
             if let Ok(meta) = fs::symlink_metadata(path) {
                 if meta.file_type().is_file() && meta.nlink() == 1 && meta.uid() == self.euid {
-                    let spare = self.dir.join(format!("{}.spare", self.next));
+                    let spare = self
+                        .dir
+                        .join(format!("{}.{}", self.next, crate::spool::SPARE_EXT));
                     self.next += 1;
                     if fs::rename(path, &spare).is_ok() {
                         self.free.push(spare);

@@ -481,14 +481,32 @@ impl Spool {
         }
     }
 
+    /// Who owns the entry `name` of a state directory (for a request: who
+    /// submitted it; for an abort marker: who filed it), without following
+    /// a link. `None` if it is not there.
+    pub fn owner(&self, state: State, name: &OsStr) -> Option<u32> {
+        let meta = fs::symlink_metadata(self.state_dir(state).join(name)).ok()?;
+        Some(meta.uid())
+    }
+
+    /// The owner of request file `id` in `state` and when it was put there
+    /// (its ctime, µs since the epoch: a rename sets it), without following
+    /// a link. `None` if it is not there.
+    pub fn published(&self, state: State, id: RequestId) -> Option<(u32, u64)> {
+        let meta = fs::symlink_metadata(self.path(state, id)).ok()?;
+        let secs = meta.ctime().max(0) as u64;
+        let ctime_us = secs * 1_000_000 + (meta.ctime_nsec().max(0) as u64) / 1000;
+        Some((meta.uid(), ctime_us))
+    }
+
     /// True if `id` already has a result: a new request file of that name
     /// is then a duplicate. A result planted by another user in the shared
-    /// `4-complete/` does not count: only one owned by root or by `owner`
-    /// (the new file's).
+    /// `4-complete/` does not count: only one of the server's (root's or its
+    /// user's) or of `owner` (the new file's).
     pub fn has_result_of(&self, id: RequestId, owner: u32) -> bool {
         self.path(State::Complete, id)
             .symlink_metadata()
-            .is_ok_and(|m| m.uid() == 0 || m.uid() == owner)
+            .is_ok_and(|m| trusted_owner(m.uid()) || m.uid() == owner)
     }
 
     /// Remove a file, treating "already gone" as success.
@@ -497,6 +515,67 @@ impl Spool {
             Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e).at("removing", path),
             _ => Ok(()),
         }
+    }
+
+    /// At server start: remove the server's own leftover temporary files
+    /// (`run/*.tmp`, `run/*.result`, `run/*.spare`, only ever written while
+    /// holding the lock) and client files in `tmp/` older than `stale`
+    /// (abandoned writes).
+    pub fn clean_leftovers(&self, stale: std::time::Duration) -> Result<()> {
+        let run = self.run_dir();
+        for entry in fs::read_dir(&run).at("listing", &run)? {
+            let path = entry.at("listing", &run)?.path();
+            let ext = path.extension().and_then(|e| e.to_str());
+            if ext.is_some_and(|e| ["tmp", "result", SPARE_EXT].contains(&e)) {
+                let _ = fs::remove_file(&path);
+            }
+        }
+        let dir = self.tmp_dir();
+        let now = std::time::SystemTime::now();
+        for entry in fs::read_dir(&dir).at("listing", &dir)? {
+            let entry = entry.at("listing", &dir)?;
+            let old = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| now.duration_since(t).ok())
+                .is_some_and(|age| age > stale);
+            if old {
+                let _ = fs::remove_file(entry.path());
+            }
+        }
+        Ok(())
+    }
+
+    /// Create a job's output file, owned by the user the job runs as.
+    /// `output/` is writable by every user on a shared spool, so whatever a
+    /// user planted under this name (a symlink to /etc/shadow, a FIFO, a
+    /// file they can read) is removed first, and the file is created with
+    /// `O_EXCL`, which never follows a link; if something is planted again
+    /// in between, it fails. A free function of the path: it runs in the
+    /// capture thread, on a job's first byte.
+    pub fn create_output(path: &Path, owner: (u32, u32)) -> Result<File> {
+        match fs::remove_file(path) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e).at("removing", path),
+            _ => {}
+        }
+        let file = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(path)
+            .at("creating output file", path)?;
+        if rustix::process::geteuid().is_root() && owner.0 != 0 {
+            use rustix::process::{Gid, Uid};
+            rustix::fs::fchown(
+                &file,
+                Some(Uid::from_raw(owner.0)),
+                Some(Gid::from_raw(owner.1)),
+            )
+            .at("giving the output file to its owner", path)?;
+        }
+        Ok(file)
     }
 
     /// How many bytes a job's output file holds, for a result written after
@@ -585,16 +664,17 @@ impl Spool {
         .find(|s| self.path(*s, id).symlink_metadata().is_ok())
     }
 
-    /// Read and validate the request file at `path`, named `id`. Refuses
+    /// Read and validate the request file `id` in `state`. Refuses
     /// symlinks, non-regular files and oversized files without blocking on
     /// them (a FIFO planted in the spool cannot stall the server).
-    pub fn read_request(&self, path: &Path, id: RequestId) -> Result<Request, Rejection> {
-        self.read_submission(path, id).map(|s| s.request)
+    pub fn read_request(&self, state: State, id: RequestId) -> Result<Request, Rejection> {
+        self.read_submission(state, id).map(|s| s.request)
     }
 
     /// [`read_request`](Self::read_request), with the file's owner, which is
     /// who submitted it: the request's claimed uid must match it.
-    pub fn read_submission(&self, path: &Path, id: RequestId) -> Result<Submission, Rejection> {
+    pub fn read_submission(&self, state: State, id: RequestId) -> Result<Submission, Rejection> {
+        let path = &self.path(state, id);
         let reject = |reason: String| Rejection {
             reason,
             request: None,
@@ -700,6 +780,13 @@ impl Spool {
         unreachable!("u32 range exhausted")
     }
 }
+
+#[cfg(test)]
+mod tests;
+
+/// The extension of the server's spare inodes in `run/` (see
+/// [`crate::spares`]).
+pub const SPARE_EXT: &str = "spare";
 
 /// How far before its file was published a request's id time may lie.
 /// The id is the FIFO key and the client picks it: an older one would jump

@@ -121,7 +121,7 @@ pub fn show(spool: &Spool, id: RequestId, as_json: bool) -> Result<u8> {
         let r = spool.read_result(id)?;
         (r.request.clone(), Some(r))
     } else {
-        (spool.read_request(&spool.path(state, id), id).ok(), None)
+        (spool.read_request(state, id).ok(), None)
     };
     if as_json {
         let doc = json!({ "id": id, "state": state.name(), "request": request, "result": result });

@@ -10,7 +10,6 @@ mod recovery;
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
-use std::os::unix::fs::MetadataExt;
 use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
@@ -249,17 +248,16 @@ impl<'a, E: Executor> Server<'a, E> {
     fn arrival(&self, state: State, name: &OsStr) -> Arrival {
         let id = parse_name(name);
         let found = id.and_then(|id| {
-            let path = self.spool.path(state, id);
-            let meta = std::fs::symlink_metadata(&path).ok()?;
-            let read = self.spool.read_request(&path, id).map(|r| Terms {
+            let (owner, ctime_us) = self.spool.published(state, id)?;
+            let read = self.spool.read_request(state, id).map(|r| Terms {
                 mem: r.mem,
                 cpus: r.cpus,
                 queue_timeout_us: r.queue_timeout_us,
             });
             Some(Found {
-                owner: meta.uid(),
-                ctime_us: ctime_us(&meta),
-                has_result: self.spool.has_result_of(id, meta.uid()),
+                owner,
+                ctime_us,
+                has_result: self.spool.has_result_of(id, owner),
                 read,
             })
         });
@@ -279,20 +277,15 @@ impl<'a, E: Executor> Server<'a, E> {
         };
         for name in names {
             let id = parse_name(&name);
-            let marker = self.spool.state_dir(State::Aborting).join(&name);
-            let owner_in = |state: State, id: RequestId| {
-                std::fs::symlink_metadata(self.spool.path(state, id))
-                    .ok()
-                    .map(|m| m.uid())
-            };
             let located = id.and_then(|id| Some((id, self.spool.locate(id)?)));
-            let target_owner = located.and_then(|(id, state)| owner_in(state, id));
+            let target_owner =
+                located.and_then(|(id, state)| self.spool.owner(state, OsStr::new(id.as_str())));
             let unseen = located.filter(|(id, state)| {
                 matches!(state, State::Requested | State::Pending) && !self.life.knows(*id)
             });
             let filed = AbortFiled {
                 id,
-                filer: std::fs::symlink_metadata(&marker).ok().map(|m| m.uid()),
+                filer: self.spool.owner(State::Aborting, &name),
                 target_owner,
                 arrival: unseen.map(|(_, state)| self.arrival(state, &name)),
                 complete: id.is_some_and(|id| self.spool.path(State::Complete, id).exists()),
@@ -329,8 +322,7 @@ impl<'a, E: Executor> Server<'a, E> {
             Effect::Move { id, from, to } => spool.move_request(*id, *from, *to).map_err(io)?,
             Effect::Sync { state, .. } => spool.sync_state(*state).map_err(io)?,
             Effect::Claim { id } => {
-                let path = spool.path(State::Pending, *id);
-                let sub = match spool.read_submission(&path, *id) {
+                let sub = match spool.read_submission(State::Pending, *id) {
                     Ok(sub) => sub,
                     Err(r) if r.gone => return Err(Fault::Gone),
                     Err(r) => return Err(Fault::Invalid(r)),
@@ -360,10 +352,7 @@ impl<'a, E: Executor> Server<'a, E> {
             } => {
                 let request = match &outcome.request {
                     Some(r) => Some((**r).clone()),
-                    None if *read_request => {
-                        let path = spool.path(dispose.state(), *id);
-                        spool.read_request(&path, *id).ok()
-                    }
+                    None if *read_request => spool.read_request(dispose.state(), *id).ok(),
                     None => None,
                 };
                 let result = build_result(spool, *id, outcome, request);
@@ -449,11 +438,6 @@ fn clock() -> Clock {
 
 fn io(e: crate::error::Error) -> Fault {
     Fault::Io(e.to_string())
-}
-
-/// A file's ctime (when it was last renamed into place), µs since the epoch.
-fn ctime_us(meta: &std::fs::Metadata) -> u64 {
-    (meta.ctime().max(0) as u64) * 1_000_000 + (meta.ctime_nsec().max(0) as u64) / 1000
 }
 
 /// The request id a directory entry is named after, if it is one.

@@ -4,14 +4,13 @@
 //! result: never re-run, at most once), requests in `2-pending/` and
 //! `1-requested/` keep their FIFO order, and results stay until collected.
 
-use std::fs;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use tracing::info;
 
 use super::lifecycle::Leftover;
 use super::{clock, parse_name, Server};
-use crate::error::{IoContext, Result};
+use crate::error::Result;
 use crate::executor::{Executor, Reattach};
 use crate::meter::Admission;
 use crate::spool::State;
@@ -25,7 +24,7 @@ impl<E: Executor> Server<'_, E> {
         // A drain ends with the server it drained: starting again means
         // serving normally.
         self.spool.remove(&self.spool.drain_path())?;
-        self.clean_tmp()?;
+        self.spool.clean_leftovers(STALE_TMP_AGE)?;
         let leftovers = self.leftovers()?;
         let effects = self.life.recover(leftovers, clock());
         self.carry_out(effects);
@@ -53,10 +52,7 @@ impl<E: Executor> Server<'_, E> {
             let running = matches!(job, Reattach::Running { .. });
             let terms = id
                 .filter(|_| running)
-                .and_then(|id| {
-                    let path = self.spool.path(State::Running, id);
-                    self.spool.read_request(&path, id).ok()
-                })
+                .and_then(|id| self.spool.read_request(State::Running, id).ok())
                 .map_or((None, None), |r| (r.mem, r.cpus));
             out.push(Leftover {
                 has_result: id.is_some_and(|id| self.spool.path(State::Complete, id).exists()),
@@ -67,34 +63,5 @@ impl<E: Executor> Server<'_, E> {
             });
         }
         Ok(out)
-    }
-
-    /// Remove the server's own leftover temporary files (`run/*.tmp`,
-    /// `run/*.result`, `run/*.spare`, only ever written while holding the
-    /// lock) and client files in `tmp/` older than [`STALE_TMP_AGE`].
-    fn clean_tmp(&self) -> Result<()> {
-        let run = self.spool.run_dir();
-        for entry in fs::read_dir(&run).at("listing", &run)? {
-            let path = entry.at("listing", &run)?.path();
-            let ext = path.extension().and_then(|e| e.to_str());
-            if matches!(ext, Some("tmp") | Some("result") | Some("spare")) {
-                let _ = fs::remove_file(&path);
-            }
-        }
-        let dir = self.spool.tmp_dir();
-        let now = SystemTime::now();
-        for entry in fs::read_dir(&dir).at("listing", &dir)? {
-            let entry = entry.at("listing", &dir)?;
-            let old = entry
-                .metadata()
-                .and_then(|m| m.modified())
-                .ok()
-                .and_then(|t| now.duration_since(t).ok())
-                .is_some_and(|age| age > STALE_TMP_AGE);
-            if old {
-                let _ = fs::remove_file(entry.path());
-            }
-        }
-        Ok(())
     }
 }

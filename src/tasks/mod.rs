@@ -8,10 +8,9 @@
 //! ([`crate::sandbox`]) and through [`crate::spawn`].
 
 use std::collections::HashMap;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io;
 use std::os::fd::OwnedFd;
-use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::process::ExitStatusExt;
 use std::process::ExitStatus;
 use std::time::{Duration, Instant};
@@ -197,7 +196,7 @@ impl Executor for LocalTasks {
             let path = spool.output_path(id, ext);
             let create = {
                 let path = path.clone();
-                move || output_file(&path, identity).map_err(|e| e.to_string())
+                move || Spool::create_output(&path, identity).map_err(|e| e.to_string())
             };
             hub.start(create, cap).at("starting output capture", path)
         };
@@ -457,35 +456,6 @@ fn kill_tree(job: &Job) {
             tracing::warn!(error = %e, "cannot kill the job's cgroup");
         }
     }
-}
-
-/// Create a job's output file, owned by the user the job runs as. `output/`
-/// is writable by every user on a shared spool, so whatever a user planted
-/// under this name (a symlink to /etc/shadow, a FIFO, a file they can read)
-/// is removed first, and the file is created with `O_EXCL`, which never
-/// follows a link; if something is planted again in between, it fails.
-fn output_file(path: &std::path::Path, owner: (u32, u32)) -> Result<File> {
-    match std::fs::remove_file(path) {
-        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e).at("removing", path),
-        _ => {}
-    }
-    let file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(path)
-        .at("creating output file", path)?;
-    if rustix::process::geteuid().is_root() && owner.0 != 0 {
-        use rustix::process::{Gid, Uid};
-        rustix::fs::fchown(
-            &file,
-            Some(Uid::from_raw(owner.0)),
-            Some(Gid::from_raw(owner.1)),
-        )
-        .at("giving the output file to its owner", path)?;
-    }
-    Ok(file)
 }
 
 fn signal_group(child: &JobProcess, sig: Signal) {
