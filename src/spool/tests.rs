@@ -56,7 +56,7 @@ fn reads_refuse_links_fifos_hard_links_oversize_and_a_wrong_id() {
 
     rustix::fs::mknodat(
         rustix::fs::CWD,
-        &spool.path(State::Pending, id(2)),
+        spool.path(State::Pending, id(2)),
         rustix::fs::FileType::Fifo,
         Mode::from_raw_mode(0o600),
         0,
