@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 use fs2::FileExt;
 
 use crate::error::{Error, IoContext, Result};
+use crate::protocol::status::ServerStatus;
 use crate::spool::Spool;
-use crate::status::ServerStatus;
 
 /// Held while the server runs; dropping it releases the lock.
 #[derive(Debug)]

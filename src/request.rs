@@ -248,7 +248,7 @@ mod layout_doc {
     //! server uses, so the specification cannot drift from the code.
 
     use super::*;
-    use crate::status::ServerStatus;
+    use crate::protocol::status::ServerStatus;
 
     const SPEC: &str = include_str!("../spool-layout.md");
 
@@ -289,7 +289,7 @@ mod layout_doc {
         let found = examples("status");
         assert_eq!(found.len(), 1);
         let s: ServerStatus = serde_json::from_str(found[0]).expect("status example parses");
-        assert_eq!(s.version, crate::status::STATUS_VERSION);
+        assert_eq!(s.version, crate::protocol::status::STATUS_VERSION);
         assert!(s.capacity.is_some(), "the example shows the capacity block");
     }
 

@@ -7,8 +7,8 @@ use crate::client;
 use crate::error::{Error, Result};
 use crate::id::RequestId;
 use crate::lock::server_pid;
+use crate::protocol::status::ServerStatus;
 use crate::spool::{Spool, State};
-use crate::status::ServerStatus;
 
 /// `spoolq status`: exit 0 if a server runs, 3 if none does (like
 /// `systemctl status`), so scripts can test it.

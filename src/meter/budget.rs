@@ -3,16 +3,13 @@
 
 use std::fmt;
 
-use serde::{Deserialize, Serialize};
-
 use super::{MeterConfig, Reading};
 
 /// The least headroom a derived memory budget keeps back.
 const MIN_HEADROOM: u64 = 256 << 20;
 
 /// Where a budget came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BudgetSource {
     /// Given on the command line.
     Flag,
@@ -33,7 +30,7 @@ impl fmt::Display for BudgetSource {
 }
 
 /// What running jobs may reserve in total.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Budgets {
     /// Memory, in bytes.
     pub mem: u64,

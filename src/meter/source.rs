@@ -10,7 +10,6 @@
 use std::fs;
 use std::path::{Component, Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
 use sysinfo::{CpuRefreshKind, System};
 
 /// Cgroup limits at or above this are "no limit": v1 reports an unlimited
@@ -18,7 +17,7 @@ use sysinfo::{CpuRefreshKind, System};
 const NO_LIMIT: u64 = 1 << 62;
 
 /// One look at the machine.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Reading {
     /// The 1-minute load average.
     pub load1: f64,

@@ -28,9 +28,9 @@ use crate::executor::{format_secs, KillReason, Outcome, Reattach};
 use crate::id::RequestId;
 use crate::meter::{Admission, Block, Demand, Held, Reserved, Verdict};
 use crate::metrics::{Completed, Metrics};
+use crate::protocol::status::Mode;
 use crate::request::Status;
 use crate::spool::{State, MAX_ID_AGE_AT_PUBLISH};
-use crate::status::Mode;
 
 mod effect;
 mod failure;

@@ -21,12 +21,12 @@ use crate::executor::{Executor, Outcome};
 use crate::id::{now_micros, RequestId};
 use crate::lock::ServerLock;
 use crate::meter::{Meter, MeterConfig, SystemLoad};
+use crate::protocol::status::{HeadWaiting, ServerStatus, STATUS_VERSION};
 use crate::request::{Captured, JobResult, Request, RESULT_VERSION};
 use crate::sandbox::policy::Policy;
 use crate::sandbox::Sandbox;
 use crate::spares::Spares;
 use crate::spool::{Spool, State, Submission};
-use crate::status::{HeadWaiting, ServerStatus, STATUS_VERSION};
 use crate::tasks::LocalTasks;
 use events::Event;
 use lifecycle::{AbortFiled, Arrival, Clock, Dispose, Effect, Fault, Found, Lifecycle, Terms};
@@ -138,7 +138,7 @@ impl<'a, E: Executor> Server<'a, E> {
         loop {
             self.wake();
             if self.life.done() {
-                if self.life.mode() == crate::status::Mode::Draining {
+                if self.life.mode() == crate::protocol::status::Mode::Draining {
                     // Drained: the next server starts normally.
                     let _ = self.spool.remove(&self.spool.drain_path());
                 }
@@ -407,7 +407,7 @@ impl<'a, E: Executor> Server<'a, E> {
             pending: self.life.pending_len(),
             running: running_ids.len(),
             max_jobs: self.meter.config().max_jobs,
-            capacity: Some(self.meter.status(&reserved, now)),
+            capacity: Some((&self.meter.status(&reserved, now)).into()),
             running_ids,
             head: self.life.head().map(|(id, why)| HeadWaiting {
                 id,
