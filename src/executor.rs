@@ -78,7 +78,10 @@ pub enum Reattach {
         started_at_us: Option<u64>,
     },
     /// It still runs where the executor put it, and will be reported
-    /// through [`Executor::collect`] like any other job.
+    /// through [`Executor::collect`] like any other job. The local executor
+    /// never answers this (its jobs die with their server); one whose jobs
+    /// run elsewhere does. The lifecycle's side is unit-tested.
+    #[cfg_attr(not(test), allow(dead_code))]
     Running {
         /// When it started, µs since the epoch.
         started_at_us: u64,
@@ -122,9 +125,6 @@ pub trait Executor {
 
     /// A finished job's result is written: drop its record.
     fn forget(&mut self, id: RequestId);
-
-    /// How many jobs are running (including ones being stopped).
-    fn running(&self) -> usize;
 
     /// What the executor can enforce on this host, as (mechanism,
     /// available, detail) lines for the log and `sandbox-check`.

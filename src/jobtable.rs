@@ -44,7 +44,7 @@ pub struct Record {
 
 impl Record {
     /// The slot's text: `ID PID STARTTIME STARTED_US`, space-padded.
-    pub fn to_slot(&self) -> [u8; SLOT] {
+    pub fn to_slot(self) -> [u8; SLOT] {
         let text = format!(
             "{} {} {} {}",
             self.id, self.pid, self.start_time, self.started_at_us

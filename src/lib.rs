@@ -17,21 +17,26 @@
 
 #![warn(missing_docs)]
 
-pub mod capture;
+// The API other programs may use: the spool and its documents (`spool`,
+// `request`, `protocol`, `metrics`, `id`, `error`), the client, the CLI for
+// the binary, and `sandbox` for the integration tests' cgroup clean-up.
+// Everything else is the server's own.
+
+pub(crate) mod capture;
 pub mod cli;
 pub mod client;
 pub mod error;
-pub mod executor;
+pub(crate) mod executor;
 pub mod id;
-pub mod jobtable;
-pub mod lock;
-pub mod meter;
+pub(crate) mod jobtable;
+pub(crate) mod lock;
+pub(crate) mod meter;
 pub mod metrics;
 pub mod protocol;
 pub mod request;
 pub mod sandbox;
-pub mod server;
-pub mod spares;
-pub mod spawn;
+pub(crate) mod server;
+pub(crate) mod spares;
+pub(crate) mod spawn;
 pub mod spool;
-pub mod tasks;
+pub(crate) mod tasks;

@@ -48,11 +48,11 @@ mod units;
 
 pub use admission::{Admission, Demand, Verdict};
 pub use block::Block;
-pub use budget::{derived_cpu_budget, derived_mem_budget, BudgetSource, Budgets};
+pub use budget::{BudgetSource, Budgets};
 pub use reserved::{unseen_share, Held, Reserved};
-pub use source::{cgroup_limits, CgroupLimits, LoadSource, Reading, SystemLoad};
+pub use source::{LoadSource, Reading, SystemLoad};
 pub use status::MeterStatus;
-pub use units::{format_cpus, format_size, parse_cpus, parse_size, parse_start_rate, ParseError};
+pub use units::{format_cpus, format_size, parse_cpus, parse_size, parse_start_rate};
 
 /// Slack for sums of fractional CPUs (ten times 0.1 must fit in 1).
 const CPU_EPSILON: f64 = 1e-6;
@@ -179,6 +179,7 @@ impl<S: LoadSource> Meter<S> {
     }
 
     /// The last reading and when it was taken.
+    #[cfg(test)]
     pub fn reading(&self) -> (&Reading, Instant) {
         (&self.reading, self.sampled_at)
     }

@@ -27,11 +27,6 @@ pub struct Reserved {
 }
 
 impl Reserved {
-    /// No running jobs.
-    pub fn new() -> Reserved {
-        Reserved::default()
-    }
-
     /// Count one more running job.
     pub fn add(&mut self, mem: u64, cpus: f64, started: Instant) {
         self.jobs.push(Held { mem, cpus, started });
@@ -112,7 +107,7 @@ mod tests {
     #[test]
     fn totals_add_up_and_an_empty_set_is_plain_zero() {
         let t = Instant::now();
-        let none = Reserved::new();
+        let none = Reserved::default();
         assert_eq!(none.cpus().to_string(), "0");
         assert_eq!((none.jobs(), none.mem(), none.latest_start()), (0, 0, None));
         let two: Reserved = [(u64::MAX, 0.5, t), (1, 0.25, t + ms(5))]

@@ -111,7 +111,7 @@ fn plan(
 #[test]
 fn memory_reservations_fit_up_to_the_budget_and_no_further() {
     let (m, _, t0) = meter(config());
-    let mut running = Reserved::new();
+    let mut running = Reserved::default();
     running.add(GIB * 28 / 10, 0.0, t0);
     let left = 4 * GIB - GIB * 28 / 10;
     assert_eq!(m.decide(left, 0.0, &running, t0), Verdict::Start);
@@ -129,7 +129,7 @@ fn cpu_reservations_add_up_in_fractions() {
         max_jobs: 100,
         ..config()
     });
-    let mut running = Reserved::new();
+    let mut running = Reserved::default();
     for _ in 0..19 {
         running.add(0, 0.1, t0);
     }
@@ -148,7 +148,7 @@ fn undeclared_requests_each_reserve_the_declared_default() {
     let (mem, cpus) = m.reservation(None, None);
     assert_eq!((mem, cpus), (0, 1.0));
     assert_eq!(m.reservation(Some(GIB), Some(0.5)), (GIB, 0.5));
-    let mut running = Reserved::new();
+    let mut running = Reserved::default();
     let (started, _, why) = plan(&m, &[(mem, cpus); 3], &mut running, t0);
     assert_eq!(started, vec![0, 1], "--cpu-budget 2 runs two at once");
     assert!(why.unwrap().starts_with("cpus:"));
@@ -160,7 +160,7 @@ fn max_jobs_bounds_even_jobs_that_reserve_nothing() {
         max_jobs: 2,
         ..config()
     });
-    let mut running = Reserved::new();
+    let mut running = Reserved::default();
     let (started, _, why) = plan(&m, &[(0, 0.0); 3], &mut running, t0);
     assert_eq!(started, vec![0, 1]);
     assert_eq!(why.unwrap(), "all 2 job slots are in use");
@@ -169,7 +169,7 @@ fn max_jobs_bounds_even_jobs_that_reserve_nothing() {
 #[test]
 fn a_head_that_does_not_fit_blocks_everything_behind_it() {
     let (m, _, t0) = meter(config());
-    let mut running = Reserved::new();
+    let mut running = Reserved::default();
     running.add(2 * GIB, 0.0, t0);
     // 1 GiB fits, 3 GiB then does not, 100 MiB would but must not pass it.
     let heads = [(GIB, 0.0), (3 * GIB, 0.0), (100 * MIB, 0.0)];
@@ -188,7 +188,7 @@ fn impossible_requests_are_rejected_at_once_and_the_queue_moves_on() {
         max_jobs: 1,
         ..config()
     });
-    let mut running = Reserved::new();
+    let mut running = Reserved::default();
     let heads = [(5 * GIB, 1.0), (0, 3.0), (0, f64::NAN), (GIB, 1.0)];
     let (started, rejected, _) = plan(&m, &heads, &mut running, t0);
     assert_eq!(rejected, vec![0, 1, 2]);
@@ -216,7 +216,7 @@ fn load_at_or_above_the_threshold_blocks() {
         ..config()
     };
     let (mut m, fake, t0) = meter(cfg);
-    let none = Reserved::new();
+    let none = Reserved::default();
     assert_eq!(m.decide(0, 1.0, &none, t0), Verdict::Start);
     fake.set(|r| r.load1 = 3.4);
     let t1 = t0 + ms(1000);
@@ -245,7 +245,7 @@ fn starts_since_the_sample_count_toward_the_load() {
     m.resample(t0 + ms(1000));
     let now = t0 + ms(1000);
     // A burst in one round: 0.5 measured + 1 + 0.5 reaches 2.0 after two.
-    let mut running = Reserved::new();
+    let mut running = Reserved::default();
     let (started, _, why) = plan(&m, &[(0, 1.0), (0, 0.5), (0, 1.0)], &mut running, now);
     assert_eq!(started, vec![0, 1]);
     assert_eq!(
@@ -267,7 +267,7 @@ fn a_started_job_fades_from_the_compensation_as_the_average_catches_up() {
         ..config()
     };
     let (mut m, fake, t0) = meter(cfg);
-    let mut running = Reserved::new();
+    let mut running = Reserved::default();
     running.add(0, 1.0, t0);
     // 65 s later the average has seen 1 − e^(−1) of the job.
     let later = t0 + Duration::from_secs(65);
@@ -277,7 +277,7 @@ fn a_started_job_fades_from_the_compensation_as_the_average_catches_up() {
     assert!((recent - (-1.0f64).exp()).abs() < 1e-9, "{recent}");
     assert_eq!(m.decide(0, 1.0, &running, later), Verdict::Start);
     // Once the job ends it no longer counts at all.
-    let none = Reserved::new();
+    let none = Reserved::default();
     assert_eq!(m.status(&none, later).load_recent, 0.0);
 }
 
@@ -290,7 +290,7 @@ fn free_memory_below_the_minimum_blocks_counting_fresh_reservations() {
     let (mut m, fake, t0) = meter(cfg);
     fake.set(|r| r.mem_available = GIB * 12 / 10);
     m.resample(t0 + ms(1000));
-    let none = Reserved::new();
+    let none = Reserved::default();
     let now = t0 + ms(1000);
     assert_eq!(
         wait_reason(m.decide(0, 1.0, &none, now)),
@@ -299,7 +299,7 @@ fn free_memory_below_the_minimum_blocks_counting_fresh_reservations() {
     fake.set(|r| r.mem_available = 3 * GIB);
     m.resample(now + ms(1000));
     let now = now + ms(1000);
-    let mut running = Reserved::new();
+    let mut running = Reserved::default();
     running.add(2 * GIB, 0.0, now);
     assert_eq!(
         wait_reason(m.decide(0, 0.0, &running, now)),
@@ -318,13 +318,13 @@ fn the_start_rate_spaces_out_starts() {
     };
     let (mut m, _, t0) = meter(cfg);
     // In one round, the second start waits for the gap.
-    let mut running = Reserved::new();
+    let mut running = Reserved::default();
     let (started, _, why) = plan(&m, &[(0, 0.5); 2], &mut running, t0);
     assert_eq!(started, vec![0]);
     assert_eq!(why.unwrap(), "start rate: at most one start every 0.50 s");
     m.note_started(t0);
     // The job ended at once; the gap still holds.
-    let none = Reserved::new();
+    let none = Reserved::default();
     assert!(matches!(
         m.decide(0, 0.5, &none, t0 + ms(499)),
         Verdict::Wait(_)
@@ -356,9 +356,9 @@ fn wakeups_only_when_time_alone_can_free_the_head() {
         ..config()
     };
     let (mut m, fake, t0) = meter(cfg);
-    let none = Reserved::new();
+    let none = Reserved::default();
     assert_eq!(next_wakeup(&m, 0, 1.0, &none, t0), None, "it can start");
-    let mut one = Reserved::new();
+    let mut one = Reserved::default();
     one.add(0, 0.0, t0);
     assert_eq!(
         next_wakeup(&m, 0, 1.0, &one, t0),
@@ -385,7 +385,7 @@ fn undeclared_requests_share_the_cpu_budget_by_max_jobs() {
     assert_eq!(m.budgets().cpus, 2.0);
     let (mem, cpus) = m.reservation(None, None);
     assert_eq!((mem, cpus), (0, 0.25));
-    let mut running = Reserved::new();
+    let mut running = Reserved::default();
     let (started, _, why) = plan(&m, &[(mem, cpus); 9], &mut running, t0);
     assert_eq!(started.len(), 8);
     assert!(why.unwrap().starts_with("all 8 job slots"));
@@ -464,7 +464,7 @@ fn status_shows_budgets_reservations_and_the_sample() {
         ..config()
     };
     let (m, _, t0) = meter(cfg);
-    let mut running = Reserved::new();
+    let mut running = Reserved::default();
     running.add(GIB, 0.5, t0);
     running.add(GIB / 2, 1.0, t0);
     let status = m.status(&running, t0 + ms(300));

@@ -255,7 +255,6 @@ impl<'a, E: Executor> Server<'a, E> {
                 queue_timeout_us: r.queue_timeout_us,
             });
             Some(Found {
-                owner,
                 ctime_us,
                 has_result: self.spool.has_result_of(id, owner),
                 read,

@@ -402,10 +402,6 @@ impl Executor for LocalTasks {
         self.table.remove(id);
     }
 
-    fn running(&self) -> usize {
-        self.jobs.len()
-    }
-
     fn describe(&self) -> Vec<(String, bool, String)> {
         self.sandbox.describe()
     }

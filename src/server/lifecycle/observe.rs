@@ -38,8 +38,6 @@ pub struct Arrival {
 /// What the server read of an arrived request file.
 #[derive(Debug)]
 pub struct Found {
-    /// The file's owner: who submitted it.
-    pub owner: u32,
     /// When it was published (its ctime), µs since the epoch.
     pub ctime_us: u64,
     /// Whether `4-complete/` holds a result of this id owned by `owner`.

@@ -56,7 +56,6 @@ pub(super) fn arrival(n: u64, terms: Terms) -> Arrival {
         name: id(n).as_str().into(),
         id: Some(id(n)),
         found: Some(Found {
-            owner: ALICE,
             ctime_us: id(n).micros(),
             has_result: false,
             read: Ok(terms),
