@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# The workloads of benches/bench.rs, run the same way against spoolq and its
-# peers: pueue (crates.io), nq and task-spooler (Debian packages). Every tool
-# is driven from bash through its own client, as a user would drive it, so
-# the figures compare like with like. bench.rs measures spoolq alone in more
-# depth.
+# The workloads of the `bench` bench (benches/bench/), run the same way
+# against spoolq and its peers: pueue (crates.io), nq and task-spooler
+# (Debian packages). Every tool is driven from bash through its own client,
+# as a user would drive it, so the figures compare like with like. The
+# `bench` bench measures spoolq alone in more depth.
 #
 # Usage: bash benches/peers.sh [--quick] [--no-install] [--only spoolq,pueue,nq,tsp]
 #   SPOOLQ_BIN  the spoolq binary (default: release/spoolq under
