@@ -14,6 +14,16 @@ use crate::error::{Error, IoContext, Result};
 use crate::protocol::status::ServerStatus;
 use crate::spool::Spool;
 
+/// How long a `status` probe's shared lock is waited for.
+const PROBE_PATIENCE: Duration = Duration::from_millis(200);
+
+/// How long the lock of a server that is gone is waited for. A job's child
+/// between `clone` and `exec` holds a copy of the server's descriptor (the
+/// lock is the open file's, not the process's), and its cgroup enrolment can
+/// block it for tens of milliseconds: a supervisor that restarts a killed
+/// server at once would otherwise be refused.
+const DEAD_SERVER_PATIENCE: Duration = Duration::from_secs(5);
+
 /// Held while the server runs; dropping it releases the lock.
 #[derive(Debug)]
 pub struct ServerLock {
@@ -36,8 +46,9 @@ impl ServerLock {
             .at("opening lock file", &path)?;
         // A `status` probe holds a shared lock for an instant: if a shared
         // lock can be had, no server holds the exclusive one, so retry
-        // briefly. A real server fails at once.
-        let deadline = Instant::now() + Duration::from_millis(200);
+        // briefly. A live server fails us at once; a dead one's lock can
+        // outlive it for a moment (below), so that is waited for.
+        let start = Instant::now();
         loop {
             if FileExt::try_lock_exclusive(&file).is_ok() {
                 break;
@@ -46,10 +57,18 @@ impl ServerLock {
             if only_probes {
                 let _ = FileExt::unlock(&file);
             }
-            if !only_probes || Instant::now() >= deadline {
+            let pid = read_pid(&mut file);
+            let patience = if only_probes {
+                PROBE_PATIENCE
+            } else if !alive(pid) {
+                DEAD_SERVER_PATIENCE
+            } else {
+                Duration::ZERO
+            };
+            if start.elapsed() >= patience {
                 return Err(Error::Locked {
                     spool: spool.root().to_path_buf(),
-                    pid: read_pid(&mut file),
+                    pid,
                 });
             }
             std::thread::sleep(Duration::from_millis(2));
@@ -87,6 +106,19 @@ fn published_pid(spool: &Spool) -> Option<u32> {
     let pid = serde_json::from_slice::<ServerStatus>(&bytes).ok()?.pid;
     let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
     (comm.trim() == "spoolq").then_some(pid)
+}
+
+/// Whether `pid` names a live process (a zombie is not: a killed server
+/// whose parent has not reaped it holds nothing but its pid).
+fn alive(pid: u32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    // The state follows the command name, which may hold spaces and ')'.
+    let state = stat
+        .rfind(')')
+        .and_then(|i| stat[i + 1..].split_whitespace().next());
+    pid != 0 && state.is_some_and(|s| s != "Z" && s != "X")
 }
 
 fn read_pid(file: &mut File) -> u32 {

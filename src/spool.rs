@@ -89,6 +89,15 @@ pub struct Submission {
     pub owner: (u32, u32),
 }
 
+/// What [`Spool::entry`] tells of a directory entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Entry {
+    /// Its owner's uid.
+    pub owner: u32,
+    /// Whether it is a regular file (not a link, directory, FIFO, …).
+    pub regular: bool,
+}
+
 /// A handle on a spool directory. Cheap; does no I/O until asked.
 #[derive(Debug, Clone)]
 pub struct Spool {
@@ -363,7 +372,12 @@ impl Spool {
             .mode(mode)
             .open(path)
             .at(action, path)?;
-        self.fill(f, path, bytes, action, owner)
+        let filled = self.fill(f, path, bytes, action, owner);
+        if filled.is_err() {
+            // A full disk must not leave a half-written file behind.
+            let _ = fs::remove_file(path);
+        }
+        filled
     }
 
     /// Give a new file to `owner`, write `bytes` into it and flush it.
@@ -459,7 +473,23 @@ impl Spool {
             }
         };
         let dest = self.path(State::Complete, result.id);
-        fs::rename(&tmp, &dest).at("publishing result", dest)
+        if fs::rename(&tmp, &dest).is_err() {
+            // Something that is not a file was planted under the result's
+            // name (a directory cannot be renamed over): move it aside once.
+            let name = OsStr::new(result.id.as_str());
+            if self
+                .entry(State::Complete, name)
+                .is_some_and(|e| !e.regular)
+            {
+                self.set_aside(State::Complete, name)?;
+            }
+            let renamed = fs::rename(&tmp, &dest);
+            if renamed.is_err() {
+                let _ = fs::remove_file(&tmp);
+            }
+            renamed.at("publishing result", dest)?;
+        }
+        Ok(())
     }
 
     /// Move a request from one state directory to another: one rename that
@@ -481,12 +511,16 @@ impl Spool {
         }
     }
 
-    /// Who owns the entry `name` of a state directory (for a request: who
-    /// submitted it; for an abort marker: who filed it), without following
-    /// a link. `None` if it is not there.
-    pub fn owner(&self, state: State, name: &OsStr) -> Option<u32> {
+    /// The entry `name` of a state directory, without following a link:
+    /// who owns it (for a request: who submitted it; for an abort marker:
+    /// who filed it) and whether it is a regular file. `None` if it is not
+    /// there.
+    pub fn entry(&self, state: State, name: &OsStr) -> Option<Entry> {
         let meta = fs::symlink_metadata(self.state_dir(state).join(name)).ok()?;
-        Some(meta.uid())
+        Some(Entry {
+            owner: meta.uid(),
+            regular: meta.file_type().is_file(),
+        })
     }
 
     /// The owner of request file `id` in `state` and when it was put there
@@ -506,7 +540,7 @@ impl Spool {
     pub fn has_result_of(&self, id: RequestId, owner: u32) -> bool {
         self.path(State::Complete, id)
             .symlink_metadata()
-            .is_ok_and(|m| trusted_owner(m.uid()) || m.uid() == owner)
+            .is_ok_and(|m| m.file_type().is_file() && (trusted_owner(m.uid()) || m.uid() == owner))
     }
 
     /// Remove a file, treating "already gone" as success.
@@ -519,9 +553,8 @@ impl Spool {
 
     /// At server start: remove the server's own leftover temporary files
     /// (`run/*.tmp`, `run/*.result`, `run/*.spare`, only ever written while
-    /// holding the lock) and client files in `tmp/` older than `stale`
-    /// (abandoned writes).
-    pub fn clean_leftovers(&self, stale: std::time::Duration) -> Result<()> {
+    /// holding the lock), and abandoned client files in `tmp/`.
+    pub fn clean_leftovers(&self) -> Result<()> {
         let run = self.run_dir();
         for entry in fs::read_dir(&run).at("listing", &run)? {
             let path = entry.at("listing", &run)?.path();
@@ -530,6 +563,14 @@ impl Spool {
                 let _ = fs::remove_file(&path);
             }
         }
+        self.clean_stale_tmp()
+    }
+
+    /// Remove client files in `tmp/` older than [`STALE_TMP_AGE`]: writes
+    /// of clients that were killed before they published. A running server
+    /// does this now and then too.
+    pub fn clean_stale_tmp(&self) -> Result<()> {
+        let stale = STALE_TMP_AGE;
         let dir = self.tmp_dir();
         let now = std::time::SystemTime::now();
         for entry in fs::read_dir(&dir).at("listing", &dir)? {
@@ -783,6 +824,9 @@ impl Spool {
 
 #[cfg(test)]
 mod tests;
+
+/// Client files in `tmp/` older than this are abandoned writes.
+pub const STALE_TMP_AGE: std::time::Duration = std::time::Duration::from_secs(3600);
 
 /// The extension of the server's spare inodes in `run/` (see
 /// [`crate::spares`]).

@@ -202,11 +202,17 @@ impl Lifecycle {
     }
 
     /// Stopping or draining, with nothing left to run or write: the server
-    /// may exit.
+    /// may exit. A stop does not wait past its grace for results that
+    /// cannot be written (a full disk): their `3-running/` entries stay for
+    /// the next start's recovery.
     pub fn done(&self) -> bool {
-        (self.stopping.is_some() || self.draining)
-            && self.running.is_empty()
-            && self.unwritten.is_empty()
+        let written = self.unwritten.is_empty() || (self.stopping.is_some() && self.stop_forced);
+        (self.stopping.is_some() || self.draining) && self.running.is_empty() && written
+    }
+
+    /// Requests whose results could not be written yet.
+    pub fn unwritten(&self) -> impl Iterator<Item = RequestId> + '_ {
+        self.unwritten.keys().copied()
     }
 
     /// The soonest instant at which [`tick`](Self::tick) or
@@ -318,6 +324,14 @@ impl Lifecycle {
             });
             return out;
         };
+        if a.filer.is_some() && !a.regular {
+            out.push(Effect::SetAside {
+                state: State::Aborting,
+                name: a.name,
+                why: "abort marker is not a regular file",
+            });
+            return out;
+        }
         let may = a.filer.is_some_and(|who| {
             who == 0 || who == self.server_uid || a.target_owner.is_none_or(|o| o == who)
         });

@@ -47,6 +47,11 @@ pub struct ServeConfig {
     pub shutdown_grace: Duration,
 }
 
+/// How often a running server removes clients' abandoned files in `tmp/`
+/// (start-up does it too): a look at one directory, on a wake that happens
+/// anyway (the rescan), so an idle server costs nothing more.
+const TMP_SWEEP_EVERY: Duration = Duration::from_secs(600);
+
 /// Least time between two writes of `status.json` / `metrics.prom`.
 const PUBLISH_EVERY: Duration = Duration::from_millis(100);
 
@@ -103,6 +108,8 @@ struct Server<'a, E: Executor> {
     exec: E,
     started_at_us: u64,
     next_rescan: Instant,
+    /// When to look for clients' abandoned files in `tmp/` again.
+    next_tmp_sweep: Instant,
     last_publish: Option<Instant>,
     dirty: Dirty,
     /// Requests claimed in this round, waiting for their `Start`.
@@ -122,6 +129,7 @@ impl<'a, E: Executor> Server<'a, E> {
             exec,
             started_at_us: now_micros(),
             next_rescan: Instant::now() + config.poll_interval,
+            next_tmp_sweep: Instant::now() + TMP_SWEEP_EVERY,
             last_publish: None,
             claimed: HashMap::new(),
             spares: Spares::new(&spool.run_dir()),
@@ -138,6 +146,9 @@ impl<'a, E: Executor> Server<'a, E> {
         loop {
             self.wake();
             if self.life.done() {
+                for id in self.life.unwritten() {
+                    warn!(%id, "stopping with its result unwritten: the next start records it");
+                }
                 if self.life.mode() == crate::protocol::status::Mode::Draining {
                     // Drained: the next server starts normally.
                     let _ = self.spool.remove(&self.spool.drain_path());
@@ -202,6 +213,12 @@ impl<'a, E: Executor> Server<'a, E> {
             self.next_rescan = now + self.config.poll_interval;
             self.dirty.requested = true;
             self.dirty.aborting = true;
+        }
+        if now >= self.next_tmp_sweep {
+            self.next_tmp_sweep = now + TMP_SWEEP_EVERY;
+            if let Err(e) = self.spool.clean_stale_tmp() {
+                warn!(error = %e, "cannot clean up tmp/");
+            }
         }
         self.exec.enforce(now);
         let ended = self.exec.collect();
@@ -277,17 +294,21 @@ impl<'a, E: Executor> Server<'a, E> {
         for name in names {
             let id = parse_name(&name);
             let located = id.and_then(|id| Some((id, self.spool.locate(id)?)));
-            let target_owner =
-                located.and_then(|(id, state)| self.spool.owner(state, OsStr::new(id.as_str())));
+            let target = |state| self.spool.entry(state, &name);
+            let target_owner = located
+                .and_then(|(_, state)| target(state))
+                .map(|e| e.owner);
             let unseen = located.filter(|(id, state)| {
                 matches!(state, State::Requested | State::Pending) && !self.life.knows(*id)
             });
+            let marker = self.spool.entry(State::Aborting, &name);
             let filed = AbortFiled {
                 id,
-                filer: self.spool.owner(State::Aborting, &name),
+                filer: marker.map(|e| e.owner),
+                regular: marker.is_some_and(|e| e.regular),
                 target_owner,
                 arrival: unseen.map(|(_, state)| self.arrival(state, &name)),
-                complete: id.is_some_and(|id| self.spool.path(State::Complete, id).exists()),
+                complete: target(State::Complete).is_some_and(|e| e.regular),
                 name,
             };
             let effects = self.life.abort_filed(filed, &self.meter, clock());

@@ -4,8 +4,6 @@
 //! result: never re-run, at most once), requests in `2-pending/` and
 //! `1-requested/` keep their FIFO order, and results stay until collected.
 
-use std::time::Duration;
-
 use tracing::info;
 
 use super::lifecycle::Leftover;
@@ -15,16 +13,13 @@ use crate::executor::{Executor, Reattach};
 use crate::meter::Admission;
 use crate::spool::State;
 
-/// Temporary files of clients older than this are abandoned writes.
-pub const STALE_TMP_AGE: Duration = Duration::from_secs(3600);
-
 impl<E: Executor> Server<'_, E> {
     /// Bring the spool to a consistent state before serving.
     pub(super) fn recover(&mut self) -> Result<()> {
         // A drain ends with the server it drained: starting again means
         // serving normally.
         self.spool.remove(&self.spool.drain_path())?;
-        self.spool.clean_leftovers(STALE_TMP_AGE)?;
+        self.spool.clean_leftovers()?;
         let leftovers = self.leftovers()?;
         let effects = self.life.recover(leftovers, clock());
         self.carry_out(effects);
@@ -49,14 +44,15 @@ impl<E: Executor> Server<'_, E> {
                     started_at_us: None,
                 },
             };
-            let running = matches!(job, Reattach::Running { .. });
-            let terms = id
-                .filter(|_| running)
-                .and_then(|id| self.spool.read_request(State::Running, id).ok())
-                .map_or((None, None), |r| (r.mem, r.cpus));
+            // Its submitter, to believe its result (the server gives
+            // results to their submitter), and its terms, for a job that
+            // still runs.
+            let request = id.and_then(|id| self.spool.read_request(State::Running, id).ok());
+            let (submitter, mem, cpus) =
+                request.map_or((0, None, None), |r| (r.uid, r.mem, r.cpus));
             out.push(Leftover {
-                has_result: id.is_some_and(|id| self.spool.path(State::Complete, id).exists()),
-                demand: Admission::reservation(&self.meter, terms.0, terms.1),
+                has_result: id.is_some_and(|id| self.spool.has_result_of(id, submitter)),
+                demand: Admission::reservation(&self.meter, mem, cpus),
                 name,
                 id,
                 job,

@@ -66,13 +66,15 @@ pub struct AbortFiled {
     pub id: Option<RequestId>,
     /// Who filed it (the marker's owner); `None` if it vanished.
     pub filer: Option<u32>,
+    /// Whether the marker is a regular file, as clients make them.
+    pub regular: bool,
     /// Owner of the request's file, in whichever state it is, if it exists.
     pub target_owner: Option<u32>,
     /// The request, when it sits in `1-requested/` or `2-pending/` and the
     /// lifecycle does not know it (published and aborted within one pass,
     /// or an abort whose removal of the pending file failed before).
     pub arrival: Option<Arrival>,
-    /// Whether `4-complete/` holds its result.
+    /// Whether `4-complete/` holds a regular file under its id.
     pub complete: bool,
 }
 

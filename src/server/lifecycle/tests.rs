@@ -72,6 +72,7 @@ pub(super) fn abort(n: u64, filer: u32, owner: Option<u32>) -> AbortFiled {
         name: id(n).as_str().into(),
         id: Some(id(n)),
         filer: Some(filer),
+        regular: true,
         target_owner: owner,
         arrival: None,
         complete: false,
@@ -365,6 +366,16 @@ fn only_the_owner_root_or_the_server_may_abort() {
 }
 
 #[test]
+fn an_abort_marker_that_is_not_a_file_is_set_aside_and_aborts_nothing() {
+    let mut l = life();
+    arrive(&mut l, 1);
+    let mut a = abort(1, ALICE, Some(ALICE));
+    a.regular = false;
+    assert!(set_aside(&l.abort_filed(a, &Slots(1), at(0))));
+    assert_eq!(l.pending_len(), 1);
+}
+
+#[test]
 fn an_abort_after_completion_removes_the_result() {
     let mut l = life();
     let mut a = abort(1, BOB, None);
@@ -473,6 +484,46 @@ fn an_unwritten_result_is_retried_and_holds_the_exit() {
     assert!(l.tick(at(500)).is_empty());
     let fx = l.tick(at(1001));
     assert!(matches!(&fx[0], Effect::Write { .. }));
+    assert!(l.done());
+    assert_eq!(
+        l.metrics().total_completed.get("succeeded"),
+        Some(&1),
+        "counted once"
+    );
+}
+
+#[test]
+fn a_stop_does_not_wait_past_its_grace_for_results_that_cannot_be_written() {
+    let mut l = life();
+    arrive(&mut l, 1);
+    l.plan(&Slots(1), at(0));
+    let fx = l.exited(vec![(id(1), ran(0))], at(1));
+    l.failed(fx[0].clone(), Fault::Io("full".into()), at(1));
+    l.stop(at(2));
+    assert!(!l.done(), "the grace is for writing it");
+    let retry = l.tick(at(1500));
+    l.failed(retry[0].clone(), Fault::Io("full".into()), at(1500));
+    let retry = l.tick(at(30_002));
+    let write = retry.iter().find(|e| matches!(e, Effect::Write { .. }));
+    l.failed(
+        write.expect("retried").clone(),
+        Fault::Io("full".into()),
+        at(30_002),
+    );
+    assert!(l.done(), "the grace is over");
+    assert_eq!(l.unwritten().collect::<Vec<_>>(), vec![id(1)]);
+}
+
+#[test]
+fn unwritten_results_hold_a_drain() {
+    let mut l = life();
+    arrive(&mut l, 1);
+    l.plan(&Slots(1), at(0));
+    let fx = l.exited(vec![(id(1), ran(0))], at(1));
+    l.failed(fx[0].clone(), Fault::Io("full".into()), at(1));
+    l.drain(true);
+    assert!(!l.done());
+    l.tick(at(5000));
     assert!(l.done());
     assert_eq!(
         l.metrics().total_completed.get("succeeded"),
