@@ -15,10 +15,41 @@ use crate::request::{JobResult, Request, REQUEST_VERSION};
 use crate::sandbox::policy::SandboxRequest;
 use crate::spool::{Spool, State};
 
-/// Environment variables a job gets from its submitter unless told
-/// otherwise (plus every `LC_*`).
+/// Environment variables a job gets from its submitter with `--clean-env`
+/// (plus every `LC_*`).
 pub const ENV_ALLOWLIST: [&str; 9] = [
     "PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LANGUAGE", "TZ", "TERM",
+];
+
+/// Variables of the submitter's environment a job does not get by default:
+/// they describe the submitting shell, login session or terminal, which the
+/// job (run later, detached, stdin `/dev/null`) is not part of. `PWD` is set
+/// to the job's working directory instead. README "Environment" says why
+/// each is here.
+pub const ENV_SESSION_ONLY: [&str; 18] = [
+    // The submitting shell's bookkeeping.
+    "_",
+    "SHLVL",
+    "OLDPWD",
+    "PWD",
+    // Set by the server for each job; a stale one would name another job.
+    "SPOOLQ_JOB_ID",
+    // The login session (logind): the job is not part of it.
+    "XDG_SESSION_ID",
+    "XDG_SESSION_TYPE",
+    "XDG_SESSION_CLASS",
+    "XDG_SEAT",
+    "XDG_VTNR",
+    // A display and the terminal the job is not attached to (as at(1)
+    // drops DISPLAY).
+    "DISPLAY",
+    "WAYLAND_DISPLAY",
+    "WINDOWID",
+    "TERM_SESSION_ID",
+    "TMUX",
+    "TMUX_PANE",
+    "STY",
+    "SSH_TTY",
 ];
 
 /// What to run.
@@ -43,13 +74,43 @@ pub struct JobSpec {
 }
 
 impl JobSpec {
-    /// The environment a job gets by default: the allowlisted variables of
-    /// this process's environment.
-    pub fn default_env() -> BTreeMap<String, String> {
-        std::env::vars()
-            .filter(|(k, _)| ENV_ALLOWLIST.contains(&k.as_str()) || k.starts_with("LC_"))
-            .collect()
+    /// The environment a job in `cwd` gets by default: this process's whole
+    /// environment but [`ENV_SESSION_ONLY`], with `PWD` set to `cwd`; with
+    /// `clean`, only [`ENV_ALLOWLIST`] and `LC_*`. Variables whose name or
+    /// value is not UTF-8 cannot travel in the request and are left out.
+    pub fn default_env(clean: bool, cwd: &std::path::Path) -> BTreeMap<String, String> {
+        let vars = std::env::vars_os()
+            .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)));
+        if clean {
+            return vars
+                .filter(|(k, _)| ENV_ALLOWLIST.contains(&k.as_str()) || k.starts_with("LC_"))
+                .collect();
+        }
+        let mut env: BTreeMap<String, String> = vars
+            .filter(|(k, _)| !ENV_SESSION_ONLY.contains(&k.as_str()))
+            .collect();
+        if let Some(pwd) = cwd.to_str() {
+            env.insert("PWD".into(), pwd.into());
+        }
+        env
     }
+}
+
+/// This process's umask: from `/proc/self/status` (Linux 4.7+), else by
+/// setting it and putting it back, which another thread could observe.
+fn current_umask() -> u32 {
+    use rustix::fs::Mode;
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let proc = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Umask:"))
+        .and_then(|v| u32::from_str_radix(v.trim(), 8).ok());
+    if let Some(mask) = proc {
+        return mask & 0o777;
+    }
+    let mask = rustix::process::umask(Mode::from_raw_mode(0o022));
+    rustix::process::umask(mask);
+    mask.as_raw_mode() & 0o777
 }
 
 /// Enqueue `spec`: durable once this returns.
@@ -57,6 +118,7 @@ pub fn submit(spool: &Spool, spec: &JobSpec) -> Result<Request> {
     spool.create_layout()?;
     let uid = rustix::process::getuid().as_raw();
     let gid = rustix::process::getgid().as_raw();
+    let umask = current_umask();
     spool.publish_request(|id| Request {
         version: REQUEST_VERSION,
         id,
@@ -66,6 +128,7 @@ pub fn submit(spool: &Spool, spec: &JobSpec) -> Result<Request> {
         submitted_at_us: now_micros(),
         uid,
         gid,
+        umask: Some(umask),
         mem: spec.mem,
         cpus: spec.cpus,
         queue_timeout_us: spec.queue_timeout.map(|d| d.as_micros() as u64),

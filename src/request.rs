@@ -43,6 +43,10 @@ pub struct Request {
     pub uid: u32,
     /// The submitter's gid as the client saw it.
     pub gid: u32,
+    /// The submitter's umask at submit time (e.g. 18 for `022`); the job
+    /// runs with it. Absent: the server's own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub umask: Option<u32>,
     /// Memory to reserve for the job, in bytes (server default if absent).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mem: Option<u64>,
@@ -96,6 +100,9 @@ impl Request {
             if !(c.is_finite() && c >= 0.0) {
                 return Err(format!("cpus must be a number ≥ 0, not {c}"));
             }
+        }
+        if let Some(m) = self.umask.filter(|m| *m > 0o777) {
+            return Err(format!("umask {m:o} (octal) is more than 777"));
         }
         if self.mem == Some(0) {
             return Err("mem must be more than 0 bytes".into());

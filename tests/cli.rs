@@ -6,6 +6,7 @@ mod capacity;
 mod reliability;
 mod sandbox;
 mod util;
+mod world;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -601,7 +602,7 @@ fn run_replays_stdout_and_stderr_byte_exact() {
 }
 
 #[test]
-fn a_job_gets_only_the_allowlisted_environment_and_its_cwd() {
+fn with_clean_env_a_job_gets_only_the_allowlisted_environment_and_its_cwd() {
     let env = Env::new();
     let _server = env.serve(&["--max-jobs", "1"]);
     let sub = env.path("sub");
@@ -609,7 +610,7 @@ fn a_job_gets_only_the_allowlisted_environment_and_its_cwd() {
     let o = env
         .cmd()
         .env("SPOOLQ_TEST_SECRET", "leak")
-        .args(["run", "--env", "GREETING=hi there", "--cwd"])
+        .args(["run", "--clean-env", "--env", "GREETING=hi there", "--cwd"])
         .arg(&sub)
         .args([
             "--",

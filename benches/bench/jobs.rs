@@ -19,7 +19,7 @@ pub(crate) fn spec(argv: &[&str]) -> JobSpec {
     JobSpec {
         argv: argv.iter().map(|s| s.to_string()).collect(),
         cwd: PathBuf::from("/"),
-        env: JobSpec::default_env(),
+        env: JobSpec::default_env(false, Path::new("/")),
         mem: None,
         cpus: None,
         queue_timeout: None,
@@ -40,7 +40,7 @@ pub(crate) fn submit_trues(spool: &Spool, n: usize) -> Res<()> {
 /// Write `n` result documents (spool-layout.md §7.2) into `4-complete/`,
 /// as a server would leave them for clients that never collect.
 pub(crate) fn write_results(spool: &Spool, n: usize) -> Res<()> {
-    let env = JobSpec::default_env();
+    let env = JobSpec::default_env(false, Path::new("/"));
     for i in 0..n {
         let id = RequestId::generate();
         let at = id.micros();

@@ -9,7 +9,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 use crate::meter::{parse_cpus, parse_size, parse_start_rate};
-use crate::sandbox::policy::Network;
+use crate::sandbox::policy::{Network, Profile};
 
 /// A filesystem-spooled work queue: run commands in strict FIFO order, a
 /// few at a time, through a spool directory.
@@ -158,7 +158,14 @@ pub struct ServeArgs {
 #[derive(Debug, Args)]
 #[command(about = about::SANDBOX_CHECK)]
 pub struct SandboxArgs {
-    /// Give every job new pid, mount, ipc and uts namespaces
+    /// How much every job is confined at least (requests may ask for more):
+    /// contain (resources: cgroup limits, whole-tree kill, own session),
+    /// confine (plus no_new_privs, seccomp, Landlock writes only to the
+    /// job's directory, /tmp, /dev/shm and --writable, private /tmp),
+    /// isolate (plus pid, mount, ipc and uts namespaces)
+    #[arg(long, value_name = "PROFILE", default_value = "contain")]
+    pub profile: Profile,
+    /// The same as --profile isolate
     #[arg(long)]
     pub isolate: bool,
     /// Network of every job: host, or none (its own loopback only)
@@ -173,7 +180,7 @@ pub struct SandboxArgs {
     /// Largest file a job may write [default: no limit]
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     pub max_file_size: Option<u64>,
-    /// Let jobs share the host's /tmp instead of a private one each
+    /// Let confined jobs share the host's /tmp instead of a private one each
     #[arg(long)]
     pub shared_tmp: bool,
     /// Do not use cgroups (no memory/CPU/pids limits, no cgroup kill)
@@ -187,15 +194,17 @@ pub struct SandboxArgs {
     /// read, counted and dropped, and the result says it was truncated
     #[arg(long, value_name = "SIZE", value_parser = parse_size, default_value = "64M")]
     pub max_output: u64,
-    /// Do not confine jobs' writes with Landlock (by default a job may write
-    /// only its working directory, its /tmp and --writable directories)
+    /// Do not confine confined jobs' writes with Landlock (under confine a
+    /// job may write only its working directory, /tmp, /dev/shm and
+    /// --writable directories)
     #[arg(long)]
     pub no_landlock: bool,
-    /// Let every job also write under DIR (repeatable), e.g. a shared cache
+    /// Let every confined job also write under DIR (repeatable), e.g. a
+    /// shared cache; DIR must exist
     #[arg(long, value_name = "DIR")]
     pub writable: Vec<PathBuf>,
-    /// Do not install the seccomp filter that denies mount, module, kexec,
-    /// bpf and similar calls
+    /// Do not install, in confined jobs, the seccomp filter that denies
+    /// mount, module, kexec, bpf and similar calls
     #[arg(long)]
     pub no_seccomp: bool,
 }
@@ -204,12 +213,16 @@ pub struct SandboxArgs {
 #[derive(Debug, Args)]
 pub struct JobArgs {
     /// Set a variable in the job's environment (KEY=VALUE), or pass KEY on
-    /// from this environment (KEY alone); repeatable
+    /// from this environment (KEY alone, also with --clean-env); repeatable
     #[arg(short, long = "env", value_name = "KEY[=VALUE]")]
     pub env: Vec<String>,
-    /// Give the job this whole environment instead of the allowlist (PATH,
-    /// HOME, USER, LOGNAME, SHELL, LANG, LANGUAGE, TZ, TERM, LC_*)
+    /// Give the job only PATH, HOME, USER, LOGNAME, SHELL, LANG, LANGUAGE,
+    /// TZ, TERM and LC_* of this environment (plus --env) instead of all of
+    /// it but the per-session variables (DISPLAY, SHLVL, XDG_SESSION_ID, …)
     #[arg(long)]
+    pub clean_env: bool,
+    /// Accepted for compatibility: the whole environment is the default now
+    #[arg(long, hide = true, conflicts_with = "clean_env")]
     pub inherit_env: bool,
     /// Working directory of the job [default: the current directory]
     #[arg(long, value_name = "DIR")]
@@ -229,7 +242,11 @@ pub struct JobArgs {
     /// `timed_out` and wait/run exit 124
     #[arg(long, value_name = "SECS")]
     pub time_limit: Option<f64>,
-    /// Run the job in new pid, mount, ipc and uts namespaces
+    /// Confine the job at least this much: contain, confine or isolate
+    /// (see `serve --help`); the server's --profile may be stricter
+    #[arg(long, value_name = "PROFILE")]
+    pub profile: Option<Profile>,
+    /// The same as --profile isolate
     #[arg(long)]
     pub isolate: bool,
     /// none: the job gets only its own loopback network

@@ -23,7 +23,7 @@ use crate::client::{self, JobSpec};
 use crate::error::{Error, Result};
 use crate::id::RequestId;
 use crate::meter::MeterConfig;
-use crate::sandbox::policy::{Policy, SandboxRequest};
+use crate::sandbox::policy::{Policy, Profile, SandboxRequest};
 use crate::sandbox::Sandbox;
 use crate::server::{self, ServeConfig};
 use crate::spool::Spool;
@@ -132,17 +132,27 @@ fn serve_config(a: args::ServeArgs) -> Result<ServeConfig> {
     meter.sample_every = seconds("--sample-interval", a.sample_interval)?;
     Ok(ServeConfig {
         meter,
-        sandbox: sandbox_policy(a.sandbox),
+        sandbox: sandbox_policy(a.sandbox)?,
         poll_interval: seconds("--poll-interval", a.poll_interval)?.max(Duration::from_millis(10)),
         kill_grace: seconds("--kill-grace", a.kill_grace)?,
         shutdown_grace: seconds("--shutdown-grace", a.shutdown_grace)?,
     })
 }
 
-/// The sandbox policy from its flags.
-fn sandbox_policy(a: args::SandboxArgs) -> Policy {
-    Policy {
-        isolate: a.isolate,
+/// The sandbox policy from its flags; refused if it cannot be applied as
+/// written (a missing --writable directory).
+fn sandbox_policy(a: args::SandboxArgs) -> Result<Policy> {
+    let writable = a
+        .writable
+        .iter()
+        .map(|d| absolute(d))
+        .collect::<Result<Vec<_>>>()?;
+    let policy = Policy {
+        profile: if a.isolate {
+            Profile::Isolate
+        } else {
+            a.profile
+        },
         network: a.network,
         pids_limit: a.pids_limit,
         nofile: a.nofile,
@@ -152,20 +162,22 @@ fn sandbox_policy(a: args::SandboxArgs) -> Policy {
         strict: a.strict_sandbox,
         max_output: a.max_output,
         landlock: !a.no_landlock,
-        writable: a.writable,
+        writable,
         seccomp: !a.no_seccomp,
-    }
+    };
+    policy.check().map_err(|e| Error::Usage(e.to_string()))?;
+    Ok(policy)
 }
 
 /// `spoolq sandbox-check`.
 fn sandbox_check(spool: &Spool, a: args::SandboxArgs) -> Result<u8> {
     let sandbox = Sandbox::probe(
-        sandbox_policy(a),
+        sandbox_policy(a)?,
         crate::sandbox::cgroup::spool_cgroup_name(spool.root()),
     );
     for (name, available, detail) in sandbox.describe() {
         let mark = if available { "yes" } else { "no " };
-        outln!("{name:<13} {mark}  {detail}");
+        outln!("{name:<15} {mark}  {detail}");
     }
     Ok(0)
 }
@@ -213,11 +225,7 @@ fn job_spec(a: JobArgs) -> Result<JobSpec> {
         None => std::env::current_dir()
             .map_err(|e| Error::Usage(format!("cannot determine the current directory: {e}")))?,
     };
-    let mut env: BTreeMap<String, String> = if a.inherit_env {
-        std::env::vars().collect()
-    } else {
-        JobSpec::default_env()
-    };
+    let mut env: BTreeMap<String, String> = JobSpec::default_env(a.clean_env, &cwd);
     for item in a.env {
         match item.split_once('=') {
             Some(("", _)) => return Err(Error::Usage(format!("--env {item:?}: empty name"))),
@@ -252,6 +260,7 @@ fn job_spec(a: JobArgs) -> Result<JobSpec> {
             .transpose()?,
         sandbox: {
             let asked = SandboxRequest {
+                profile: a.profile,
                 isolate: a.isolate,
                 network: a.network,
                 pids_limit: a.pids_limit,

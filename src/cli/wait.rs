@@ -71,6 +71,11 @@ fn finish(
                         eprintln!("spoolq: {id} {}: {reason}", result.status.name());
                     }
                 }
+                if result.status != crate::request::Status::Succeeded {
+                    if let Some(note) = result.sandbox.as_ref().and_then(|s| s.failure_note()) {
+                        eprintln!("spoolq: {id}: {note}");
+                    }
+                }
             }
             if !keep {
                 client::collect(spool, id)?;

@@ -10,14 +10,17 @@
 //! 3. rlimits: open files, file size, no core dumps;
 //! 4. new namespaces (mount, ipc, uts, net, pid) while still root;
 //! 5. in a mount namespace: make mounts private, a fresh tmpfs on `/tmp`
-//!    (the job's working directory bound back in if it lived under `/tmp`);
+//!    (if the job's working directory lived under `/tmp`, its top-level
+//!    directory there is bound back in, so `../src` still reads);
 //! 6. with a pid namespace: fork an init (pid 1, mounts `/proc`, reaps
 //!    orphans) and the job under it, with a relay in the host namespace that
 //!    exits as the job did;
 //! 7. bring up loopback in a new network namespace;
-//! 8. drop to the submitter: no supplementary groups, gid, uid;
+//! 8. drop to the submitter: its supplementary groups (looked up by the
+//!    server, see [`super::identity`]), gid, uid;
 //! 9. change to the working directory by path *as the submitter* (so a
-//!    directory it may not enter is refused), set `no_new_privs`;
+//!    directory it may not enter is refused), set the submitter's umask,
+//!    and `no_new_privs` when the profile asks for it;
 //! 10. last, Landlock and the seccomp filter (which forbid the mounts and
 //!     namespaces above).
 //!
@@ -33,12 +36,23 @@ use rustix::thread::UnshareFlags;
 use super::cgroup::Enrolment;
 use super::filter::FilterPlan;
 
-/// Bind the job's working directory back into the private `/tmp`.
+/// Bind the top-level directory of a working directory under `/tmp` (for
+/// `/tmp/build/sub`, `/tmp/build`) back into the private `/tmp`.
 #[derive(Debug)]
 pub struct TmpBind {
-    /// Directories to create in the new tmpfs, outermost first; the last is
-    /// the working directory itself.
-    pub mkdirs: Vec<CString>,
+    /// That directory, e.g. `/tmp/build`.
+    pub dir: CString,
+}
+
+/// The user a job runs as.
+#[derive(Debug)]
+pub struct Identity {
+    /// Its uid.
+    pub uid: u32,
+    /// Its gid.
+    pub gid: u32,
+    /// Its supplementary groups, looked up by the server.
+    pub groups: Vec<rustix::process::Gid>,
 }
 
 /// Everything the child does, prepared by the server.
@@ -56,8 +70,12 @@ pub struct ChildProgram {
     pub private_tmp: bool,
     /// Keep the working directory reachable under the private `/tmp`.
     pub tmp_bind: Option<TmpBind>,
-    /// Drop to this (uid, gid).
-    pub identity: Option<(u32, u32)>,
+    /// Drop to this user.
+    pub identity: Option<Identity>,
+    /// The submitter's umask, if its request recorded one.
+    pub umask: Option<u32>,
+    /// Set `no_new_privs` (the filter sets it too, if there is one).
+    pub no_new_privs: bool,
     /// The working directory, entered by path as the submitter (so that a
     /// directory it may not enter is refused, and `pwd` is right).
     pub cwd: CString,
@@ -96,14 +114,19 @@ impl ChildProgram {
         if self.unshare.contains(UnshareFlags::NEWNET) {
             loopback_up()?;
         }
-        if let Some((uid, gid)) = self.identity {
-            drop_to(uid, gid)?;
+        if let Some(who) = &self.identity {
+            drop_to(who)?;
             // Changing credentials clears the parent-death signal: set it
             // again, so the job still dies with the server (or its relay).
             rustix::process::set_parent_process_death_signal(Some(Signal::KILL))?;
         }
         rustix::process::chdir(self.cwd.as_c_str())?;
-        rustix::thread::set_no_new_privs(true)?;
+        if let Some(mask) = self.umask {
+            rustix::process::umask(rustix::fs::Mode::from_raw_mode(mask & 0o777));
+        }
+        if self.no_new_privs {
+            rustix::thread::set_no_new_privs(true)?;
+        }
         if let Some(filter) = &self.filter {
             filter.apply_in_child()?;
         }
@@ -118,13 +141,15 @@ impl ChildProgram {
         if !self.private_tmp {
             return Ok(());
         }
-        // A copy of the working directory's mount, taken before /tmp is
-        // covered, to put back at the same path.
-        let cwd_tree = match &self.tmp_bind {
-            Some(_) => Some(rustix::mount::open_tree(
+        // A copy of the working directory's top-level directory in /tmp,
+        // taken before /tmp is covered, to put back at the same path.
+        let top_tree = match &self.tmp_bind {
+            Some(bind) => Some(rustix::mount::open_tree(
                 rustix::fs::CWD,
-                self.cwd.as_c_str(),
-                OpenTreeFlags::OPEN_TREE_CLONE | OpenTreeFlags::OPEN_TREE_CLOEXEC,
+                bind.dir.as_c_str(),
+                OpenTreeFlags::OPEN_TREE_CLONE
+                    | OpenTreeFlags::OPEN_TREE_CLOEXEC
+                    | OpenTreeFlags::AT_RECURSIVE,
             )?),
             None => None,
         };
@@ -147,18 +172,16 @@ impl ChildProgram {
             Ok(()) | Err(rustix::io::Errno::NOENT) => {}
             Err(e) => return Err(e.into()),
         }
-        if let (Some(bind), Some(tree)) = (&self.tmp_bind, cwd_tree) {
-            for dir in &bind.mkdirs {
-                match rustix::fs::mkdir(dir.as_c_str(), rustix::fs::Mode::from_raw_mode(0o755)) {
-                    Ok(()) | Err(rustix::io::Errno::EXIST) => {}
-                    Err(e) => return Err(e.into()),
-                }
+        if let (Some(bind), Some(tree)) = (&self.tmp_bind, top_tree) {
+            match rustix::fs::mkdir(bind.dir.as_c_str(), rustix::fs::Mode::from_raw_mode(0o755)) {
+                Ok(()) | Err(rustix::io::Errno::EXIST) => {}
+                Err(e) => return Err(e.into()),
             }
             rustix::mount::move_mount(
                 &tree,
                 c"",
                 rustix::fs::CWD,
-                self.cwd.as_c_str(),
+                bind.dir.as_c_str(),
                 MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH,
             )?;
         }
@@ -178,15 +201,15 @@ fn limit(resource: Resource, value: Option<u64>) -> io::Result<()> {
     Ok(())
 }
 
-/// Clear supplementary groups, then set gid and uid (real, effective and
+/// Set the supplementary groups, then gid and uid (real, effective and
 /// saved). Raw per-thread calls are whole-process here: the child of a fork
 /// has one thread.
-fn drop_to(uid: u32, gid: u32) -> io::Result<()> {
+fn drop_to(who: &Identity) -> io::Result<()> {
     use rustix::process::{Gid, Uid};
-    rustix::thread::set_thread_groups(&[])?;
-    let gid = Gid::from_raw(gid);
+    rustix::thread::set_thread_groups(&who.groups)?;
+    let gid = Gid::from_raw(who.gid);
     rustix::thread::set_thread_res_gid(gid, gid, gid)?;
-    let uid = Uid::from_raw(uid);
+    let uid = Uid::from_raw(who.uid);
     rustix::thread::set_thread_res_uid(uid, uid, uid)?;
     Ok(())
 }

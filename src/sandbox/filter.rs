@@ -253,6 +253,13 @@ pub fn deny_list(spec: &FilterSpec, support: &FilterSupport) -> Vec<DeniedGroup>
     }
 }
 
+/// The protections `spec` gets on a kernel with `support`, without building
+/// anything: what [`FilterPlan::prepare`] will report, for the job's record
+/// before the plan exists and for `spoolq sandbox-check`.
+pub fn expected(spec: &FilterSpec, support: &FilterSupport) -> Applied {
+    decide::decide(spec, support).applied
+}
+
 /// What the running kernel supports. Asked once per process: it cannot
 /// change under a running server, and every job's plan needs it.
 pub fn probe() -> FilterSupport {

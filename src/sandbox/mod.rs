@@ -8,8 +8,10 @@
 //! met is refused instead.
 
 pub mod cgroup;
+mod check;
 mod child;
 pub mod filter;
+mod identity;
 pub mod policy;
 
 use std::ffi::CString;
@@ -21,13 +23,17 @@ use serde::{Deserialize, Serialize};
 
 use crate::id::RequestId;
 pub use child::ChildProgram;
-use child::TmpBind;
-use policy::{JobPlan, Policy, SandboxRequest};
+use child::{Identity, TmpBind};
+use policy::{JobPlan, Policy, Profile, SandboxRequest};
 
 /// What a result records about the sandbox a job ran in.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SandboxReport {
+    /// The profile it ran under (results from before profiles say
+    /// `contain`, which they were not: read `applied`).
+    #[serde(default)]
+    pub profile: Profile,
     /// Protections applied, e.g. `memory:v1`, `ns:pid`, `private-tmp`.
     pub applied: Vec<String>,
     /// Protections the plan wanted that this host could not give, with why.
@@ -37,6 +43,32 @@ pub struct SandboxReport {
     pub uid: u32,
     /// The gid the job ran as.
     pub gid: u32,
+    /// The supplementary groups it ran with, when the server set them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<u32>,
+}
+
+impl SandboxReport {
+    /// One line for a failed job's submitter when its profile may be why
+    /// (confine and isolate deny writes and calls a plain run allows).
+    pub fn failure_note(&self) -> Option<String> {
+        (self.profile >= Profile::Confine).then(|| {
+            format!(
+                "the job ran under sandbox profile {} ({}); `spoolq sandbox-check` says what that denies",
+                self.profile,
+                self.applied.join(", ")
+            )
+        })
+    }
+}
+
+/// The submitter a job runs for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Submitter {
+    /// Its uid and gid (the request file's owner).
+    pub ids: (u32, u32),
+    /// Its umask at submit time, if the request recorded it.
+    pub umask: Option<u32>,
 }
 
 /// Resource use of a finished job, from its cgroup.
@@ -99,55 +131,6 @@ impl Sandbox {
         &self.policy
     }
 
-    /// Lines for `spoolq sandbox-check`: each mechanism, whether this host
-    /// has it, and what the policy does with it.
-    pub fn describe(&self) -> Vec<(String, bool, String)> {
-        let mut out = Vec::new();
-        match &self.cgroups {
-            Ok(host) => {
-                let offers: Vec<String> = host.offers().iter().map(|p| p.to_string()).collect();
-                out.push(("cgroups".into(), true, offers.join(", ")));
-            }
-            Err(why) => out.push(("cgroups".into(), false, why.clone())),
-        }
-        let ns = if self.privileged {
-            "mount, pid, ipc, uts, net namespaces; private /tmp".to_string()
-        } else {
-            "needs root: jobs run without namespaces or a private /tmp".to_string()
-        };
-        out.push(("namespaces".into(), self.privileged, ns));
-        let ids = if self.privileged {
-            "jobs run as the owner of their request file".to_string()
-        } else {
-            format!("jobs run as this server's user (uid {})", self.uid)
-        };
-        out.push(("identity".into(), self.privileged, ids));
-        out.push(("rlimits".into(), true, "nofile, fsize, core=0".into()));
-        out.push(("no_new_privs".into(), true, "always".into()));
-        let support = filter::probe();
-        let (ll, ll_text) = match (support.landlock_abi(), self.policy.landlock) {
-            (Some(abi), true) => (
-                true,
-                format!(
-                    "ABI {abi}: writes only to the job's directory, /tmp, /dev/shm and --writable"
-                ),
-            ),
-            (Some(abi), false) => (true, format!("ABI {abi}, off (--no-landlock)")),
-            (None, _) => (
-                false,
-                "not in this kernel or not enabled at boot (lsm=…,landlock)".into(),
-            ),
-        };
-        out.push(("landlock".into(), ll, ll_text));
-        let sc_text = match (support.seccomp, self.policy.seccomp) {
-            (true, true) => "denies mount, namespaces, modules, kexec, bpf, keyrings, …",
-            (true, false) => "off (--no-seccomp)",
-            (false, _) => "not in this kernel",
-        };
-        out.push(("seccomp".into(), support.seccomp, sc_text.into()));
-        out
-    }
-
     /// The user a request owned by `owner` runs as, or why it cannot run.
     pub fn identity_for(&self, owner: (u32, u32)) -> Result<(u32, u32), String> {
         if self.privileged || owner.0 == self.uid {
@@ -160,37 +143,30 @@ impl Sandbox {
         }
     }
 
-    /// Prepare the start of request `id` (run as `identity`, in `cwd`).
-    /// `Err` is the reason to refuse it (strict policy, or a set-up
-    /// failure that would leave it less confined than the plan says).
+    /// Prepare the start of request `id` for `who`, in `cwd`. `Err` is the
+    /// reason to refuse it (strict policy, or a set-up failure that would
+    /// leave it less confined than the plan says).
     pub fn prepare(
         &self,
         id: RequestId,
         asked: &SandboxRequest,
         reservation: (u64, f64),
-        identity: (u32, u32),
+        who: Submitter,
         cwd: &Path,
     ) -> Result<Prepared, String> {
         let plan = self.policy.plan(asked, reservation.0, reservation.1);
-        let mut report = SandboxReport {
-            applied: vec!["session".into(), "no_new_privs".into(), "rlimits".into()],
-            unavailable: Vec::new(),
-            uid: identity.0,
-            gid: identity.1,
-        };
-        let cgroup = self.cgroup_for(id, &plan, &mut report);
-        let unshare = self.namespaces(&plan, &mut report);
+        let mut report = self.base_report(&plan, who.ids);
+        let conf = self.confinement(&plan, &mut report);
         let cwd_c = CString::new(cwd.as_os_str().as_bytes())
             .map_err(|_| format!("working directory {} contains a NUL byte", cwd.display()))?;
-        let private_tmp = plan.private_tmp && unshare.contains(UnshareFlags::NEWNS);
-        if private_tmp {
-            report.applied.push("private-tmp".into());
-        }
-        let tmp_bind = if private_tmp { tmp_bind(cwd) } else { None };
-        // Without a network namespace of its own, Landlock's TCP denial is
-        // the fallback for `--network none`.
-        let deny_tcp = plan.no_network && !unshare.contains(UnshareFlags::NEWNET);
-        let filter = self.filter_for(cwd, private_tmp, deny_tcp, &mut report);
+        let filter = self.filter_for(&plan, &conf, cwd)?;
+        let identity = self.identity(who.ids);
+        report.groups = identity
+            .as_ref()
+            .map_or_else(Vec::new, |i| i.groups.iter().map(|g| g.as_raw()).collect());
+        // Last, as it makes the job's cgroup: only a refusal below and a
+        // failed spawn have to take it down again.
+        let cgroup = self.cgroup_for(id, &plan, &mut report);
         if self.policy.strict && !report.unavailable.is_empty() {
             if let Some(c) = cgroup {
                 let _ = c.remove();
@@ -204,12 +180,16 @@ impl Sandbox {
             enrolment: cgroup.as_ref().map(|c| c.enrolment()),
             nofile: plan.nofile,
             fsize: plan.fsize,
-            unshare,
-            private_tmp,
-            tmp_bind,
-            // Only root can become someone else; a non-root server runs its
-            // own user's jobs as they are (whatever group the file has).
-            identity: (self.privileged && identity != (self.uid, self.gid)).then_some(identity),
+            unshare: conf.unshare,
+            private_tmp: conf.private_tmp,
+            tmp_bind: if conf.private_tmp {
+                tmp_bind(cwd)
+            } else {
+                None
+            },
+            identity,
+            umask: who.umask,
+            no_new_privs: plan.no_new_privs,
             cwd: cwd_c,
             filter,
         };
@@ -217,6 +197,60 @@ impl Sandbox {
             program,
             cgroup,
             report,
+        })
+    }
+
+    /// What every job of `plan` gets before its cgroup and confinement.
+    fn base_report(&self, plan: &JobPlan, ids: (u32, u32)) -> SandboxReport {
+        let mut applied = vec!["session".to_string(), "rlimits".to_string()];
+        if plan.no_new_privs {
+            applied.push("no_new_privs".into());
+        }
+        SandboxReport {
+            profile: plan.profile,
+            applied,
+            unavailable: Vec::new(),
+            uid: ids.0,
+            gid: ids.1,
+            groups: Vec::new(),
+        }
+    }
+
+    /// Namespaces, the private `/tmp`, Landlock and seccomp for `plan`, as
+    /// this host gives them; recorded in `report`. Pure but for the kernel
+    /// probe: `sandbox-check` shows the same.
+    fn confinement(&self, plan: &JobPlan, report: &mut SandboxReport) -> Confinement {
+        let unshare = self.namespaces(plan, report);
+        let private_tmp = plan.private_tmp && unshare.contains(UnshareFlags::NEWNS);
+        if private_tmp {
+            report.applied.push("private-tmp".into());
+        }
+        // Without a network namespace of its own, Landlock's TCP denial is
+        // the fallback for `--network none`.
+        let deny_tcp = plan.no_network && !unshare.contains(UnshareFlags::NEWNET);
+        let conf = Confinement {
+            unshare,
+            private_tmp,
+            deny_tcp,
+        };
+        if plan.landlock || plan.seccomp {
+            let spec = self.filter_spec(plan, &conf, None);
+            record_filter(&filter::expected(&spec, &filter::probe()), report);
+        }
+        conf
+    }
+
+    /// The user to become: only root can become someone else; a non-root
+    /// server runs its own user's jobs as they are (whatever group the
+    /// request file has), and root's jobs keep the server's groups.
+    fn identity(&self, ids: (u32, u32)) -> Option<Identity> {
+        (self.privileged && ids != (self.uid, self.gid)).then(|| Identity {
+            uid: ids.0,
+            gid: ids.1,
+            groups: identity::supplementary_groups(ids.0, ids.1)
+                .into_iter()
+                .map(rustix::process::Gid::from_raw)
+                .collect(),
         })
     }
 
@@ -263,58 +297,55 @@ impl Sandbox {
         }
     }
 
-    /// Landlock (write only the working directory, `/tmp`, `/dev/shm` and
-    /// `--writable` directories) and the seccomp deny list.
-    fn filter_for(
+    /// What the filter is asked for. Without `cwd` (a preview) the
+    /// writable paths are left out: they change nothing of the decision.
+    fn filter_spec(
         &self,
-        cwd: &Path,
-        private_tmp: bool,
-        deny_tcp: bool,
-        report: &mut SandboxReport,
-    ) -> Option<filter::FilterPlan> {
-        let mut writable = vec![cwd.to_path_buf()];
-        writable.extend(self.policy.writable.iter().cloned());
+        plan: &JobPlan,
+        conf: &Confinement,
+        cwd: Option<&Path>,
+    ) -> filter::FilterSpec {
+        let mut writable = Vec::new();
         let mut writable_in_child = Vec::new();
-        let shared = ["/tmp", "/dev/shm"].map(std::path::PathBuf::from);
-        if private_tmp {
-            writable_in_child.extend(shared);
-        } else {
-            writable.extend(shared.into_iter().filter(|p| p.is_dir()));
+        if let Some(cwd) = cwd {
+            writable.push(cwd.to_path_buf());
+            writable.extend(self.policy.writable.iter().cloned());
+            let shared = ["/tmp", "/dev/shm"].map(std::path::PathBuf::from);
+            if conf.private_tmp {
+                writable_in_child.extend(shared);
+            } else {
+                writable.extend(shared.into_iter().filter(|p| p.is_dir()));
+            }
         }
-        let spec = filter::FilterSpec {
-            landlock: self.policy.landlock,
+        filter::FilterSpec {
+            landlock: plan.landlock,
             writable,
             writable_in_child,
-            deny_network: deny_tcp,
-            seccomp: self.policy.seccomp,
+            deny_network: conf.deny_tcp,
+            seccomp: plan.seccomp,
             allow_namespaces: false,
-        };
+        }
+    }
+
+    /// Landlock (write only the working directory, `/tmp`, `/dev/shm` and
+    /// `--writable` directories) and the seccomp deny list, built. A failure
+    /// refuses the job: it would run with less than its record says.
+    fn filter_for(
+        &self,
+        plan: &JobPlan,
+        conf: &Confinement,
+        cwd: &Path,
+    ) -> Result<Option<filter::FilterPlan>, String> {
+        if !(plan.landlock || plan.seccomp) {
+            return Ok(None);
+        }
+        let spec = self.filter_spec(plan, conf, Some(cwd));
         match filter::FilterPlan::prepare(&spec) {
-            Ok((plan, applied)) => {
-                for (name, p) in [
-                    ("landlock", &applied.landlock),
-                    ("seccomp", &applied.seccomp),
-                ] {
-                    match p {
-                        filter::Protection::NotRequested => {}
-                        filter::Protection::Full => report.applied.push(name.into()),
-                        filter::Protection::Partial { gaps } => {
-                            report.applied.push(format!("{name}:partial"));
-                            report
-                                .unavailable
-                                .extend(gaps.iter().map(|g| format!("{name}: {g}")));
-                        }
-                        filter::Protection::Unavailable { reason } => {
-                            report.unavailable.push(format!("{name}: {reason}"));
-                        }
-                    }
-                }
-                Some(plan)
-            }
-            Err(e) => {
-                report.unavailable.push(format!("landlock/seccomp: {e}"));
-                None
-            }
+            Ok((filter, _)) => Ok(Some(filter)),
+            Err(e) => Err(format!(
+                "cannot set up the {} profile's Landlock and seccomp: {e}",
+                plan.profile
+            )),
         }
     }
 
@@ -346,21 +377,60 @@ impl Sandbox {
     }
 }
 
-/// If `cwd` lies under `/tmp`, how to keep it reachable at the same path
-/// inside the job's private `/tmp`.
+/// What [`Sandbox::confinement`] decided for one job.
+struct Confinement {
+    unshare: UnshareFlags,
+    private_tmp: bool,
+    deny_tcp: bool,
+}
+
+/// Record the filter's protections in `report`.
+fn record_filter(applied: &filter::Applied, report: &mut SandboxReport) {
+    for (name, p) in [
+        ("landlock", &applied.landlock),
+        ("seccomp", &applied.seccomp),
+    ] {
+        match p {
+            filter::Protection::NotRequested => {}
+            filter::Protection::Full => report.applied.push(name.into()),
+            filter::Protection::Partial { gaps } => {
+                report.applied.push(format!("{name}:partial"));
+                report
+                    .unavailable
+                    .extend(gaps.iter().map(|g| format!("{name}: {g}")));
+            }
+            filter::Protection::Unavailable { reason } => {
+                report.unavailable.push(format!("{name}: {reason}"));
+            }
+        }
+    }
+}
+
+/// If `cwd` lies under `/tmp`, the directory to keep reachable inside the
+/// job's private `/tmp`: its top-level one there (`/tmp/build` for
+/// `/tmp/build/sub`), so the job still sees the working directory's parents
+/// and siblings up to it.
 fn tmp_bind(cwd: &Path) -> Option<TmpBind> {
     let rest = cwd.strip_prefix("/tmp").ok()?;
-    if rest.as_os_str().is_empty() {
+    let Some(Component::Normal(top)) = rest.components().next() else {
         return None;
+    };
+    let dir = Path::new("/tmp").join(top);
+    Some(TmpBind {
+        dir: CString::new(dir.as_os_str().as_bytes()).ok()?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_working_directory_under_tmp_keeps_its_top_level_directory() {
+        let bind = tmp_bind(Path::new("/tmp/build/sub/deeper")).unwrap();
+        assert_eq!(bind.dir.as_bytes(), b"/tmp/build");
+        assert!(tmp_bind(Path::new("/tmp")).is_none());
+        assert!(tmp_bind(Path::new("/var/tmp/x")).is_none());
+        assert!(tmp_bind(Path::new("/tmpfoo/x")).is_none());
     }
-    let mut path = std::path::PathBuf::from("/tmp");
-    let mut mkdirs = Vec::new();
-    for c in rest.components() {
-        let Component::Normal(part) = c else {
-            return None;
-        };
-        path.push(part);
-        mkdirs.push(CString::new(path.as_os_str().as_bytes()).ok()?);
-    }
-    Some(TmpBind { mkdirs })
 }

@@ -1,16 +1,71 @@
 //! The sandbox policy and the per-job plan drawn from it. Pure: the server's
 //! flags, what a request asks for and its reservation go in; what to apply
 //! comes out. A request may ask for less freedom than the policy grants,
-//! never more.
+//! never more: a stricter [`Profile`], no network, fewer processes.
 
 use serde::{Deserialize, Serialize};
 
-/// The sandbox options a request may carry (`submit --isolate`,
-/// `--network none`, `--pids-limit N`).
+/// How much a job is confined, least first. Each profile adds to the one
+/// before it; see the README's "Sandbox" section.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Profile {
+    /// Resources only: own session, the cgroup with its limits, whole-tree
+    /// kill, usage, run as the submitter with its groups. Nothing else a
+    /// correct job can observe changes (no `no_new_privs`: `sudo` works).
+    #[default]
+    Contain,
+    /// Plus `no_new_privs`, the seccomp deny list, Landlock (writes only to
+    /// the working directory, `/tmp`, `/dev/shm` and `--writable`), and a
+    /// private `/tmp` and `/dev/shm`.
+    Confine,
+    /// Plus pid, mount, ipc and uts namespaces.
+    Isolate,
+}
+
+impl Profile {
+    /// Every profile, least confined first.
+    pub const ALL: [Profile; 3] = [Profile::Contain, Profile::Confine, Profile::Isolate];
+
+    /// Its name, as flags and documents spell it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Profile::Contain => "contain",
+            Profile::Confine => "confine",
+            Profile::Isolate => "isolate",
+        }
+    }
+}
+
+impl std::fmt::Display for Profile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for Profile {
+    type Err = String;
+
+    /// `contain`, `confine` or `isolate`, as the `--profile` flags take them.
+    fn from_str(s: &str) -> Result<Profile, String> {
+        Profile::ALL
+            .into_iter()
+            .find(|p| p.name() == s)
+            .ok_or_else(|| format!("unknown profile {s:?}: use contain, confine or isolate"))
+    }
+}
+
+/// The sandbox options a request may carry (`submit --profile P`,
+/// `--isolate`, `--network none`, `--pids-limit N`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SandboxRequest {
-    /// New pid, mount, ipc and uts namespaces.
+    /// At least this profile (the server's may be stricter).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<Profile>,
+    /// The same as `profile: isolate` (the field from before profiles).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub isolate: bool,
     /// `none`: a network namespace of its own, with only loopback.
@@ -47,8 +102,9 @@ impl std::str::FromStr for Network {
 /// The server's sandbox policy (`serve` flags).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Policy {
-    /// Isolate every job (`serve --isolate`), whatever it asks.
-    pub isolate: bool,
+    /// The least confinement of every job (`serve --profile`; `--isolate`
+    /// is `--profile isolate`), whatever it asks.
+    pub profile: Profile,
     /// Network of every job (`serve --network`).
     pub network: Network,
     /// Default and ceiling of the pids limit (`serve --pids-limit`).
@@ -57,7 +113,7 @@ pub struct Policy {
     pub nofile: u64,
     /// Largest file a job may write, bytes (`serve --max-file-size`).
     pub fsize: Option<u64>,
-    /// Give each job a private `/tmp` (on unless `serve --shared-tmp`).
+    /// Give each confined job a private `/tmp` (on unless `serve --shared-tmp`).
     pub private_tmp: bool,
     /// Use per-job cgroups (off with `serve --no-cgroups`).
     pub cgroups: bool,
@@ -66,19 +122,22 @@ pub struct Policy {
     pub strict: bool,
     /// Bytes of stdout and of stderr kept per job (`serve --max-output`).
     pub max_output: u64,
-    /// Confine writes with Landlock (off with `serve --no-landlock`).
+    /// Confine writes of confined jobs with Landlock (off with `serve
+    /// --no-landlock`).
     pub landlock: bool,
-    /// Directories every job may write besides its working directory and
-    /// its `/tmp` (`serve --writable DIR`).
+    /// Directories every confined job may write besides its working
+    /// directory and its `/tmp` (`serve --writable DIR`). Each must exist:
+    /// see [`Policy::check`].
     pub writable: Vec<std::path::PathBuf>,
-    /// Install the seccomp deny list (off with `serve --no-seccomp`).
+    /// Install the seccomp deny list in confined jobs (off with `serve
+    /// --no-seccomp`).
     pub seccomp: bool,
 }
 
 impl Default for Policy {
     fn default() -> Policy {
         Policy {
-            isolate: false,
+            profile: Profile::Contain,
             network: Network::Host,
             pids_limit: 4096,
             nofile: 4096,
@@ -94,10 +153,47 @@ impl Default for Policy {
     }
 }
 
+/// A `--writable` directory the policy names cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[error("checking --writable {}: {source}", path.display())]
+pub struct PolicyError {
+    /// The directory.
+    pub path: std::path::PathBuf,
+    /// Why it cannot be used.
+    #[source]
+    pub source: std::io::Error,
+}
+
+impl Policy {
+    /// Refuse a policy that could not be applied as written: every
+    /// `--writable` path must exist now. (A Landlock rule needs an open
+    /// file; a missing one used to drop Landlock and seccomp for every
+    /// job while the log said both were on.)
+    pub fn check(&self) -> Result<(), PolicyError> {
+        for path in &self.writable {
+            if let Err(source) = std::fs::metadata(path) {
+                return Err(PolicyError {
+                    path: path.clone(),
+                    source,
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
 /// What to apply to one job.
 #[derive(Debug, Clone, PartialEq)]
 pub struct JobPlan {
-    /// New pid, mount, ipc and uts namespaces.
+    /// The profile it runs under.
+    pub profile: Profile,
+    /// `no_new_privs` (confine and isolate).
+    pub no_new_privs: bool,
+    /// Landlock (confine and isolate, unless `--no-landlock`).
+    pub landlock: bool,
+    /// The seccomp deny list (confine and isolate, unless `--no-seccomp`).
+    pub seccomp: bool,
+    /// New pid, mount, ipc and uts namespaces (isolate).
     pub isolate: bool,
     /// Own network namespace.
     pub no_network: bool,
@@ -121,10 +217,19 @@ impl Policy {
     /// The plan for a request reserving `mem` bytes and `cpus` CPUs. A
     /// reservation of 0 means "no limit": it reserved nothing to enforce.
     pub fn plan(&self, asked: &SandboxRequest, mem: u64, cpus: f64) -> JobPlan {
+        let mut profile = self.profile.max(asked.profile.unwrap_or_default());
+        if asked.isolate {
+            profile = Profile::Isolate;
+        }
+        let confined = profile >= Profile::Confine;
         JobPlan {
-            isolate: self.isolate || asked.isolate,
+            profile,
+            no_new_privs: confined,
+            landlock: confined && self.landlock,
+            seccomp: confined && self.seccomp,
+            isolate: profile >= Profile::Isolate,
             no_network: self.network == Network::None || asked.network == Some(Network::None),
-            private_tmp: self.private_tmp || asked.isolate,
+            private_tmp: confined && self.private_tmp,
             pids: asked
                 .pids_limit
                 .map_or(self.pids_limit, |p| p.min(self.pids_limit)),
@@ -144,12 +249,13 @@ mod tests {
     #[test]
     fn a_request_can_ask_for_less_freedom_but_not_more() {
         let strict = Policy {
-            isolate: true,
+            profile: Profile::Isolate,
             network: Network::None,
             pids_limit: 100,
             ..Policy::default()
         };
         let lax = SandboxRequest {
+            profile: Some(Profile::Contain),
             isolate: false,
             network: Some(Network::Host),
             pids_limit: Some(10_000),
@@ -160,6 +266,7 @@ mod tests {
 
         let open = Policy::default();
         let tight = SandboxRequest {
+            profile: None,
             isolate: true,
             network: Some(Network::None),
             pids_limit: Some(10),
@@ -167,6 +274,50 @@ mod tests {
         let plan = open.plan(&tight, 0, 1.0);
         assert!(plan.isolate && plan.no_network && plan.private_tmp);
         assert_eq!(plan.pids, 10);
+    }
+
+    #[test]
+    fn profiles_add_to_each_other_and_a_request_only_tightens() {
+        let ask = |p| SandboxRequest {
+            profile: Some(p),
+            ..SandboxRequest::default()
+        };
+        let open = Policy::default();
+        let plan = open.plan(&SandboxRequest::default(), 0, 0.0);
+        assert_eq!(plan.profile, Profile::Contain);
+        assert!(!plan.no_new_privs && !plan.landlock && !plan.seccomp && !plan.private_tmp);
+        let plan = open.plan(&ask(Profile::Confine), 0, 0.0);
+        assert!(plan.no_new_privs && plan.landlock && plan.seccomp && plan.private_tmp);
+        assert!(!plan.isolate);
+        let confining = Policy {
+            profile: Profile::Confine,
+            landlock: false,
+            ..Policy::default()
+        };
+        let plan = confining.plan(&ask(Profile::Contain), 0, 0.0);
+        assert_eq!(plan.profile, Profile::Confine);
+        assert!(plan.seccomp && !plan.landlock, "--no-landlock still holds");
+        assert!(confining.plan(&ask(Profile::Isolate), 0, 0.0).isolate);
+    }
+
+    #[test]
+    fn profiles_parse_and_print_by_name() {
+        for p in Profile::ALL {
+            assert_eq!(p.name().parse::<Profile>(), Ok(p));
+            assert_eq!(serde_json::to_string(&p).unwrap(), format!("\"{p}\""));
+        }
+        assert!("strict".parse::<Profile>().unwrap_err().contains("confine"));
+    }
+
+    #[test]
+    fn a_missing_writable_directory_is_refused() {
+        let policy = Policy {
+            writable: vec!["/nonexistent/spoolq-cache".into()],
+            ..Policy::default()
+        };
+        let e = policy.check().unwrap_err().to_string();
+        assert!(e.contains("/nonexistent/spoolq-cache"), "{e}");
+        assert!(Policy::default().check().is_ok());
     }
 
     #[test]

@@ -29,7 +29,7 @@ use proc::{booted_at_us, job_of, kill_recorded, process_start_time};
 mod outcome;
 mod proc;
 use crate::sandbox::cgroup::JobCgroup;
-use crate::sandbox::{Prepared, Sandbox, SandboxReport, Usage};
+use crate::sandbox::{Prepared, Sandbox, SandboxReport, Submitter, Usage};
 use crate::spawn::{JobCommand, JobProcess, SpawnError, Spawner};
 use crate::spool::{Spool, Submission};
 
@@ -211,6 +211,7 @@ impl Executor for LocalTasks {
         let env = request
             .env
             .iter()
+            .filter(|(k, _)| k.as_str() != JOB_ID_VAR)
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .chain([(JOB_ID_VAR, id.as_str())]);
         let cmd = JobCommand::new(
@@ -223,13 +224,17 @@ impl Executor for LocalTasks {
         // Last, as it makes the job's cgroup: only a failed spawn below has
         // to take that down again.
         let asked = request.sandbox.clone().unwrap_or_default();
+        let submitter = Submitter {
+            ids: identity,
+            umask: request.umask,
+        };
         let Prepared {
             program,
             cgroup,
             report,
         } = self
             .sandbox
-            .prepare(id, &asked, reservation, identity, &request.cwd)
+            .prepare(id, &asked, reservation, submitter, &request.cwd)
             .map_err(|r| not_run(126, r))?;
         match self.spawner.spawn(&cmd, &program) {
             Ok(child) => {

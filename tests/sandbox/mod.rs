@@ -20,7 +20,7 @@ use crate::util::{fake_id, held, wait_for, wait_until, Env, Output, Proc, TestCo
 
 /// True when running as root; otherwise prints that `name` is skipped.
 #[must_use]
-fn root_or_skip(name: &str) -> bool {
+pub(crate) fn root_or_skip(name: &str) -> bool {
     if rustix::process::geteuid().is_root() {
         return true;
     }
@@ -30,7 +30,7 @@ fn root_or_skip(name: &str) -> bool {
 
 /// Submit `argv` with `submit` options `flags`; returns the id.
 #[track_caller]
-fn submit(env: &Env, flags: &[&str], argv: &[&str]) -> String {
+pub(crate) fn submit(env: &Env, flags: &[&str], argv: &[&str]) -> String {
     let o = env
         .cmd()
         .arg("submit")
@@ -44,14 +44,14 @@ fn submit(env: &Env, flags: &[&str], argv: &[&str]) -> String {
 /// Run `sh -c script` as a job with `submit` options `flags`: what `wait`
 /// replayed, and the result document (kept in the spool).
 #[track_caller]
-fn run_sh(env: &Env, flags: &[&str], script: &str) -> (Output, Value) {
+pub(crate) fn run_sh(env: &Env, flags: &[&str], script: &str) -> (Output, Value) {
     let id = submit(env, flags, &["sh", "-c", script]);
     let out = env.cmd().args(["wait", "--keep", &id]).output();
     (out, env.result(&id))
 }
 
 /// The protections a result says were applied.
-fn applied(result: &Value) -> Vec<String> {
+pub(crate) fn applied(result: &Value) -> Vec<String> {
     result["sandbox"]["applied"]
         .as_array()
         .unwrap_or_else(|| panic!("no sandbox.applied in {result}"))
@@ -78,7 +78,7 @@ fn session_of(pid: u32) -> Option<u32> {
 }
 
 /// A name no other test (or run) uses.
-fn unique(prefix: &str) -> String {
+pub(crate) fn unique(prefix: &str) -> String {
     format!("{prefix}-{}-{}", std::process::id(), fake_id())
 }
 
@@ -357,9 +357,11 @@ fn network_none_cannot_reach_the_hosts_loopback_but_has_its_own() {
 }
 
 #[test]
-fn tmp_is_private_to_the_job_but_a_working_directory_under_tmp_still_works() {
+fn tmp_is_private_to_a_confined_job_but_a_working_directory_under_tmp_still_works() {
     // Needs root: a mount namespace for the private /tmp.
-    if !root_or_skip("tmp_is_private_to_the_job_but_a_working_directory_under_tmp_still_works") {
+    if !root_or_skip(
+        "tmp_is_private_to_a_confined_job_but_a_working_directory_under_tmp_still_works",
+    ) {
         return;
     }
     let env = Env::new();
@@ -377,7 +379,7 @@ fn tmp_is_private_to_the_job_but_a_working_directory_under_tmp_still_works() {
          if [ -e {host_file} ]; then echo sees-host-tmp; fi; \
          pwd; echo rel > rel.txt; echo abs > {work}/abs.txt; cat {work}/rel.txt"
     );
-    let (out, result) = run_sh(&env, &[], &script);
+    let (out, result) = run_sh(&env, &["--profile", "confine"], &script);
     let _ = fs::remove_file(&host_file);
     let _ = fs::remove_file(&job_file);
     assert_eq!(out.code(), 0, "{}", out.describe());
@@ -403,7 +405,7 @@ fn tmp_is_private_to_the_job_but_a_working_directory_under_tmp_still_works() {
 const TEST_USER: &str = "spoolq-test";
 
 /// The (uid, gid) of the unprivileged test user, created if missing.
-fn test_user() -> (u32, u32) {
+pub(crate) fn test_user() -> (u32, u32) {
     let id = |flag: &str| -> Option<u32> {
         let o = TestCommand::new("id").args([flag, TEST_USER]).output();
         o.status.success().then(|| o.out().trim().parse().ok())?
@@ -510,14 +512,14 @@ fn a_request_claiming_another_uid_than_its_files_owner_is_rejected() {
 }
 
 #[test]
-fn the_servers_and_clients_own_environment_does_not_leak_into_jobs() {
+fn with_clean_env_only_the_allowlist_reaches_a_job_and_never_the_servers_env() {
     let env = Env::new();
     let _server = env.serve_with_env(&[], &[("SPOOLQ_SECRET", "server")]);
     let o = env
         .cmd()
         .env("SPOOLQ_CLIENT_SECRET", "client")
         .env("LC_TIME", "C")
-        .args(["run", "--env", "GREETING=hi", "--", "env"])
+        .args(["run", "--clean-env", "--env", "GREETING=hi", "--", "env"])
         .expect_code(0);
     let allowed = [
         "PATH",
@@ -638,7 +640,7 @@ fn without_cgroups_the_result_reports_the_fallback_and_strict_refuses() {
             .any(|p| p.starts_with("memory:") || p.starts_with("pids:")),
         "{applied:?}"
     );
-    assert!(applied.contains(&"no_new_privs".to_string()), "{applied:?}");
+    assert!(applied.contains(&"session".to_string()), "{applied:?}");
     server.kill9();
 
     let _server = env.serve(&["--no-cgroups", "--strict-sandbox"]);
@@ -662,9 +664,13 @@ fn sandbox_check_prints_each_mechanism_with_yes_or_no() {
             .lines()
             .map(|l| {
                 let mut w = l.split_whitespace();
-                let (name, mark) = (w.next().unwrap_or(""), w.next().unwrap_or(""));
+                let mut name = w.next().unwrap_or("").to_string();
+                if name == "profile" {
+                    name = format!("profile {}", w.next().unwrap_or(""));
+                }
+                let mark = w.next().unwrap_or("");
                 assert!(mark == "yes" || mark == "no", "line {l:?}");
-                (name.to_string(), mark.to_string())
+                (name, mark.to_string())
             })
             .collect()
     };
@@ -679,7 +685,10 @@ fn sandbox_check_prints_each_mechanism_with_yes_or_no() {
             "rlimits",
             "no_new_privs",
             "landlock",
-            "seccomp"
+            "seccomp",
+            "profile contain",
+            "profile confine",
+            "profile isolate",
         ]
     );
     let root = rustix::process::geteuid().is_root();
@@ -722,15 +731,15 @@ fn rlimits_cap_open_files_and_file_size_and_disable_core_dumps() {
 }
 
 #[test]
-fn jobs_run_with_no_new_privs() {
+fn confined_jobs_run_with_no_new_privs() {
     let env = Env::new();
     let _server = env.serve(&[]);
-    let mut flags: Vec<&[&str]> = vec![&[]];
+    let mut flags: Vec<&[&str]> = vec![&["--profile", "confine"]];
     // Needs root: an isolated job runs under the pid namespace's init.
     if rustix::process::geteuid().is_root() {
         flags.push(&["--isolate"]);
     } else {
-        println!("SKIPPED jobs_run_with_no_new_privs (--isolate part): needs root");
+        println!("SKIPPED confined_jobs_run_with_no_new_privs (--isolate part): needs root");
     }
     for f in flags {
         let (out, _) = run_sh(&env, f, "grep NoNewPrivs /proc/self/status");
@@ -798,7 +807,7 @@ fn a_silent_stream_leaves_no_file_and_an_ended_job_no_pid_record() {
 // ---------------------------------------------------------------------------
 
 /// A spool served by root that the test user can reach.
-fn shared_env() -> Env {
+pub(crate) fn shared_env() -> Env {
     let env = Env::new();
     let top = env.work.parent().unwrap();
     fs::set_permissions(top, fs::Permissions::from_mode(0o755)).unwrap();
