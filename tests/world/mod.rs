@@ -127,6 +127,9 @@ impl GroupMember {
         let tag = std::process::id() % 100_000;
         let (user, group) = (format!("sq-u{tag}"), format!("sq-g{tag}"));
         let run = |args: &[&str]| TestCommand::new(args[0]).args(&args[1..]).expect_code(0);
+        // Left over by a run of this pid that was killed: start afresh.
+        let _ = TestCommand::new("userdel").arg(&user).output();
+        let _ = TestCommand::new("groupdel").arg(&group).output();
         run(&["groupadd", "--system", &group]);
         let mut member = GroupMember {
             uid: 0,
