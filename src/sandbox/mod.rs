@@ -426,6 +426,37 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_confined_job_is_refused_when_a_writable_directory_vanished() {
+        if filter::probe().landlock_abi().is_none() {
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let cache = dir.path().join("cache");
+        std::fs::create_dir(&cache).unwrap();
+        let policy = Policy {
+            profile: Profile::Confine,
+            cgroups: false,
+            writable: vec![cache.clone()],
+            ..Policy::default()
+        };
+        policy.check().unwrap();
+        let sandbox = Sandbox::probe(policy, "unused".into());
+        std::fs::remove_dir(&cache).unwrap();
+        let who = Submitter {
+            ids: (sandbox.uid, sandbox.gid),
+            umask: None,
+        };
+        let id: RequestId = "1795345234030440-3cfffd730000".parse().unwrap();
+        let asked = SandboxRequest::default();
+        let refused = sandbox
+            .prepare(id, &asked, (0, 0.0), who, dir.path())
+            .err()
+            .expect("refused, not run unconfined");
+        assert!(refused.contains("Landlock"), "{refused}");
+        assert!(refused.contains("cache"), "names the path: {refused}");
+    }
+
+    #[test]
     fn a_working_directory_under_tmp_keeps_its_top_level_directory() {
         let bind = tmp_bind(Path::new("/tmp/build/sub/deeper")).unwrap();
         assert_eq!(bind.dir.as_bytes(), b"/tmp/build");
