@@ -186,7 +186,11 @@ fn a_submit_on_a_full_disk_fails_clearly_and_leaves_no_partial_file() {
     // A request document bigger than what is left (one argument may not
     // pass 128 KiB, so many).
     let words = vec!["x".repeat(1000); 200];
-    let o = env.cmd().args(["submit", "--", "echo"]).args(&words).output();
+    let o = env
+        .cmd()
+        .args(["submit", "--", "echo"])
+        .args(&words)
+        .output();
     assert_ne!(o.code(), 0, "{}", o.describe());
     assert!(o.err().contains("No space left"), "{}", o.describe());
     assert!(
