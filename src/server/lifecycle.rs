@@ -103,6 +103,11 @@ pub struct Lifecycle {
     /// Queue deadlines of pending requests, soonest first.
     deadlines: BTreeSet<(u64, RequestId)>,
     unwritten: BTreeMap<RequestId, Unwritten>,
+    /// Aborted requests whose removal failed, to try again (known till then,
+    /// so their markers are not taken for strays).
+    discarding: BTreeMap<RequestId, State>,
+    /// Disposals of finished requests' files that failed, to try again.
+    undisposed: Vec<(RequestId, Dispose)>,
     retry_at: Option<Instant>,
     /// Finished requests of the observation under way, disposed of after
     /// one flush of `4-complete/`.
@@ -130,6 +135,8 @@ impl Lifecycle {
             running: HashMap::new(),
             deadlines: BTreeSet::new(),
             unwritten: BTreeMap::new(),
+            discarding: BTreeMap::new(),
+            undisposed: Vec::new(),
             retry_at: None,
             finished: Vec::new(),
             stopping: None,
@@ -194,11 +201,14 @@ impl Lifecycle {
         std::mem::take(&mut self.changed)
     }
 
-    /// True when `id` is pending, running or finishing.
+    /// True when `id` is pending, running, or finishing (a result, a removal
+    /// or a disposal still to be retried).
     pub fn knows(&self, id: RequestId) -> bool {
         self.pending.contains_key(&id)
             || self.running.contains_key(&id)
             || self.unwritten.contains_key(&id)
+            || self.discarding.contains_key(&id)
+            || self.undisposed.iter().any(|(u, _)| *u == id)
     }
 
     /// Stopping or draining, with nothing left to run or write: the server
@@ -206,7 +216,9 @@ impl Lifecycle {
     /// cannot be written (a full disk): their `3-running/` entries stay for
     /// the next start's recovery.
     pub fn done(&self) -> bool {
-        let written = self.unwritten.is_empty() || (self.stopping.is_some() && self.stop_forced);
+        let settled = self.unwritten.is_empty() && self.discarding.is_empty();
+        let settled = settled && self.undisposed.is_empty();
+        let written = settled || (self.stopping.is_some() && self.stop_forced);
         (self.stopping.is_some() || self.draining) && self.running.is_empty() && written
     }
 
@@ -309,12 +321,7 @@ impl Lifecycle {
     }
 
     /// An abort marker was found in `5-aborting/`.
-    pub fn abort_filed(
-        &mut self,
-        a: AbortFiled,
-        admission: &dyn Admission,
-        clock: Clock,
-    ) -> Vec<Effect> {
+    pub fn abort_filed(&mut self, a: AbortFiled, clock: Clock) -> Vec<Effect> {
         let mut out = Vec::new();
         let Some(id) = a.id else {
             out.push(Effect::SetAside {
@@ -343,19 +350,17 @@ impl Lifecycle {
             });
             return out;
         }
-        if let Some(arrival) = a.arrival.filter(|_| !self.knows(id)) {
-            // Published and aborted before we saw it: take it in first.
-            self.take_in(arrival, admission, clock, &mut out);
-        }
-        if self.take_pending(id).is_some() {
-            out.push(Effect::Remove {
-                state: State::Pending,
-                id,
-            });
-            out.push(Effect::Remove {
-                state: State::Aborting,
-                id,
-            });
+        if let Some(state) = a.unseen.filter(|_| !self.knows(id)) {
+            // Published and aborted before we took it in: it goes at once,
+            // without ever being queued.
+            if state == State::Requested {
+                self.metrics.total_received += 1;
+            }
+            self.discard(id, state, &mut out);
+            self.count_abort(id, clock);
+            info!(%id, "aborted before it was queued");
+        } else if self.take_pending(id).is_some() {
+            self.discard(id, State::Pending, &mut out);
             self.count_abort(id, clock);
             info!(%id, "aborted while pending");
         } else if let Some(r) = self.running.get_mut(&id) {
@@ -369,7 +374,9 @@ impl Lifecycle {
                 });
                 info!(%id, "aborting running job");
             }
-        } else if !self.unwritten.contains_key(&id) {
+        } else if !self.knows(id) {
+            // (A request whose result or removal is still to be retried
+            // keeps its marker until that is done.)
             if a.complete {
                 out.push(Effect::Remove {
                     state: State::Complete,
@@ -393,16 +400,7 @@ impl Lifecycle {
         for (id, outcome) in ended {
             self.running.remove(&id);
             if outcome.killed == Some(KillReason::Abort) {
-                out.push(Effect::RemoveOutput { id });
-                out.push(Effect::Forget { id });
-                out.push(Effect::Remove {
-                    state: State::Running,
-                    id,
-                });
-                out.push(Effect::Remove {
-                    state: State::Aborting,
-                    id,
-                });
+                self.discard(id, State::Running, &mut out);
                 self.count_abort(id, clock);
                 info!(%id, "aborted while running");
                 continue;
@@ -418,6 +416,17 @@ impl Lifecycle {
         }
         self.flush(&mut out);
         out
+    }
+
+    /// A job really started (its `Start` was carried out).
+    pub fn started(&mut self, id: RequestId, clock: Clock) {
+        let waited = clock.now_us.saturating_sub(id.micros());
+        self.metrics.time_waiting.observe_us(waited);
+    }
+
+    /// Whether `spoolq drain` is in force.
+    pub fn draining(&self) -> bool {
+        self.draining
     }
 
     /// SIGTERM or SIGINT. The first starts the shutdown grace; a second ends
@@ -475,6 +484,7 @@ impl Lifecycle {
                 break;
             }
             if self.take_pending(id).is_none() {
+                self.deadlines.pop_first();
                 continue;
             }
             let limit = at.saturating_sub(id.micros());
@@ -492,6 +502,19 @@ impl Lifecycle {
             for (id, u) in std::mem::take(&mut self.unwritten) {
                 self.write(id, u, &mut out);
             }
+            let discards = std::mem::take(&mut self.discarding);
+            out.extend(
+                discards
+                    .into_iter()
+                    .map(|(id, from)| Effect::Discard { id, from }),
+            );
+            let disposals = std::mem::take(&mut self.undisposed);
+            // Their results are durable already: no new flush is needed.
+            out.extend(
+                disposals
+                    .into_iter()
+                    .map(|(id, how)| Effect::Dispose { id, how }),
+            );
         }
         self.flush(&mut out);
         out
@@ -527,8 +550,6 @@ impl Lifecycle {
                         started: clock.now,
                     };
                     reserved.add(held.mem, held.cpus, held.started);
-                    let waited = clock.now_us.saturating_sub(id.micros());
-                    self.metrics.time_waiting.observe_us(waited);
                     round.push((id, pending.demand.clone()));
                     let aborting = false;
                     let running = Running {
@@ -687,10 +708,14 @@ impl Lifecycle {
         out: &mut Vec<Effect>,
     ) {
         warn!(%id, %reason, "rejected");
+        // The result carries the request when its file parsed (read again
+        // when it was refused for capacity), so that it goes to its
+        // submitter.
+        let read = request.is_none();
         let mut outcome = Outcome::not_run(Status::Rejected, None, reason);
         outcome.request = request;
         let dispose = Dispose::SetAside(state);
-        self.finish(id, Box::new(outcome), dispose, false, clock, out);
+        self.finish(id, Box::new(outcome), dispose, read, clock, out);
     }
 
     /// One flush of `4-complete/` for every request finished in this
@@ -709,6 +734,13 @@ impl Lifecycle {
                 .into_iter()
                 .map(|(id, how)| Effect::Dispose { id, how }),
         );
+    }
+
+    /// An aborted request goes without a result: its file, its output, its
+    /// job's record and then its marker (kept until here, so that a crash
+    /// re-applies the abort). Retried until it is done.
+    fn discard(&mut self, id: RequestId, from: State, out: &mut Vec<Effect>) {
+        out.push(Effect::Discard { id, from });
     }
 
     fn count_abort(&mut self, id: RequestId, clock: Clock) {

@@ -149,7 +149,7 @@ impl<'a, E: Executor> Server<'a, E> {
                 for id in self.life.unwritten() {
                     warn!(%id, "stopping with its result unwritten: the next start records it");
                 }
-                if self.life.mode() == crate::protocol::status::Mode::Draining {
+                if self.life.draining() {
                     // Drained: the next server starts normally.
                     let _ = self.spool.remove(&self.spool.drain_path());
                 }
@@ -307,11 +307,11 @@ impl<'a, E: Executor> Server<'a, E> {
                 filer: marker.map(|e| e.owner),
                 regular: marker.is_some_and(|e| e.regular),
                 target_owner,
-                arrival: unseen.map(|(_, state)| self.arrival(state, &name)),
+                unseen: unseen.map(|(_, state)| state),
                 complete: target(State::Complete).is_some_and(|e| e.regular),
                 name,
             };
-            let effects = self.life.abort_filed(filed, &self.meter, clock());
+            let effects = self.life.abort_filed(filed, clock());
             self.carry_out(effects);
         }
     }
@@ -319,6 +319,12 @@ impl<'a, E: Executor> Server<'a, E> {
     /// Carry out effects in order. When one fails, the lifecycle says which
     /// of the remaining ones to drop and what to do instead.
     fn carry_out(&mut self, effects: Vec<Effect>) {
+        self.carry_out_inner(effects);
+        // A claim whose start was dropped (its round undone) is not kept.
+        self.claimed.clear();
+    }
+
+    fn carry_out_inner(&mut self, effects: Vec<Effect>) {
         let mut skip: Vec<RequestId> = Vec::new();
         for effect in effects {
             if effect.id().is_some_and(|id| skip.contains(&id)) {
@@ -330,7 +336,7 @@ impl<'a, E: Executor> Server<'a, E> {
                 }
                 let rec = self.life.failed(effect, fault, clock());
                 skip.extend(rec.skip);
-                self.carry_out(rec.then);
+                self.carry_out_inner(rec.then);
             }
         }
     }
@@ -361,6 +367,7 @@ impl<'a, E: Executor> Server<'a, E> {
                     return Err(Fault::NotStarted(outcome));
                 }
                 self.meter.note_started(Instant::now());
+                self.life.started(*id, clock());
                 debug!(%id, "started");
             }
             Effect::Kill { id, why } => self.exec.terminate(*id, *why, Instant::now()),
@@ -401,6 +408,16 @@ impl<'a, E: Executor> Server<'a, E> {
             Effect::Remove { state, id } => spool.remove(&spool.path(*state, *id)).map_err(io)?,
             Effect::RemoveOutput { id } => spool.remove_output(*id).map_err(io)?,
             Effect::Forget { id } => self.exec.forget(*id),
+            Effect::Discard { id, from } => {
+                spool.remove_output(*id).map_err(io)?;
+                if *from == State::Running {
+                    self.exec.forget(*id);
+                }
+                spool.remove(&spool.path(*from, *id)).map_err(io)?;
+                spool
+                    .remove(&spool.path(State::Aborting, *id))
+                    .map_err(io)?;
+            }
         }
         Ok(())
     }

@@ -112,6 +112,15 @@ pub enum Effect {
         /// The request.
         id: RequestId,
     },
+    /// Remove an aborted request, which gets no result: its output, its
+    /// job's record (when it ran), its file in `from` and then its abort
+    /// marker.
+    Discard {
+        /// The request.
+        id: RequestId,
+        /// `1-requested/`, `2-pending/` or `3-running/`.
+        from: State,
+    },
     /// Tell the executor a finished job's result is written.
     Forget {
         /// The request.
@@ -131,6 +140,7 @@ impl Effect {
             | Effect::Dispose { id, .. }
             | Effect::Remove { id, .. }
             | Effect::RemoveOutput { id }
+            | Effect::Discard { id, .. }
             | Effect::Forget { id } => Some(*id),
             Effect::Sync { .. } | Effect::SetAside { .. } => None,
         }

@@ -109,8 +109,18 @@ impl Lifecycle {
                 self.retry_at.get_or_insert(clock.now + RETRY_EVERY);
                 rec.skip.push(id);
             }
-            // Removals, set-asides and kills: logged; the next pass or
-            // start tries again where it matters.
+            (Effect::Discard { id, from }, _) => {
+                self.discarding.insert(id, from);
+                self.retry_at.get_or_insert(clock.now + RETRY_EVERY);
+                rec.skip.push(id);
+            }
+            (Effect::Dispose { id, how }, _) => {
+                self.undisposed.push((id, how));
+                self.retry_at.get_or_insert(clock.now + RETRY_EVERY);
+                rec.skip.push(id);
+            }
+            // Other removals, set-asides and kills: logged; the next pass
+            // or start tries again where it matters.
             (e, _) => rec.skip.extend(e.id()),
         }
         rec

@@ -70,10 +70,10 @@ pub struct AbortFiled {
     pub regular: bool,
     /// Owner of the request's file, in whichever state it is, if it exists.
     pub target_owner: Option<u32>,
-    /// The request, when it sits in `1-requested/` or `2-pending/` and the
-    /// lifecycle does not know it (published and aborted within one pass,
-    /// or an abort whose removal of the pending file failed before).
-    pub arrival: Option<Arrival>,
+    /// Where the request's file is, when it sits in `1-requested/` or
+    /// `2-pending/` and the lifecycle does not know it (published and
+    /// aborted within one pass).
+    pub unseen: Option<State>,
     /// Whether `4-complete/` holds a regular file under its id.
     pub complete: bool,
 }

@@ -74,7 +74,7 @@ pub(super) fn abort(n: u64, filer: u32, owner: Option<u32>) -> AbortFiled {
         filer: Some(filer),
         regular: true,
         target_owner: owner,
-        arrival: None,
+        unseen: None,
         complete: false,
     }
 }
@@ -193,10 +193,8 @@ fn an_invalid_request_is_rejected_with_what_it_said() {
         gone: false,
     });
     let fx = l.arrived(a, &Slots(1), at(0));
-    assert!(
-        matches!(&fx[0], Effect::Write { outcome, read_request: false, .. }
-        if outcome.reason.as_deref() == Some("bad"))
-    );
+    assert!(matches!(&fx[0], Effect::Write { outcome, .. }
+        if outcome.reason.as_deref() == Some("bad")));
     let mut a = arrival(2, Terms::default());
     a.found.as_mut().expect("found").read = Err(Rejection {
         reason: "gone".into(),
@@ -312,9 +310,12 @@ fn a_second_stop_ends_the_grace_at_once() {
 fn an_abort_of_a_pending_request_removes_it_and_its_marker() {
     let mut l = life();
     arrive(&mut l, 1);
-    let fx = l.abort_filed(abort(1, ALICE, Some(ALICE)), &Slots(1), at(0));
-    let remove = |state| Effect::Remove { state, id: id(1) };
-    assert_eq!(fx, vec![remove(State::Pending), remove(State::Aborting)]);
+    let fx = l.abort_filed(abort(1, ALICE, Some(ALICE)), at(0));
+    let discard = Effect::Discard {
+        id: id(1),
+        from: State::Pending,
+    };
+    assert_eq!(fx, vec![discard]);
     assert_eq!(l.pending_len(), 0);
     assert_eq!(l.metrics().total_completed.get("aborted"), Some(&1));
 }
@@ -328,39 +329,44 @@ fn an_abort_of_a_running_job_kills_once_and_leaves_no_result() {
         id: id(1),
         why: KillReason::Abort,
     };
-    let fx = l.abort_filed(abort(1, ALICE, Some(ALICE)), &Slots(1), at(0));
+    let fx = l.abort_filed(abort(1, ALICE, Some(ALICE)), at(0));
     assert_eq!(fx, vec![kill]);
     assert!(l
-        .abort_filed(abort(1, ALICE, Some(ALICE)), &Slots(1), at(1))
+        .abort_filed(abort(1, ALICE, Some(ALICE)), at(1))
         .is_empty());
     let mut o = ran(143);
     o.killed = Some(KillReason::Abort);
     let fx = l.exited(vec![(id(1), o)], at(2));
     assert_eq!(status_written(&fx), None);
-    assert!(fx.contains(&Effect::Remove {
-        state: State::Running,
-        id: id(1)
-    }));
-    assert!(fx.contains(&Effect::Remove {
-        state: State::Aborting,
-        id: id(1)
-    }));
+    let discard = Effect::Discard {
+        id: id(1),
+        from: State::Running,
+    };
+    assert_eq!(fx, vec![discard.clone()]);
+    // A removal that fails is tried again, and the request stays known
+    // (its marker is not taken for a stray) until it succeeds.
+    let rec = l.failed(discard.clone(), Fault::Io("eio".into()), at(3));
+    assert_eq!(rec.skip, vec![id(1)]);
+    assert!(l.knows(id(1)));
+    assert_eq!(l.tick(at(1003)), vec![discard]);
+    assert!(!l.knows(id(1)));
+    assert_eq!(l.metrics().total_completed.get("aborted"), Some(&1), "once");
 }
 
 #[test]
 fn only_the_owner_root_or_the_server_may_abort() {
     let mut l = life();
     arrive(&mut l, 1);
-    let fx = l.abort_filed(abort(1, BOB, Some(ALICE)), &Slots(1), at(0));
+    let fx = l.abort_filed(abort(1, BOB, Some(ALICE)), at(0));
     assert!(set_aside(&fx));
     assert_eq!(l.pending_len(), 1);
     let mut vanished = abort(1, ALICE, Some(ALICE));
     vanished.filer = None;
-    assert!(set_aside(&l.abort_filed(vanished, &Slots(1), at(0))));
+    assert!(set_aside(&l.abort_filed(vanished, at(0))));
     for who in [ROOT, SERVER, ALICE] {
         let mut l = life();
         arrive(&mut l, 1);
-        l.abort_filed(abort(1, who, Some(ALICE)), &Slots(1), at(0));
+        l.abort_filed(abort(1, who, Some(ALICE)), at(0));
         assert_eq!(l.pending_len(), 0, "uid {who}");
     }
 }
@@ -371,7 +377,7 @@ fn an_abort_marker_that_is_not_a_file_is_set_aside_and_aborts_nothing() {
     arrive(&mut l, 1);
     let mut a = abort(1, ALICE, Some(ALICE));
     a.regular = false;
-    assert!(set_aside(&l.abort_filed(a, &Slots(1), at(0))));
+    assert!(set_aside(&l.abort_filed(a, at(0))));
     assert_eq!(l.pending_len(), 1);
 }
 
@@ -380,7 +386,7 @@ fn an_abort_after_completion_removes_the_result() {
     let mut l = life();
     let mut a = abort(1, BOB, None);
     a.complete = true;
-    let fx = l.abort_filed(a, &Slots(1), at(0));
+    let fx = l.abort_filed(a, at(0));
     assert_eq!(
         fx,
         vec![
@@ -401,16 +407,15 @@ fn an_abort_after_completion_removes_the_result() {
 fn a_request_published_and_aborted_in_one_pass_is_taken_in_then_aborted() {
     let mut l = life();
     let mut a = abort(1, ALICE, Some(ALICE));
-    a.arrival = Some(arrival(1, Terms::default()));
-    let fx = l.abort_filed(a, &Slots(1), at(0));
-    assert!(matches!(fx[0], Effect::Move { .. }));
-    assert_eq!(
-        fx[1],
-        Effect::Remove {
-            state: State::Pending,
-            id: id(1)
-        }
-    );
+    a.unseen = Some(State::Requested);
+    let fx = l.abort_filed(a, at(0));
+    let discard = Effect::Discard {
+        id: id(1),
+        from: State::Requested,
+    };
+    assert_eq!(fx, vec![discard]);
+    assert_eq!(l.pending_len(), 0, "never queued");
+    assert_eq!(l.metrics().total_received, 1);
 }
 
 // ---- time ----
