@@ -352,6 +352,7 @@ impl Lifecycle {
                 state: State::Pending,
                 id,
             });
+            out.push(Effect::RemoveOutput { id }); // its spooled stdin, if any
             out.push(Effect::Remove {
                 state: State::Aborting,
                 id,

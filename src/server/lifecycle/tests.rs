@@ -314,7 +314,11 @@ fn an_abort_of_a_pending_request_removes_it_and_its_marker() {
     arrive(&mut l, 1);
     let fx = l.abort_filed(abort(1, ALICE, Some(ALICE)), &Slots(1), at(0));
     let remove = |state| Effect::Remove { state, id: id(1) };
-    assert_eq!(fx, vec![remove(State::Pending), remove(State::Aborting)]);
+    let input = Effect::RemoveOutput { id: id(1) }; // a spooled stdin
+    assert_eq!(
+        fx,
+        vec![remove(State::Pending), input, remove(State::Aborting)]
+    );
     assert_eq!(l.pending_len(), 0);
     assert_eq!(l.metrics().total_completed.get("aborted"), Some(&1));
 }

@@ -1,0 +1,146 @@
+//! Follow a job's captured output files while they grow, so `wait`, `run`
+//! and `follow` show what the job writes as it writes it instead of after it
+//! ended. The server creates each file on the stream's first byte and only
+//! appends to it; a follower opens it once it appears and copies whatever
+//! lies past what it already copied.
+
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::path::PathBuf;
+
+use crate::error::{Error, IoContext, Result};
+use crate::id::RequestId;
+use crate::spool::{open_output, Spool};
+
+/// Where followed output goes: our stdout and stderr, or test buffers.
+pub struct Sinks<'a> {
+    /// Receives the job's stdout (and its stderr, when they were merged).
+    pub out: Box<dyn Write + 'a>,
+    /// Receives the job's stderr.
+    pub err: Box<dyn Write + 'a>,
+}
+
+/// What a pump found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pumped {
+    /// Nothing new.
+    Idle,
+    /// Bytes were copied.
+    Copied,
+    /// Our stdout is closed (`| head`): following it is pointless.
+    StdoutClosed,
+}
+
+/// One output file being followed.
+struct Tail {
+    path: PathBuf,
+    file: Option<File>,
+    /// The sink refused more (a closed pipe): read nothing more for it.
+    closed: bool,
+}
+
+impl Tail {
+    fn new(path: PathBuf) -> Tail {
+        Tail {
+            path,
+            file: None,
+            closed: false,
+        }
+    }
+
+    /// Copy what the file holds past what was copied; returns bytes copied. `live`
+    /// while the job runs: a file the server has created but not yet given
+    /// to its owner (a root server) is then not an error.
+    fn pump(&mut self, to: &mut dyn Write, buf: &mut [u8], live: bool) -> Result<u64> {
+        if self.closed {
+            return Ok(0);
+        }
+        if self.file.is_none() {
+            self.file = match open_output(&self.path) {
+                Ok(f) => Some(f),
+                // Not there yet (the job has written nothing), or planted by
+                // another user (a file, a link) where the server will make
+                // its own if the job writes.
+                Err(e) if not_yet(&e, live) => return Ok(0),
+                Err(e) => return Err(e),
+            };
+        }
+        let file = self.file.as_mut().expect("just opened");
+        let mut n = 0;
+        loop {
+            let k = match file.read(buf) {
+                Ok(0) => break,
+                Ok(k) => k,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e).at("reading captured output", &self.path),
+            };
+            if let Err(e) = to.write_all(&buf[..k]).and_then(|()| to.flush()) {
+                if e.kind() == io::ErrorKind::BrokenPipe {
+                    self.closed = true;
+                    return Ok(n);
+                }
+                return Err(e).at("writing the job's output", "<stdout>");
+            }
+            n += k as u64;
+        }
+        Ok(n)
+    }
+}
+
+/// True when an output file cannot be opened because it is not there or
+/// not the server's (yet).
+fn not_yet(e: &Error, live: bool) -> bool {
+    match e {
+        Error::Untrusted { .. } => true,
+        Error::Io { source, .. } => {
+            source.kind() == io::ErrorKind::NotFound
+                || (live && source.kind() == io::ErrorKind::PermissionDenied)
+                || source.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error())
+        }
+        _ => false,
+    }
+}
+
+/// A job's two output files, followed together into their sinks.
+pub struct Streams<'a> {
+    out: Tail,
+    err: Tail,
+    sinks: Sinks<'a>,
+    buf: Vec<u8>,
+}
+
+impl<'a> Streams<'a> {
+    /// Follow the output files of `id` into `sinks`.
+    pub fn new(spool: &Spool, id: RequestId, sinks: Sinks<'a>) -> Streams<'a> {
+        Streams {
+            out: Tail::new(spool.output_path(id, "out")),
+            err: Tail::new(spool.output_path(id, "err")),
+            sinks,
+            buf: vec![0; 64 * 1024],
+        }
+    }
+
+    /// Copy what is new in both files while the job runs. A closed stderr
+    /// is ignored (there is nowhere to say anything); a closed stdout is
+    /// reported.
+    pub fn pump(&mut self) -> Result<Pumped> {
+        self.copy(true)
+    }
+
+    /// Copy the rest, once the job's result is there.
+    pub fn finish(&mut self) -> Result<Pumped> {
+        self.copy(false)
+    }
+
+    fn copy(&mut self, live: bool) -> Result<Pumped> {
+        let out = self.out.pump(&mut *self.sinks.out, &mut self.buf, live)?;
+        let n = out + self.err.pump(&mut *self.sinks.err, &mut self.buf, live)?;
+        Ok(if self.out.closed {
+            Pumped::StdoutClosed
+        } else if n > 0 {
+            Pumped::Copied
+        } else {
+            Pumped::Idle
+        })
+    }
+}
