@@ -162,6 +162,10 @@ impl Spool {
                 }
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                // A user's client on a shared spool that lacks a directory
+                // a newer spoolq added (`input/`): its server makes it when
+                // it starts; only what needs it fails meanwhile.
+                Err(e) if e.kind() == io::ErrorKind::PermissionDenied && !shared => {}
                 Err(e) => return Err(e).at("creating spool directory", d),
             }
         }
