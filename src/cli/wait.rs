@@ -149,47 +149,59 @@ fn finish(spool: &Spool, waiter: &Waiter, id: RequestId, how: &Waiting, role: Ro
 /// cannot, collect it unless kept, and return the code.
 fn done(spool: &Spool, result: &JobResult, how: &Waiting) -> Result<u8> {
     let id = result.id;
-    let mut code = result.exit_code_for_client();
+    let code = result.exit_code_for_client();
+    let truncated = [&result.stdout, &result.stderr]
+        .iter()
+        .any(|c| c.as_ref().is_some_and(|c| c.truncated));
+    let exit = if truncated && !how.accept_truncation {
+        EXIT_TRUNCATED
+    } else {
+        code
+    };
     if how.json {
         outln!(
             "{}",
             serde_json::to_string_pretty(result).expect("serializes")
         );
     } else {
-        let mut truncated = false;
-        for (name, c) in [("stdout", &result.stdout), ("stderr", &result.stderr)] {
-            if let Some(c) = c.as_ref().filter(|c| c.truncated) {
-                truncated = true;
-                let total = c.total_bytes.map_or("more".to_string(), |t| t.to_string());
-                let why = c.error.as_deref().unwrap_or("over --max-output");
-                eprintln!(
-                    "spoolq: {id}: {name} truncated: kept {} of {total} bytes ({why})",
-                    c.bytes
-                );
-            }
-        }
-        if truncated && !how.accept_truncation {
-            eprintln!(
-                "spoolq: {id}: exit {EXIT_TRUNCATED}, not the job's {code}, as output was lost \
-                 (--accept-truncation gives the job's code)"
-            );
-            code = EXIT_TRUNCATED;
-        }
-        if let Some(reason) = &result.reason {
-            if result.status != Status::Failed {
-                eprintln!("spoolq: {id} {}: {reason}", result.status.name());
-            }
-        }
-        if result.status != Status::Succeeded {
-            if let Some(note) = result.sandbox.as_ref().and_then(|s| s.failure_note()) {
-                eprintln!("spoolq: {id}: {note}");
-            }
-        }
+        explain(result, (exit != code).then_some(code));
     }
     if !how.keep {
         client::collect(spool, id)?;
     }
-    Ok(code)
+    Ok(exit)
+}
+
+/// On stderr: what was lost of the output, why a job that did not succeed
+/// ended, and the profile a failed confined job ran under. `replaced`: the job's code, when truncation replaced it.
+fn explain(result: &JobResult, replaced: Option<u8>) {
+    let id = result.id;
+    for (name, c) in [("stdout", &result.stdout), ("stderr", &result.stderr)] {
+        if let Some(c) = c.as_ref().filter(|c| c.truncated) {
+            let total = c.total_bytes.map_or("more".to_string(), |t| t.to_string());
+            let why = c.error.as_deref().unwrap_or("over --max-output");
+            eprintln!(
+                "spoolq: {id}: {name} truncated: kept {} of {total} bytes ({why})",
+                c.bytes
+            );
+        }
+    }
+    if let Some(code) = replaced {
+        eprintln!(
+            "spoolq: {id}: exit {EXIT_TRUNCATED}, not the job's {code}, as output was lost \
+             (--accept-truncation gives the job's code)"
+        );
+    }
+    if let Some(reason) = &result.reason {
+        if result.status != Status::Failed {
+            eprintln!("spoolq: {id} {}: {reason}", result.status.name());
+        }
+    }
+    if result.status != Status::Succeeded {
+        if let Some(note) = result.sandbox.as_ref().and_then(|s| s.failure_note()) {
+            eprintln!("spoolq: {id}: {note}");
+        }
+    }
 }
 
 /// Turn SIGINT/SIGTERM/SIGHUP into an interrupt of `waiter`.

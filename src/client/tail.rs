@@ -144,3 +144,85 @@ impl<'a> Streams<'a> {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::*;
+
+    /// A sink the test can read while the streams hold it.
+    #[derive(Clone, Default)]
+    struct Shared(std::rc::Rc<std::cell::RefCell<Vec<u8>>>);
+
+    impl Write for Shared {
+        fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+            self.0.borrow_mut().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// Refuses everything, as a closed pipe does.
+    struct Closed;
+
+    impl Write for Closed {
+        fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+            Err(io::ErrorKind::BrokenPipe.into())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn spool() -> (tempfile::TempDir, Spool, RequestId) {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::new(dir.path(), false);
+        spool.create_layout().unwrap();
+        (dir, spool, RequestId::generate())
+    }
+
+    #[test]
+    fn copies_each_byte_once_as_the_file_grows() {
+        let (_dir, spool, id) = spool();
+        let (out, err) = (Shared::default(), Shared::default());
+        let sinks = Sinks {
+            out: Box::new(out.clone()),
+            err: Box::new(err.clone()),
+        };
+        let mut streams = Streams::new(&spool, id, sinks);
+        assert_eq!(streams.pump().unwrap(), Pumped::Idle, "no file yet");
+        let mut file = File::create(spool.output_path(id, "out")).unwrap();
+        file.write_all(b"one\n").unwrap();
+        assert_eq!(streams.pump().unwrap(), Pumped::Copied);
+        assert_eq!(streams.pump().unwrap(), Pumped::Idle);
+        file.write_all(b"two\n").unwrap();
+        std::fs::write(spool.output_path(id, "err"), b"oops\n").unwrap();
+        assert_eq!(streams.finish().unwrap(), Pumped::Copied);
+        assert_eq!(out.0.borrow().as_slice(), b"one\ntwo\n");
+        assert_eq!(err.0.borrow().as_slice(), b"oops\n");
+    }
+
+    #[test]
+    fn a_closed_stdout_is_reported_and_a_closed_stderr_ignored() {
+        let (_dir, spool, id) = spool();
+        std::fs::write(spool.output_path(id, "out"), b"x").unwrap();
+        std::fs::write(spool.output_path(id, "err"), b"y").unwrap();
+        let quiet = Sinks {
+            out: Box::new(Shared::default()),
+            err: Box::new(Closed),
+        };
+        assert_eq!(
+            Streams::new(&spool, id, quiet).pump().unwrap(),
+            Pumped::Copied
+        );
+        let gone = Sinks {
+            out: Box::new(Closed),
+            err: Box::new(Shared::default()),
+        };
+        let mut streams = Streams::new(&spool, id, gone);
+        assert_eq!(streams.pump().unwrap(), Pumped::StdoutClosed);
+    }
+}

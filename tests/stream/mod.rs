@@ -254,6 +254,14 @@ fn a_truncated_output_exits_74_unless_accepted() {
         run(&["--accept-truncation"]).expect_code(0).stdout.len(),
         1024
     );
+    run(&["--keep", "--accept-truncation"]).expect_code(0);
+    let id = env.names("4-complete").pop().expect("kept result");
+    let doc = env
+        .cmd()
+        .args(["wait", "--json", &id])
+        .expect_code(74)
+        .json();
+    assert_eq!(doc["stdout"]["truncated"], true);
     // A request may keep less than the server, never more.
     assert_eq!(
         run(&["--max-output", "100"]).expect_code(74).stdout.len(),
