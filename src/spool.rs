@@ -677,6 +677,30 @@ impl Spool {
         Ok(())
     }
 
+    /// Open a request's spooled stdin for its job, and unlink it: the job
+    /// holds it open, and nothing else needs it. Only a regular file of the
+    /// submitter's own with one link is accepted, opened without following
+    /// a link or blocking on a FIFO (`input/` is writable by every user of
+    /// a shared spool).
+    pub fn take_input(&self, id: RequestId, owner: u32) -> Result<std::os::fd::OwnedFd> {
+        let path = self.input_path(id);
+        let action = "opening the job's spooled stdin";
+        let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
+        let fd = rustix::fs::open(&path, flags, Mode::empty()).at(action, &path)?;
+        let meta = rustix::fs::fstat(&fd).at(action, &path)?;
+        let regular =
+            rustix::fs::FileType::from_raw_mode(meta.st_mode) == rustix::fs::FileType::RegularFile;
+        if !regular || meta.st_uid != owner || meta.st_nlink != 1 {
+            return Err(Error::Untrusted {
+                path,
+                owner: meta.st_uid,
+            });
+        }
+        rustix::fs::fcntl_setfl(&fd, OFlags::empty()).at(action, &path)?;
+        self.remove(&path)?;
+        Ok(fd)
+    }
+
     /// Create a job's output file, owned by the user the job runs as.
     /// `output/` is writable by every user on a shared spool, so whatever a
     /// user planted under this name (a symlink to /etc/shadow, a FIFO, a

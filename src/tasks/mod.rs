@@ -476,37 +476,13 @@ fn job_streams(
         capture("err")?
     };
     let stdin = if request.stdin {
-        spooled_stdin(spool, id, owner.0).map_err(|e| e.to_string())?
+        spool.take_input(id, owner.0).map_err(|e| e.to_string())?
     } else {
         File::open("/dev/null")
             .map_err(|e| format!("cannot open /dev/null: {e}"))?
             .into()
     };
     Ok((stdin, stdout, stderr, out_cap, err_cap))
-}
-
-/// Open a request's spooled stdin for its job, and unlink it: the job holds
-/// it open, and nothing else needs it. Only a regular file of the
-/// submitter's own, not a link, is accepted (`input/` is writable by every
-/// user of a shared spool).
-fn spooled_stdin(spool: &Spool, id: RequestId, owner: u32) -> Result<OwnedFd> {
-    use rustix::fs::{Mode, OFlags};
-    let path = spool.input_path(id);
-    let action = "opening the job's spooled stdin";
-    let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
-    let fd = rustix::fs::open(&path, flags, Mode::empty()).at(action, &path)?;
-    let meta = rustix::fs::fstat(&fd).at(action, &path)?;
-    let regular =
-        rustix::fs::FileType::from_raw_mode(meta.st_mode) == rustix::fs::FileType::RegularFile;
-    if !regular || meta.st_uid != owner || meta.st_nlink != 1 {
-        return Err(crate::error::Error::Untrusted {
-            path,
-            owner: meta.st_uid,
-        });
-    }
-    rustix::fs::fcntl_setfl(&fd, OFlags::empty()).at(action, &path)?;
-    spool.remove(&path)?;
-    Ok(fd)
 }
 
 fn signal_group(child: &JobProcess, sig: Signal) {
