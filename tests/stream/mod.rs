@@ -345,3 +345,36 @@ fn submit_stdin_is_durable_private_and_published_with_the_request() {
 fn mode(p: &Path) -> u32 {
     fs::metadata(p).unwrap().permissions().mode() & 0o7777
 }
+
+#[test]
+fn a_users_stdin_on_a_shared_spool_is_private_and_reaches_their_job() {
+    // Needs root: a root server and a user submitting to it.
+    let name = "a_users_stdin_on_a_shared_spool_is_private_and_reaches_their_job";
+    if !crate::sandbox::root_or_skip(name) {
+        return;
+    }
+    let (uid, gid) = crate::sandbox::test_user();
+    let env = crate::sandbox::shared_env();
+    let _server = env.serve(&["--max-jobs", "1"]);
+    env.submit_sh(&held("blocker"));
+    env.wait_started("blocker");
+    let line = format!(
+        "echo secret | {} --spool {} submit --stdin -- cat",
+        bin(),
+        env.spool.display()
+    );
+    let o = TestCommand::new("sh")
+        .args(["-c", &line])
+        .current_dir(&env.work)
+        .user(uid, gid)
+        .expect_code(0);
+    let id = o.out().trim().to_string();
+    let input = env.dir("input").join(&id);
+    let meta = fs::metadata(&input).unwrap();
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!((meta.uid(), meta.mode() & 0o7777), (uid, 0o600));
+    env.release("blocker");
+    let o = env.cmd().user(uid, gid).args(["wait", &id]).expect_code(0);
+    assert_eq!(o.out(), "secret\n");
+    assert!(!input.exists());
+}
