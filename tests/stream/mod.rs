@@ -163,12 +163,23 @@ fn run_under_2_to_1_keeps_stdout_and_stderr_in_order() {
     let result = env.result(&id);
     assert_eq!(result["request"]["merge_stderr"], true, "{result}");
     assert!(result["stderr"].is_null(), "{result}");
+    // Asked for at submit, for a later wait.
+    let id = submit_merged(&env, job);
+    let o = env.cmd().args(["wait", &id]).expect_code(0);
+    assert_eq!(o.out(), "out1\nerr1\nout2\n", "{}", o.describe());
+    assert_eq!(o.err(), "");
     // Separate files get separate streams.
     let o = env
         .cmd()
         .args(["run", "--", "sh", "-c", job])
         .expect_code(0);
     assert_eq!((o.out(), o.err()), ("out1\nout2\n".into(), "err1\n".into()));
+}
+
+/// `submit --merge-output -- sh -c SCRIPT`; its id.
+fn submit_merged(env: &Env, script: &str) -> String {
+    let args = ["submit", "--merge-output", "--", "sh", "-c", script];
+    env.cmd().args(args).expect_code(0).out().trim().to_string()
 }
 
 #[test]
