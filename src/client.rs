@@ -212,8 +212,9 @@ const QUICK_MAX: Duration = Duration::from_millis(8);
 const TAIL_FIRST: Duration = Duration::from_millis(1);
 const TAIL_MAX: Duration = Duration::from_millis(16);
 
-/// Waits for results: an inotify watch on `4-complete/` with a polling
-/// fallback, and a channel others can use to interrupt it.
+/// Waits for results (and follows a job's output meanwhile): an inotify
+/// watch on `4-complete/` with a polling fallback, and a channel others can
+/// use to interrupt it.
 pub struct Waiter {
     tx: mpsc::Sender<Wake>,
     rx: mpsc::Receiver<Wake>,
@@ -239,8 +240,9 @@ impl Waiter {
         }
     }
 
-    /// Watch `4-complete/`, once. If inotify is unavailable (limits, network
-    /// file system) polling is faster instead. Returns the poll interval.
+    /// Watch `4-complete/` and `3-running/`, once. If inotify is
+    /// unavailable (limits, network file system) polling is faster instead.
+    /// Returns the poll interval.
     fn arm(&self, spool: &Spool) -> Duration {
         let watcher = self.watcher.get_or_init(|| {
             let fs_tx = self.tx.clone();
