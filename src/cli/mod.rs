@@ -235,6 +235,9 @@ fn job_io(stdin: bool, merge_stderr: bool, max_output: Option<u64>) -> Result<Jo
             .as_fd()
             .try_clone_to_owned()
             .map_err(|e| Error::Usage(format!("--stdin: cannot use this stdin: {e}")))?;
+        if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+            eprintln!("spoolq: --stdin: reading the job's input from the terminal until Ctrl-D");
+        }
         Some(std::sync::Arc::new(std::fs::File::from(fd)))
     } else {
         None
