@@ -137,7 +137,7 @@ fn run_timeout_shows_what_the_job_printed_before_it() {
     let script = format!("echo partial; {}", held("late"));
     let o = env
         .cmd()
-        .args(["run", "--timeout", "1", "--", "sh", "-c", &script])
+        .args(["run", "--timeout", "2", "--", "sh", "-c", &script])
         .expect_code(124);
     assert_eq!(o.out(), "partial\n", "{}", o.describe());
 }
