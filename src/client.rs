@@ -18,6 +18,7 @@ use crate::sandbox::policy::SandboxRequest;
 use crate::spool::{Spool, State};
 
 mod tail;
+mod watch;
 pub use tail::{Pumped, Sinks, Streams};
 
 /// Environment variables a job gets from its submitter with `--clean-env`
@@ -206,11 +207,15 @@ const QUICK_MAX: Duration = Duration::from_millis(8);
 
 /// While a followed job runs, its output files are looked at again after
 /// `TAIL_FIRST` once something arrived, backing off to `TAIL_MAX` while it
-/// is quiet: a job's line reaches the follower within `TAIL_MAX`. Polled,
-/// not watched: inotify on the shared `output/` would wake every follower
-/// for every job's writes, and network file systems deliver no events.
+/// is quiet: a job's line reaches the follower within `TAIL_MAX`. After
+/// `WATCH_AFTER` the follower's own inotify watch of its files
+/// ([`watch`]) wakes it instead (within a millisecond, and no wakes while
+/// the job is quiet); not at once, because tearing an inotify instance
+/// down costs the kernel ~8 ms at exit, a share only of a short job. If
+/// inotify is unavailable, polling goes on.
 const TAIL_FIRST: Duration = Duration::from_millis(1);
 const TAIL_MAX: Duration = Duration::from_millis(16);
+const WATCH_AFTER: Duration = Duration::from_secs(1);
 
 /// Waits for results (and follows a job's output meanwhile): an inotify
 /// watch on `4-complete/` with a polling fallback, and a channel others can
@@ -298,6 +303,7 @@ impl Waiter {
         let pump = |s: &mut Option<Streams>| s.as_mut().map_or(Ok(Pumped::Idle), Streams::pump);
         let mut quick = QUICK_FIRST;
         let mut tail = TAIL_FIRST;
+        let mut running_since = None;
         loop {
             if let Some(r) = trusted_result(spool, id)? {
                 // The server writes the result after the job's streams
@@ -311,6 +317,12 @@ impl Waiter {
             }
             state.into_iter().for_each(&mut *on_look);
             let running = state == Some(State::Running);
+            let since = running.then(|| *running_since.get_or_insert_with(Instant::now));
+            if let (Some(t), Some(s)) = (since, streams.as_mut()) {
+                if t.elapsed() > WATCH_AFTER {
+                    s.watch(&self.tx);
+                }
+            }
             if running {
                 tail = match pump(&mut streams)? {
                     Pumped::StdoutClosed => return Ok(WaitOutcome::StdoutClosed),
@@ -321,7 +333,7 @@ impl Waiter {
             let Some(mut sleep) = self.pause(spool, started, &mut quick) else {
                 continue;
             };
-            if running && streams.is_some() {
+            if running && streams.as_ref().is_some_and(|s| !s.watched()) {
                 sleep = sleep.min(tail);
             }
             if let Some(d) = deadline {

@@ -7,7 +7,10 @@
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::path::PathBuf;
+use std::sync::mpsc::Sender;
 
+use super::watch::OutputWatch;
+use super::Wake;
 use crate::error::{Error, IoContext, Result};
 use crate::id::RequestId;
 use crate::spool::{open_output, Spool};
@@ -51,7 +54,13 @@ impl Tail {
     /// Copy what the file holds past what was copied; returns bytes copied. `live`
     /// while the job runs: a file the server has created but not yet given
     /// to its owner (a root server) is then not an error.
-    fn pump(&mut self, to: &mut dyn Write, buf: &mut [u8], live: bool) -> Result<u64> {
+    fn pump(
+        &mut self,
+        to: &mut dyn Write,
+        buf: &mut [u8],
+        live: bool,
+        watch: Option<&OutputWatch>,
+    ) -> Result<u64> {
         if self.closed {
             return Ok(0);
         }
@@ -64,6 +73,10 @@ impl Tail {
                 Err(e) if not_yet(&e, live) => return Ok(0),
                 Err(e) => return Err(e),
             };
+            // Before reading: a write after our last read wakes us.
+            if let Some(w) = watch {
+                let _ = w.add_file(&self.path);
+            }
         }
         let file = self.file.as_mut().expect("just opened");
         let mut n = 0;
@@ -107,6 +120,9 @@ pub struct Streams<'a> {
     err: Tail,
     sinks: Sinks<'a>,
     buf: Vec<u8>,
+    dir: PathBuf,
+    /// Set by [`watch`](Self::watch); `Some(None)` when inotify failed.
+    watch: Option<Option<OutputWatch>>,
 }
 
 impl<'a> Streams<'a> {
@@ -117,7 +133,33 @@ impl<'a> Streams<'a> {
             err: Tail::new(spool.output_path(id, "err")),
             sinks,
             buf: vec![0; 64 * 1024],
+            dir: spool.output_dir(),
+            watch: None,
         }
+    }
+
+    /// From now on, wake `wake` when the output grows (once; a no-op after
+    /// the first call). Left unwatched if inotify fails: then the caller
+    /// keeps polling.
+    pub fn watch(&mut self, wake: &Sender<Wake>) {
+        if self.watch.is_some() {
+            return;
+        }
+        let watch = OutputWatch::new(&self.dir, wake.clone()).ok();
+        if let Some(w) = &watch {
+            for tail in [&self.out, &self.err]
+                .into_iter()
+                .filter(|t| t.file.is_some())
+            {
+                let _ = w.add_file(&tail.path);
+            }
+        }
+        self.watch = Some(watch);
+    }
+
+    /// True when inotify wakes the caller on new output.
+    pub fn watched(&self) -> bool {
+        matches!(self.watch, Some(Some(_)))
     }
 
     /// Copy what is new in both files while the job runs. A closed stderr
@@ -133,8 +175,14 @@ impl<'a> Streams<'a> {
     }
 
     fn copy(&mut self, live: bool) -> Result<Pumped> {
-        let out = self.out.pump(&mut *self.sinks.out, &mut self.buf, live)?;
-        let n = out + self.err.pump(&mut *self.sinks.err, &mut self.buf, live)?;
+        let watch = self.watch.as_ref().and_then(Option::as_ref);
+        let out = self
+            .out
+            .pump(&mut *self.sinks.out, &mut self.buf, live, watch)?;
+        let n = out
+            + self
+                .err
+                .pump(&mut *self.sinks.err, &mut self.buf, live, watch)?;
         Ok(if self.out.closed {
             Pumped::StdoutClosed
         } else if n > 0 {

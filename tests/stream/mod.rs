@@ -389,3 +389,43 @@ fn a_users_stdin_on_a_shared_spool_is_private_and_reaches_their_job() {
     assert_eq!(o.out(), "secret\n");
     assert!(!input.exists());
 }
+
+/// How many inotify instances process `pid` holds.
+fn inotify_instances(pid: u32) -> usize {
+    fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| fs::read_link(e.path()).ok())
+                .filter(|l| l.to_string_lossy().contains("inotify"))
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_long_job_followed_through_inotify_loses_nothing() {
+    let env = Env::new();
+    let _server = env.serve(&["--max-jobs", "1"]);
+    let until = |f: &str| {
+        format!("n=0; while [ ! -e {f} ] && [ $n -lt 2000 ]; do n=$((n+1)); sleep 0.01; done")
+    };
+    let job = format!(
+        "echo first; {}; echo second; echo err >&2; {}; echo third",
+        until("go"),
+        until("go2")
+    );
+    let mut run = Live::spawn(spoolq(&env, &["run", "--", "sh", "-c", &job]));
+    wait_until("the first line", || run.out() == "first\n");
+    // After a second of the job, the follower watches its files itself
+    // (besides its watch of the state directories).
+    let pid = run.child.id();
+    wait_until("the follower's own watch", || inotify_instances(pid) >= 2);
+    fs::write(env.path("go"), "").unwrap();
+    wait_until("the second line", || run.out() == "first\nsecond\n");
+    wait_until("stderr, a file made after the watch", || {
+        run.err() == "err\n"
+    });
+    fs::write(env.path("go2"), "").unwrap();
+    assert_eq!(run.code(), 0, "{}", run.err());
+    assert_eq!(run.out(), "first\nsecond\nthird\n");
+}
