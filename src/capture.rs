@@ -55,6 +55,21 @@ struct Progress {
 }
 
 impl Capture {
+    /// The capture of a stream that does not exist (stderr, when the job's
+    /// stderr is its stdout's pipe): it ended at once, having produced nothing.
+    pub fn none(hub: &CaptureHub) -> Capture {
+        let (done, rx) = mpsc::channel();
+        let _ = done.send(Counted {
+            complete: true,
+            ..Counted::default()
+        });
+        Capture {
+            rx,
+            progress: Arc::default(),
+            wake: hub.wake.clone(),
+        }
+    }
+
     /// Wait up to `patience` for the stream to end (all writers gone) and
     /// return what it produced. A stream still open then (a process outside
     /// the job's reach holds it) is abandoned: the count so far, marked

@@ -3,8 +3,10 @@
 //! through files, via [`crate::spool`].
 
 use std::collections::BTreeMap;
+use std::fs::File;
 use std::path::PathBuf;
 use std::sync::mpsc;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use notify::{RecursiveMode, Watcher};
@@ -14,6 +16,10 @@ use crate::id::{now_micros, RequestId};
 use crate::request::{JobResult, Request, REQUEST_VERSION};
 use crate::sandbox::policy::SandboxRequest;
 use crate::spool::{Spool, State};
+
+mod tail;
+mod watch;
+pub use tail::{Pumped, Sinks, Streams};
 
 /// Environment variables a job gets from its submitter with `--clean-env`
 /// (plus every `LC_*`).
@@ -71,7 +77,24 @@ pub struct JobSpec {
     pub time_limit: Option<Duration>,
     /// Sandbox options (less freedom than the server's policy, if any).
     pub sandbox: Option<SandboxRequest>,
+    /// How its standard streams are wired.
+    pub io: JobIo,
 }
+
+/// How a job's stdin, stdout and stderr are wired.
+#[derive(Debug, Clone, Default)]
+pub struct JobIo {
+    /// One pipe for stdout and stderr, so their order is kept.
+    pub merge_stderr: bool,
+    /// Bytes to keep of each stream (at most the server's `--max-output`).
+    pub max_output: Option<u64>,
+    /// Read to its end and spooled with the request as the job's stdin
+    /// (else the job reads `/dev/null`).
+    pub stdin: Option<Arc<File>>,
+}
+
+/// The most stdin `submit --stdin` spools with a request.
+pub const MAX_STDIN_BYTES: u64 = 64 << 20;
 
 impl JobSpec {
     /// The environment a job in `cwd` gets by default: this process's whole
@@ -119,7 +142,7 @@ pub fn submit(spool: &Spool, spec: &JobSpec) -> Result<Request> {
     let uid = rustix::process::getuid().as_raw();
     let gid = rustix::process::getgid().as_raw();
     let umask = current_umask();
-    spool.publish_request(|id| Request {
+    let build = |id| Request {
         version: REQUEST_VERSION,
         id,
         argv: spec.argv.clone(),
@@ -134,7 +157,17 @@ pub fn submit(spool: &Spool, spec: &JobSpec) -> Result<Request> {
         queue_timeout_us: spec.queue_timeout.map(|d| d.as_micros() as u64),
         time_limit_us: spec.time_limit.map(|d| d.as_micros() as u64),
         sandbox: spec.sandbox.clone(),
-    })
+        merge_stderr: spec.io.merge_stderr,
+        max_output: spec.io.max_output,
+        stdin: spec.io.stdin.is_some(),
+    };
+    match &spec.io.stdin {
+        None => spool.publish_request(build),
+        Some(file) => {
+            let staged = spool.stage_input(&mut file.as_ref(), MAX_STDIN_BYTES)?;
+            spool.publish_request_with_input(build, &staged)
+        }
+    }
 }
 
 /// How a wait ended.
@@ -149,6 +182,8 @@ pub enum WaitOutcome {
     Gone,
     /// Someone sent [`Wake::Interrupt`] (the CLI does on SIGINT/SIGTERM).
     Interrupted,
+    /// Our stdout was closed while the job ran (`| head`).
+    StdoutClosed,
 }
 
 /// Messages that wake a [`Waiter`].
@@ -170,8 +205,21 @@ const QUICK_WINDOW: Duration = Duration::from_millis(50);
 const QUICK_FIRST: Duration = Duration::from_micros(250);
 const QUICK_MAX: Duration = Duration::from_millis(8);
 
-/// Waits for results: an inotify watch on `4-complete/` with a polling
-/// fallback, and a channel others can use to interrupt it.
+/// While a followed job runs, its output files are looked at again after
+/// `TAIL_FIRST` once something arrived, backing off to `TAIL_MAX` while it
+/// is quiet: a job's line reaches the follower within `TAIL_MAX`. After
+/// `WATCH_AFTER` the follower's own inotify watch of its files
+/// ([`watch`]) wakes it instead (within a millisecond, and no wakes while
+/// the job is quiet); not at once, because tearing an inotify instance
+/// down costs the kernel ~8 ms at exit, a share only of a short job. If
+/// inotify is unavailable, polling goes on.
+const TAIL_FIRST: Duration = Duration::from_millis(1);
+const TAIL_MAX: Duration = Duration::from_millis(16);
+const WATCH_AFTER: Duration = Duration::from_secs(1);
+
+/// Waits for results (and follows a job's output meanwhile): an inotify
+/// watch on `4-complete/` with a polling fallback, and a channel others can
+/// use to interrupt it.
 pub struct Waiter {
     tx: mpsc::Sender<Wake>,
     rx: mpsc::Receiver<Wake>,
@@ -197,8 +245,9 @@ impl Waiter {
         }
     }
 
-    /// Watch `4-complete/`, once. If inotify is unavailable (limits, network
-    /// file system) polling is faster instead. Returns the poll interval.
+    /// Watch `4-complete/` and `3-running/`, once. If inotify is
+    /// unavailable (limits, network file system) polling is faster instead.
+    /// Returns the poll interval.
     fn arm(&self, spool: &Spool) -> Duration {
         let watcher = self.watcher.get_or_init(|| {
             let fs_tx = self.tx.clone();
@@ -206,10 +255,10 @@ impl Waiter {
                 let _ = fs_tx.send(Wake::Changed);
             })
             .and_then(|mut w| {
-                w.watch(
-                    &spool.state_dir(State::Complete),
-                    RecursiveMode::NonRecursive,
-                )?;
+                // `3-running/` tells a follower its job started.
+                for state in [State::Complete, State::Running] {
+                    w.watch(&spool.state_dir(state), RecursiveMode::NonRecursive)?;
+                }
                 Ok(w)
             })
             .ok()
@@ -234,57 +283,116 @@ impl Waiter {
         id: RequestId,
         timeout: Option<Duration>,
     ) -> Result<WaitOutcome> {
+        self.follow(spool, id, timeout, None, &mut |_| {})
+    }
+
+    /// [`wait`](Self::wait), copying the job's output into `sinks` as it is
+    /// written (everything, for a job that has already ended), and calling
+    /// `on_look` with the request's state at every look.
+    pub fn follow(
+        &self,
+        spool: &Spool,
+        id: RequestId,
+        timeout: Option<Duration>,
+        sinks: Option<Sinks<'_>>,
+        on_look: &mut dyn FnMut(State),
+    ) -> Result<WaitOutcome> {
         let started = Instant::now();
         let deadline = timeout.map(|t| started + t);
-        let result_path = spool.path(State::Complete, id);
+        let mut streams = sinks.map(|k| Streams::new(spool, id, k));
+        let pump = |s: &mut Option<Streams>| s.as_mut().map_or(Ok(Pumped::Idle), Streams::pump);
         let mut quick = QUICK_FIRST;
+        let mut tail = TAIL_FIRST;
+        let mut running_since = None;
         loop {
-            if result_path.exists() {
-                match spool.read_result(id) {
-                    Ok(r) => return Ok(WaitOutcome::Done(Box::new(r))),
-                    // Not there after all, or forged by another user: the
-                    // server's own result will replace a forged one.
-                    Err(e) if e.is_not_found() || matches!(e, Error::Untrusted { .. }) => {}
-                    Err(e) => return Err(e),
-                }
+            if let Some(r) = trusted_result(spool, id)? {
+                // The server writes the result after the job's streams
+                // ended: this copies the rest.
+                streams.as_mut().map_or(Ok(Pumped::Idle), Streams::finish)?;
+                return Ok(WaitOutcome::Done(Box::new(r)));
             }
             let state = spool.locate(id);
-            if state.is_none() && !result_path.exists() {
+            if state.is_none() && !spool.path(State::Complete, id).exists() {
                 return Ok(WaitOutcome::Gone);
             }
-            let quick_phase = self.watcher.get().is_none() && started.elapsed() < QUICK_WINDOW;
-            if self.watcher.get().is_none() && !quick_phase {
-                // Not there yet: watch from now on, and look again at once
-                // in case it arrived before the watch did.
-                self.arm(spool);
-                continue;
+            state.into_iter().for_each(&mut *on_look);
+            let running = state == Some(State::Running);
+            let since = running.then(|| *running_since.get_or_insert_with(Instant::now));
+            if let (Some(t), Some(s)) = (since, streams.as_mut()) {
+                if t.elapsed() > WATCH_AFTER {
+                    s.watch(&self.tx);
+                }
             }
-            let mut sleep = if quick_phase {
-                // A short job's result comes within a few milliseconds:
-                // look again soon rather than pay for an inotify watch,
-                // whose teardown at exit can take the kernel 10-30 ms.
-                let step = quick;
-                quick = (quick * 2).min(QUICK_MAX);
-                step
-            } else {
-                self.arm(spool)
+            if running {
+                tail = match pump(&mut streams)? {
+                    Pumped::StdoutClosed => return Ok(WaitOutcome::StdoutClosed),
+                    Pumped::Copied => TAIL_FIRST,
+                    Pumped::Idle => (tail * 2).min(TAIL_MAX),
+                };
+            }
+            let Some(mut sleep) = self.pause(spool, started, &mut quick) else {
+                continue;
             };
+            if running && streams.as_ref().is_some_and(|s| !s.watched()) {
+                sleep = sleep.min(tail);
+            }
             if let Some(d) = deadline {
                 let now = Instant::now();
                 if now >= d {
+                    pump(&mut streams)?;
                     return Ok(WaitOutcome::TimedOut(state));
                 }
                 sleep = sleep.min(d - now);
             }
-            let mut wakes = self
-                .rx
-                .recv_timeout(sleep)
-                .into_iter()
-                .chain(self.rx.try_iter());
-            if wakes.any(|w| matches!(w, Wake::Interrupt)) {
+            if self.interrupted(sleep) {
+                pump(&mut streams)?;
                 return Ok(WaitOutcome::Interrupted);
             }
         }
+    }
+
+    /// How long to wait before the next look; `None` to look again at once.
+    fn pause(&self, spool: &Spool, started: Instant, quick: &mut Duration) -> Option<Duration> {
+        let quick_phase = self.watcher.get().is_none() && started.elapsed() < QUICK_WINDOW;
+        if quick_phase {
+            // A short job's result comes within a few milliseconds: look
+            // again soon rather than pay for an inotify watch, whose
+            // teardown at exit can take the kernel 10-30 ms.
+            let step = *quick;
+            *quick = (*quick * 2).min(QUICK_MAX);
+            return Some(step);
+        }
+        if self.watcher.get().is_none() {
+            // Not there yet: watch from now on, and look again at once in
+            // case it arrived before the watch did.
+            self.arm(spool);
+            return None;
+        }
+        Some(self.arm(spool))
+    }
+
+    /// Block up to `sleep` for a wake; true if it was an interrupt.
+    fn interrupted(&self, sleep: Duration) -> bool {
+        let mut wakes = self
+            .rx
+            .recv_timeout(sleep)
+            .into_iter()
+            .chain(self.rx.try_iter());
+        wakes.any(|w| matches!(w, Wake::Interrupt))
+    }
+}
+
+/// The result of `id`, if the server's is there. One not there after all,
+/// or forged by another user, is not (the server's own will replace a
+/// forged one).
+fn trusted_result(spool: &Spool, id: RequestId) -> Result<Option<JobResult>> {
+    if !spool.path(State::Complete, id).exists() {
+        return Ok(None);
+    }
+    match spool.read_result(id) {
+        Ok(r) => Ok(Some(r)),
+        Err(e) if e.is_not_found() || matches!(e, Error::Untrusted { .. }) => Ok(None),
+        Err(e) => Err(e),
     }
 }
 

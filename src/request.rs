@@ -63,6 +63,17 @@ pub struct Request {
     /// policy, never more.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sandbox: Option<SandboxRequest>,
+    /// One pipe for the job's stdout and stderr: everything it writes is in
+    /// its stdout file, in the order written (`run` asks for it when its own
+    /// stdout and stderr are the same file or terminal).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub merge_stderr: bool,
+    /// Bytes to keep of each of its streams; at most the server's `--max-output`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_output: Option<u64>,
+    /// The job's stdin is the file `input/ID`, published before the request.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stdin: bool,
 }
 
 impl Request {

@@ -108,6 +108,7 @@ pub struct Spool {
 /// Names of the non-state entries in the spool root.
 const TMP: &str = "tmp";
 const OUTPUT: &str = "output";
+const INPUT: &str = "input";
 const REJECTED: &str = "rejected";
 const CONTROL: &str = "control";
 const RUN: &str = "run";
@@ -161,6 +162,10 @@ impl Spool {
                 }
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                // A user's client on a shared spool that lacks a directory
+                // a newer spoolq added (`input/`): its server makes it when
+                // it starts; only what needs it fails meanwhile.
+                Err(e) if e.kind() == io::ErrorKind::PermissionDenied && !shared => {}
                 Err(e) => return Err(e).at("creating spool directory", d),
             }
         }
@@ -169,7 +174,7 @@ impl Spool {
 
     /// Every directory of the layout with the mode it gets on a shared
     /// (root-created) spool.
-    fn layout(&self) -> [(PathBuf, u32); 10] {
+    fn layout(&self) -> [(PathBuf, u32); 11] {
         [
             (self.state_dir(State::Requested), 0o1777),
             (self.state_dir(State::Pending), 0o755),
@@ -178,6 +183,7 @@ impl Spool {
             (self.state_dir(State::Aborting), 0o1777),
             (self.tmp_dir(), 0o1777),
             (self.output_dir(), 0o1777),
+            (self.input_dir(), 0o1777),
             (self.rejected_dir(), 0o700),
             (self.control_dir(), 0o755),
             (self.run_dir(), 0o700),
@@ -238,6 +244,48 @@ impl Spool {
     /// Directory of captured job output.
     pub fn output_dir(&self) -> PathBuf {
         self.root.join(OUTPUT)
+    }
+
+    /// Directory of the stdin that submitters spool with their requests.
+    pub fn input_dir(&self) -> PathBuf {
+        self.root.join(INPUT)
+    }
+
+    /// Where the spooled stdin of a request (`"stdin": true`) is.
+    pub fn input_path(&self, id: RequestId) -> PathBuf {
+        self.input_dir().join(id.as_str())
+    }
+
+    /// Copy at most `cap` bytes of `from` into a new file in `tmp/`, mode
+    /// 0600, flushed when this spool fsyncs, for
+    /// [`publish_request_with_input`](Self::publish_request_with_input).
+    /// More than `cap` is refused (and nothing is left behind).
+    pub fn stage_input(&self, from: &mut dyn Read, cap: u64) -> Result<PathBuf> {
+        let path = self.tmp_dir().join(format!(
+            "{}.{}.in",
+            RequestId::generate(),
+            std::process::id()
+        ));
+        let action = "spooling stdin into";
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .at(action, &path)?;
+        let copied = io::copy(&mut from.take(cap + 1), &mut f);
+        let flushed = match copied {
+            Ok(n) if n > cap => Err(Error::Usage(format!(
+                "stdin is more than {cap} bytes: put it in a file the job reads instead"
+            ))),
+            Ok(_) if self.fsync => f.sync_all().at(action, &path),
+            Ok(_) => Ok(()),
+            Err(e) => Err(e).at(action, &path),
+        };
+        if flushed.is_err() {
+            let _ = fs::remove_file(&path);
+        }
+        flushed.map(|()| path)
     }
 
     /// Directory where refused request files are set aside.
@@ -307,28 +355,69 @@ impl Spool {
     /// Publish a new request: write it under `tmp/`, flush it, then link it
     /// into `1-requested/` under its id without ever replacing a file. On a
     /// name collision a new id is drawn and the document rebuilt.
-    pub fn publish_request(&self, mut build: impl FnMut(RequestId) -> Request) -> Result<Request> {
+    pub fn publish_request(&self, build: impl FnMut(RequestId) -> Request) -> Result<Request> {
+        self.publish(build, None)
+    }
+
+    /// [`publish_request`](Self::publish_request) with its stdin, staged by
+    /// [`stage_input`](Self::stage_input): moved to `input/ID` (and that
+    /// directory flushed) before the request is published, so a server never
+    /// sees the request without it.
+    pub fn publish_request_with_input(
+        &self,
+        build: impl FnMut(RequestId) -> Request,
+        staged: &Path,
+    ) -> Result<Request> {
+        let published = self.publish(build, Some(staged));
+        if published.is_err() {
+            let _ = fs::remove_file(staged);
+        }
+        published
+    }
+
+    fn publish(
+        &self,
+        mut build: impl FnMut(RequestId) -> Request,
+        staged: Option<&Path>,
+    ) -> Result<Request> {
         let dir = self.state_dir(State::Requested);
         loop {
             let request = build(RequestId::generate());
+            let input = self.input_path(request.id);
+            if let Some(staged) = staged {
+                match publish_noreplace(staged, &input) {
+                    Ok(()) => self.sync_dir(&self.input_dir())?,
+                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+                    Err(e) => return Err(e).at("publishing stdin", input),
+                }
+            }
             let mut bytes = serde_json::to_vec_pretty(&request).expect("requests serialize");
             bytes.push(b'\n');
             let tmp = self
                 .tmp_dir()
                 .join(format!("{}.{}.req", request.id, std::process::id()));
-            self.write_new(&tmp, &bytes, "creating request file")?;
-            let dest = dir.join(request.id.as_str());
-            let published = publish_noreplace(&tmp, &dest);
+            let published = self
+                .write_new(&tmp, &bytes, "creating request file")
+                .and_then(|()| {
+                    publish_noreplace(&tmp, &dir.join(request.id.as_str()))
+                        .at("publishing request", &dir)
+                });
             if published.is_err() {
                 let _ = fs::remove_file(&tmp);
+                if let Some(staged) = staged {
+                    // Back to where it was, for the next id or the caller.
+                    let _ = fs::rename(&input, staged);
+                }
             }
             match published {
                 Ok(()) => {
                     self.sync_dir(&dir)?;
                     return Ok(request);
                 }
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
-                Err(e) => return Err(e).at("publishing request", dest),
+                Err(Error::Io { source, .. }) if source.kind() == io::ErrorKind::AlreadyExists => {
+                    continue
+                }
+                Err(e) => return Err(e),
             }
         }
     }
@@ -588,6 +677,30 @@ impl Spool {
         Ok(())
     }
 
+    /// Open a request's spooled stdin for its job, and unlink it: the job
+    /// holds it open, and nothing else needs it. Only a regular file of the
+    /// submitter's own with one link is accepted, opened without following
+    /// a link or blocking on a FIFO (`input/` is writable by every user of
+    /// a shared spool).
+    pub fn take_input(&self, id: RequestId, owner: u32) -> Result<std::os::fd::OwnedFd> {
+        let path = self.input_path(id);
+        let action = "opening the job's spooled stdin";
+        let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
+        let fd = rustix::fs::open(&path, flags, Mode::empty()).at(action, &path)?;
+        let meta = rustix::fs::fstat(&fd).at(action, &path)?;
+        let regular =
+            rustix::fs::FileType::from_raw_mode(meta.st_mode) == rustix::fs::FileType::RegularFile;
+        if !regular || meta.st_uid != owner || meta.st_nlink != 1 {
+            return Err(Error::Untrusted {
+                path,
+                owner: meta.st_uid,
+            });
+        }
+        rustix::fs::fcntl_setfl(&fd, OFlags::empty()).at(action, &path)?;
+        self.remove(&path)?;
+        Ok(fd)
+    }
+
     /// Create a job's output file, owned by the user the job runs as.
     /// `output/` is writable by every user on a shared spool, so whatever a
     /// user planted under this name (a symlink to /etc/shadow, a FIFO, a
@@ -634,13 +747,18 @@ impl Spool {
         (meta.file_type().is_file() && ours).then_some(meta.len())
     }
 
-    /// Remove a request's captured output. A file under an output name
-    /// that we may not remove is not the job's: another user planted it in
-    /// the shared `output/`, where the job wrote nothing (output files are
-    /// created on the first byte). It is left.
+    /// Remove a request's captured output and spooled stdin. A file under
+    /// one of those names that we may not remove is not the job's: another
+    /// user planted it in the shared `output/` or `input/`, where the job
+    /// wrote nothing (output files are created on the first byte). It is
+    /// left.
     pub fn remove_output(&self, id: RequestId) -> Result<()> {
-        for ext in ["out", "err"] {
-            let path = self.output_path(id, ext);
+        let paths = [
+            self.output_path(id, "out"),
+            self.output_path(id, "err"),
+            self.input_path(id),
+        ];
+        for path in paths {
             match fs::remove_file(&path) {
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                 Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {}

@@ -5,6 +5,7 @@
 mod capacity;
 mod reliability;
 mod sandbox;
+mod stream;
 mod util;
 mod world;
 

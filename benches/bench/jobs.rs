@@ -25,6 +25,7 @@ pub(crate) fn spec(argv: &[&str]) -> JobSpec {
         queue_timeout: None,
         time_limit: None,
         sandbox: None,
+        io: Default::default(),
     }
 }
 

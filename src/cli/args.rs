@@ -46,6 +46,8 @@ mod about {
     pub const STATUS: &str = "Show whether a server runs and what the queue holds";
     pub const LIST: &str = "List requests";
     pub const SHOW: &str = "Show one request and its result";
+    pub const FOLLOW: &str =
+        "Show a job's output as it is written, waiting for it to start; leaves the result";
     pub const DRAIN: &str = "Tell the server to start nothing new, finish what runs, and exit";
     pub const SANDBOX_CHECK: &str = "Show which confinement mechanisms this host offers and what a server with these flags would apply";
 }
@@ -85,6 +87,9 @@ pub enum Command {
     /// `spoolq show`
     #[command(about = about::SHOW)]
     Show(ShowArgs),
+    /// `spoolq follow`
+    #[command(about = about::FOLLOW, visible_alias = "logs")]
+    Follow(FollowArgs),
     /// `spoolq drain`
     #[command(about = about::DRAIN)]
     Drain(DrainArgs),
@@ -255,6 +260,19 @@ pub struct JobArgs {
     /// Most processes the job may have (at most the server's --pids-limit)
     #[arg(long, value_name = "N")]
     pub pids_limit: Option<u64>,
+    /// Keep at most SIZE of each of the job's stdout and stderr (at most the
+    /// server's --max-output); wait/run exit 74 if more was written
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub max_output: Option<u64>,
+    /// Read this stdin to its end (at most 64 MiB) and spool it with the
+    /// request as the job's stdin [default: the job's stdin is /dev/null]
+    #[arg(long)]
+    pub stdin: bool,
+    /// Give the job one pipe for stdout and stderr, so a later wait shows
+    /// them in the order written (run does this by itself when its stdout
+    /// and stderr are the same file or terminal, as with 2>&1)
+    #[arg(long)]
+    pub merge_output: bool,
     /// The command and its arguments (no shell: use `sh -c '…'` for one)
     #[arg(required = true, last = true, value_name = "COMMAND")]
     pub command: Vec<String>,
@@ -281,6 +299,10 @@ pub struct WaitOpts {
     /// Keep the result and output in the spool after printing them
     #[arg(long)]
     pub keep: bool,
+    /// Exit with the job's code even if its output was truncated (by
+    /// default that exits 74)
+    #[arg(long)]
+    pub accept_truncation: bool,
 }
 
 /// `spoolq wait`.
@@ -337,6 +359,18 @@ pub struct ListArgs {
     /// Print JSON
     #[arg(long)]
     pub json: bool,
+}
+
+/// `spoolq follow`.
+#[derive(Debug, Args)]
+#[command(about = about::FOLLOW)]
+pub struct FollowArgs {
+    /// Exit with the job's code even if its output was truncated (by
+    /// default that exits 74)
+    #[arg(long)]
+    pub accept_truncation: bool,
+    /// The request id
+    pub id: String,
 }
 
 /// `spoolq show`.

@@ -12,6 +12,7 @@ macro_rules! outln {
 
 pub mod args;
 mod control;
+mod queued;
 mod show;
 mod wait;
 
@@ -19,7 +20,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::client::{self, JobSpec};
+use crate::client::{self, JobIo, JobSpec};
 use crate::error::{Error, Result};
 use crate::id::RequestId;
 use crate::meter::MeterConfig;
@@ -35,6 +36,12 @@ pub const EXIT_TIMEOUT: u8 = 124;
 pub const EXIT_FAILURE: u8 = 125;
 /// Exit code: `run`/`wait` interrupted by SIGINT (128 + 2).
 pub const EXIT_INTERRUPTED: u8 = 130;
+/// Exit code: the job's output was truncated (sysexits' EX_IOERR, as 75 is
+/// EX_TEMPFAIL), unless `--accept-truncation`.
+pub const EXIT_TRUNCATED: u8 = 74;
+/// Exit code: our stdout was closed while the job ran, as a command killed
+/// by SIGPIPE (128 + 13).
+pub const EXIT_STDOUT_CLOSED: u8 = 141;
 
 /// Run one command; returns the process exit code.
 pub fn run(cli: Cli) -> Result<u8> {
@@ -59,22 +66,14 @@ pub fn run(cli: Cli) -> Result<u8> {
         }
         Command::Wait(a) => {
             let id = parse_id(&a.id)?;
-            let timeout = a
-                .wait
-                .timeout
-                .map(|t| seconds("--timeout", t))
-                .transpose()?;
-            wait::wait(&spool, id, timeout, a.wait.keep, a.json)
+            wait::wait(&spool, id, &waiting(a.wait, a.json)?)
         }
         Command::Run(a) => {
-            let timeout = a
-                .wait
-                .timeout
-                .map(|t| seconds("--timeout", t))
-                .transpose()?;
+            let how = waiting(a.wait, false)?;
             let spec = job_spec(a.job)?;
-            wait::run(&spool, &spec, timeout, a.wait.keep)
+            wait::run(&spool, &spec, &how)
         }
+        Command::Follow(a) => wait::follow(&spool, parse_id(&a.id)?, a.accept_truncation),
         Command::Abort(a) => {
             let ids = a
                 .ids
@@ -114,6 +113,16 @@ fn emit(text: &str) -> Result<()> {
         }),
         _ => Ok(()),
     }
+}
+
+/// Validate the options of waiting.
+fn waiting(a: args::WaitOpts, json: bool) -> Result<wait::Waiting> {
+    Ok(wait::Waiting {
+        timeout: a.timeout.map(|t| seconds("--timeout", t)).transpose()?,
+        keep: a.keep,
+        json,
+        accept_truncation: a.accept_truncation,
+    })
 }
 
 /// Validate `serve`'s flags.
@@ -218,6 +227,28 @@ fn seconds(flag: &str, v: f64) -> Result<Duration> {
     })
 }
 
+/// The job's streams: with `--stdin`, ours, spooled when submitted.
+fn job_io(stdin: bool, merge_stderr: bool, max_output: Option<u64>) -> Result<JobIo> {
+    let stdin = if stdin {
+        use std::os::fd::AsFd;
+        let fd = std::io::stdin()
+            .as_fd()
+            .try_clone_to_owned()
+            .map_err(|e| Error::Usage(format!("--stdin: cannot use this stdin: {e}")))?;
+        if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+            eprintln!("spoolq: --stdin: reading the job's input from the terminal until Ctrl-D");
+        }
+        Some(std::sync::Arc::new(std::fs::File::from(fd)))
+    } else {
+        None
+    };
+    Ok(JobIo {
+        merge_stderr,
+        max_output,
+        stdin,
+    })
+}
+
 /// Validate the job options into what the client submits.
 fn job_spec(a: JobArgs) -> Result<JobSpec> {
     let cwd = match a.cwd {
@@ -267,5 +298,6 @@ fn job_spec(a: JobArgs) -> Result<JobSpec> {
             };
             (asked != SandboxRequest::default()).then_some(asked)
         },
+        io: job_io(a.stdin, a.merge_output, a.max_output)?,
     })
 }

@@ -1,93 +1,121 @@
-//! `spoolq wait` and `spoolq run`: wait for a result, replay the job's
-//! captured output on our own stdout and stderr, and exit with the job's
-//! code, so that `spoolq run -- CMD` reads like running CMD.
+//! `spoolq wait`, `spoolq run` and `spoolq follow`: wait for a result while
+//! showing the job's output on our own stdout and stderr as it is written,
+//! and exit with the job's code, so that `spoolq run -- CMD` reads like
+//! running CMD.
 
-use std::io::{self, Write};
+use std::io;
+use std::os::fd::AsFd;
 use std::time::Duration;
 
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
-use super::{EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_TIMEOUT};
-use crate::client::{self, JobSpec, WaitOutcome, Waiter, Wake};
+use super::queued::QueueLine;
+use super::{EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_STDOUT_CLOSED, EXIT_TIMEOUT, EXIT_TRUNCATED};
+use crate::client::{self, JobSpec, Sinks, WaitOutcome, Waiter, Wake};
 use crate::error::{IoContext, Result};
 use crate::id::RequestId;
-use crate::request::{Captured, JobResult};
+use crate::request::{JobResult, Status};
 use crate::spool::Spool;
 
+/// How to wait, from the flags of `wait`, `run` and `follow`.
+#[derive(Debug, Clone, Default)]
+pub struct Waiting {
+    /// Give up (and abort) after this long.
+    pub timeout: Option<Duration>,
+    /// Leave the result and output in the spool.
+    pub keep: bool,
+    /// Print the result document instead of the output.
+    pub json: bool,
+    /// A truncated output exits with the job's code, not 74.
+    pub accept_truncation: bool,
+}
+
+/// Who is waiting: decides what an interrupt or a closed stdout does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    /// `wait`: an interrupt leaves the request alone.
+    Wait,
+    /// `run`: an interrupt or a closed stdout aborts the request, as they
+    /// would end the command run directly.
+    Run,
+    /// `follow`: only looks; never aborts, never collects.
+    Follow,
+}
+
 /// `spoolq wait ID`. An interrupt stops waiting but leaves the request alone.
-pub fn wait(
-    spool: &Spool,
-    id: RequestId,
-    timeout: Option<Duration>,
-    keep: bool,
-    json: bool,
-) -> Result<u8> {
+pub fn wait(spool: &Spool, id: RequestId, how: &Waiting) -> Result<u8> {
     let waiter = Waiter::new();
     let _signals = interrupt_on_signals(&waiter)?;
-    finish(spool, &waiter, id, timeout, keep, json, false)
+    finish(spool, &waiter, id, how, Role::Wait)
+}
+
+/// `spoolq follow ID`: like `wait --keep`, and nothing it does removes or
+/// aborts anything.
+pub fn follow(spool: &Spool, id: RequestId, accept_truncation: bool) -> Result<u8> {
+    let waiter = Waiter::new();
+    let _signals = interrupt_on_signals(&waiter)?;
+    let how = Waiting {
+        keep: true,
+        accept_truncation,
+        ..Waiting::default()
+    };
+    finish(spool, &waiter, id, &how, Role::Follow)
 }
 
 /// `spoolq run -- CMD`: submit, then wait. An interrupt aborts the request,
 /// as Ctrl-C would stop the command run directly.
-pub fn run(spool: &Spool, spec: &JobSpec, timeout: Option<Duration>, keep: bool) -> Result<u8> {
+pub fn run(spool: &Spool, spec: &JobSpec, how: &Waiting) -> Result<u8> {
     let waiter = Waiter::new();
     let _signals = interrupt_on_signals(&waiter)?;
-    let request = client::submit(spool, spec)?;
-    finish(spool, &waiter, request.id, timeout, keep, false, true)
+    let mut spec = spec.clone();
+    spec.io.merge_stderr |= stdout_is_stderr();
+    let request = client::submit(spool, &spec)?;
+    finish(spool, &waiter, request.id, how, Role::Run)
 }
 
-fn finish(
-    spool: &Spool,
-    waiter: &Waiter,
-    id: RequestId,
-    timeout: Option<Duration>,
-    keep: bool,
-    json: bool,
-    abort_on_interrupt: bool,
-) -> Result<u8> {
-    match waiter.wait(spool, id, timeout)? {
-        WaitOutcome::Done(result) => {
-            let code = result.exit_code_for_client();
-            if json {
-                outln!(
-                    "{}",
-                    serde_json::to_string_pretty(&result).expect("serializes")
-                );
-            } else {
-                replay(spool, &result)?;
-                for (name, c) in [("stdout", &result.stdout), ("stderr", &result.stderr)] {
-                    if let Some(c) = c.as_ref().filter(|c| c.truncated) {
-                        let total = c.total_bytes.map_or("more".to_string(), |t| t.to_string());
-                        let why = c.error.as_deref().unwrap_or("serve --max-output");
-                        eprintln!(
-                            "spoolq: {id}: {name} truncated: kept {} of {total} bytes ({why})",
-                            c.bytes
-                        );
-                    }
-                }
-                if let Some(reason) = &result.reason {
-                    if result.status != crate::request::Status::Failed {
-                        eprintln!("spoolq: {id} {}: {reason}", result.status.name());
-                    }
-                }
-                if result.status != crate::request::Status::Succeeded {
-                    if let Some(note) = result.sandbox.as_ref().and_then(|s| s.failure_note()) {
-                        eprintln!("spoolq: {id}: {note}");
-                    }
-                }
-            }
-            if !keep {
-                client::collect(spool, id)?;
-            }
-            Ok(code)
-        }
+/// True when our stdout and stderr are the same file, pipe or terminal
+/// (`2>&1`, a TTY): the job's two streams must then keep their order, which
+/// only one pipe for both does.
+fn stdout_is_stderr() -> bool {
+    let (out, err) = (io::stdout(), io::stderr());
+    match (
+        rustix::fs::fstat(out.as_fd()),
+        rustix::fs::fstat(err.as_fd()),
+    ) {
+        (Ok(a), Ok(b)) => (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino),
+        _ => false,
+    }
+}
+
+fn finish(spool: &Spool, waiter: &Waiter, id: RequestId, how: &Waiting, role: Role) -> Result<u8> {
+    let outcome = if how.json {
+        waiter.wait(spool, id, how.timeout)?
+    } else {
+        let sinks = Sinks {
+            out: Box::new(io::stdout().lock()),
+            err: Box::new(io::stderr()),
+        };
+        let mut line = QueueLine::new(spool, id);
+        let outcome = waiter.follow(spool, id, how.timeout, Some(sinks), &mut |s| line.update(s));
+        line.clear();
+        outcome?
+    };
+    match outcome {
+        WaitOutcome::Done(result) => done(spool, &result, how),
         WaitOutcome::TimedOut(state) => {
-            spool.file_abort(id)?;
+            if role != Role::Follow {
+                spool.file_abort(id)?;
+            }
             let where_ = state.map_or("unknown", |s| s.name());
+            let filed = if role == Role::Follow {
+                ""
+            } else {
+                "; abort filed"
+            };
             eprintln!(
-                "spoolq: timed out after {:.3}s waiting for {id} (it was {where_}); abort filed",
-                timeout.unwrap_or_default().as_secs_f64()
+                "spoolq: timed out after {:.3}s waiting for {id} (it was {where_}){filed}",
+                how.timeout.unwrap_or_default().as_secs_f64()
             );
             Ok(EXIT_TIMEOUT)
         }
@@ -98,7 +126,7 @@ fn finish(
             Ok(EXIT_FAILURE)
         }
         WaitOutcome::Interrupted => {
-            if abort_on_interrupt {
+            if role == Role::Run {
                 spool.file_abort(id)?;
                 eprintln!("spoolq: interrupted; abort filed for {id}");
             } else {
@@ -106,34 +134,73 @@ fn finish(
             }
             Ok(EXIT_INTERRUPTED)
         }
+        WaitOutcome::StdoutClosed => {
+            // As the command would die of SIGPIPE; `wait` and `follow`
+            // only stop looking.
+            if role == Role::Run {
+                spool.file_abort(id)?;
+            }
+            Ok(EXIT_STDOUT_CLOSED)
+        }
     }
 }
 
-/// Copy captured stdout and stderr to ours. A closed stdout (`| head`) is not
-/// an error.
-fn replay(spool: &Spool, result: &JobResult) -> Result<()> {
-    copy(spool, result.stdout.as_ref(), &mut io::stdout().lock())?;
-    copy(spool, result.stderr.as_ref(), &mut io::stderr().lock())
+/// The result is there (its output already shown): say what the exit code
+/// cannot, collect it unless kept, and return the code.
+fn done(spool: &Spool, result: &JobResult, how: &Waiting) -> Result<u8> {
+    let id = result.id;
+    let code = result.exit_code_for_client();
+    let truncated = [&result.stdout, &result.stderr]
+        .iter()
+        .any(|c| c.as_ref().is_some_and(|c| c.truncated));
+    let exit = if truncated && !how.accept_truncation {
+        EXIT_TRUNCATED
+    } else {
+        code
+    };
+    if how.json {
+        outln!(
+            "{}",
+            serde_json::to_string_pretty(result).expect("serializes")
+        );
+    } else {
+        explain(result, (exit != code).then_some(code));
+    }
+    if !how.keep {
+        client::collect(spool, id)?;
+    }
+    Ok(exit)
 }
 
-fn copy(spool: &Spool, captured: Option<&Captured>, to: &mut dyn Write) -> Result<()> {
-    let Some(path) = captured.and_then(|c| spool.resolve_output(&c.path)) else {
-        return Ok(());
-    };
-    let mut file = match crate::spool::open_output(&path) {
-        Ok(f) => f,
-        Err(e) if e.is_not_found() => return Ok(()),
-        // Not the server's file (planted by another user where the job
-        // wrote nothing): say so, and still report the job's outcome.
-        Err(e @ crate::error::Error::Untrusted { .. }) => {
-            eprintln!("spoolq: output not replayed: {e}");
-            return Ok(());
+/// On stderr: what was lost of the output, why a job that did not succeed
+/// ended, and the profile a failed confined job ran under. `replaced`: the job's code, when truncation replaced it.
+fn explain(result: &JobResult, replaced: Option<u8>) {
+    let id = result.id;
+    for (name, c) in [("stdout", &result.stdout), ("stderr", &result.stderr)] {
+        if let Some(c) = c.as_ref().filter(|c| c.truncated) {
+            let total = c.total_bytes.map_or("more".to_string(), |t| t.to_string());
+            let why = c.error.as_deref().unwrap_or("over --max-output");
+            eprintln!(
+                "spoolq: {id}: {name} truncated: kept {} of {total} bytes ({why})",
+                c.bytes
+            );
         }
-        Err(e) => return Err(e),
-    };
-    match io::copy(&mut file, to).and_then(|_| to.flush()) {
-        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
-        other => other.map(|_| ()).at("copying captured output", path),
+    }
+    if let Some(code) = replaced {
+        eprintln!(
+            "spoolq: {id}: exit {EXIT_TRUNCATED}, not the job's {code}, as output was lost \
+             (--accept-truncation gives the job's code)"
+        );
+    }
+    if let Some(reason) = &result.reason {
+        if result.status != Status::Failed {
+            eprintln!("spoolq: {id} {}: {reason}", result.status.name());
+        }
+    }
+    if result.status != Status::Succeeded {
+        if let Some(note) = result.sandbox.as_ref().and_then(|s| s.failure_note()) {
+            eprintln!("spoolq: {id}: {note}");
+        }
     }
 }
 

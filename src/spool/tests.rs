@@ -1,6 +1,6 @@
 //! The spool's own rules on a real directory: what a request read refuses,
 //! the output-name guard, set-aside names, start-up clean-up and which
-//! output files recovery believes.
+//! output files recovery believes, and the spooled stdin of `--stdin`.
 
 use std::os::unix::fs::symlink;
 
@@ -169,4 +169,47 @@ fn an_output_file_replaces_what_was_planted_under_its_name() {
     file.write_all(b"job").unwrap();
     assert_eq!(fs::read_to_string(&target).unwrap(), "keep");
     assert_eq!(fs::read_to_string(&path).unwrap(), "job");
+}
+
+#[test]
+fn spooled_stdin_is_published_with_its_request_and_taken_once() {
+    let (_dir, spool) = spool();
+    let me = rustix::process::geteuid().as_raw();
+    let staged = spool.stage_input(&mut &b"data\n"[..], 10).expect("staged");
+    let build = |id| serde_json::from_str::<Request>(&request_json(id)).expect("request");
+    let request = spool
+        .publish_request_with_input(build, &staged)
+        .expect("published");
+    assert!(!staged.exists(), "moved, not copied");
+    let fd = spool.take_input(request.id, me).expect("taken");
+    let mut text = String::new();
+    File::from(fd).read_to_string(&mut text).expect("read");
+    assert_eq!(text, "data\n");
+    assert!(
+        !spool.input_path(request.id).exists(),
+        "unlinked once taken"
+    );
+}
+
+#[test]
+fn stdin_over_the_cap_is_refused_and_leaves_nothing() {
+    let (_dir, spool) = spool();
+    let err = spool.stage_input(&mut &[0u8; 11][..], 10).unwrap_err();
+    assert!(err.to_string().contains("more than 10 bytes"), "{err}");
+    assert_eq!(fs::read_dir(spool.tmp_dir()).unwrap().count(), 0);
+}
+
+#[test]
+fn a_planted_link_or_another_users_file_is_not_taken_as_stdin() {
+    let (dir, spool) = spool();
+    let me = rustix::process::geteuid().as_raw();
+    let target = dir.path().join("secret");
+    fs::write(&target, "secret").unwrap();
+    symlink(&target, spool.input_path(id(1))).unwrap();
+    assert!(spool.take_input(id(1), me).is_err(), "a link");
+    fs::write(spool.input_path(id(2)), "x").unwrap();
+    assert!(
+        spool.take_input(id(2), me + 1).is_err(),
+        "not the submitter's"
+    );
 }

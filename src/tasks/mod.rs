@@ -186,26 +186,16 @@ impl Executor for LocalTasks {
             return Err(not_run(126, reason));
         }
         let cap = self.sandbox.policy().max_output;
+        let cap = request.max_output.map_or(cap, |asked| asked.min(cap));
         if self.hub.is_none() {
             let hub = CaptureHub::new()
                 .map_err(|e| not_run(126, format!("cannot start the capture thread: {e}")))?;
             self.hub = Some(hub);
         }
         let hub = self.hub.as_ref().expect("just made");
-        let capture = |ext: &str| -> Result<(OwnedFd, Capture)> {
-            let path = spool.output_path(id, ext);
-            let create = {
-                let path = path.clone();
-                move || Spool::create_output(&path, identity).map_err(|e| e.to_string())
-            };
-            hub.start(create, cap).at("starting output capture", path)
-        };
-        let ((stdout, out_cap), (stderr, err_cap)) = match (capture("out"), capture("err")) {
-            (Ok(o), Ok(e)) => (o, e),
-            (Err(e), _) | (_, Err(e)) => return Err(not_run(126, e.to_string())),
-        };
-        let stdin = File::open("/dev/null")
-            .map_err(|e| not_run(126, format!("cannot open /dev/null: {e}")))?;
+        let (stdin, stdout, stderr, out_cap, err_cap) =
+            job_streams(spool, hub, request, sub.owner, identity, cap)
+                .map_err(|e| not_run(126, e))?;
         // Tells the job who it is, and lets the server recognise its
         // escaped descendants when it has no cgroup (see sweep_orphans).
         let env = request
@@ -214,13 +204,8 @@ impl Executor for LocalTasks {
             .filter(|(k, _)| k.as_str() != JOB_ID_VAR)
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .chain([(JOB_ID_VAR, id.as_str())]);
-        let cmd = JobCommand::new(
-            &request.argv,
-            env,
-            DEFAULT_PATH,
-            [stdin.into(), stdout, stderr],
-        )
-        .map_err(|e| not_run(126, format!("cannot execute {:?}: {e}", request.argv[0])))?;
+        let cmd = JobCommand::new(&request.argv, env, DEFAULT_PATH, [stdin, stdout, stderr])
+            .map_err(|e| not_run(126, format!("cannot execute {:?}: {e}", request.argv[0])))?;
         // Last, as it makes the job's cgroup: only a failed spawn below has
         // to take that down again.
         let asked = request.sandbox.clone().unwrap_or_default();
@@ -457,6 +442,47 @@ fn kill_tree(job: &Job) {
             tracing::warn!(error = %e, "cannot kill the job's cgroup");
         }
     }
+}
+
+/// A job's stdin, stdout and stderr, and the captures of the last two: one
+/// pipe for both when the request merges them (the order of what the job
+/// writes is then kept exactly), `input/ID` or `/dev/null` for stdin.
+fn job_streams(
+    spool: &Spool,
+    hub: &CaptureHub,
+    request: &Request,
+    owner: (u32, u32),
+    identity: (u32, u32),
+    cap: u64,
+) -> Result<(OwnedFd, OwnedFd, OwnedFd, Capture, Capture), String> {
+    let id = request.id;
+    let capture = |ext: &str| -> Result<(OwnedFd, Capture), String> {
+        let path = spool.output_path(id, ext);
+        let create = {
+            let path = path.clone();
+            move || Spool::create_output(&path, identity).map_err(|e| e.to_string())
+        };
+        hub.start(create, cap)
+            .at("starting output capture", path)
+            .map_err(|e| e.to_string())
+    };
+    let (stdout, out_cap) = capture("out")?;
+    let (stderr, err_cap) = if request.merge_stderr {
+        let fd = stdout
+            .try_clone()
+            .map_err(|e| format!("cannot share the output pipe: {e}"))?;
+        (fd, Capture::none(hub))
+    } else {
+        capture("err")?
+    };
+    let stdin = if request.stdin {
+        spool.take_input(id, owner.0).map_err(|e| e.to_string())?
+    } else {
+        File::open("/dev/null")
+            .map_err(|e| format!("cannot open /dev/null: {e}"))?
+            .into()
+    };
+    Ok((stdin, stdout, stderr, out_cap, err_cap))
 }
 
 fn signal_group(child: &JobProcess, sig: Signal) {

@@ -760,6 +760,7 @@ fn output_beyond_the_cap_is_drained_counted_and_flagged() {
         .args([
             "run",
             "--keep",
+            "--accept-truncation",
             "--",
             "sh",
             "-c",
