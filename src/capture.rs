@@ -14,7 +14,7 @@
 
 use std::fs::File;
 use std::io::{self, Read, Write};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, TryRecvError};
 use std::sync::Arc;
@@ -185,29 +185,33 @@ fn pump_all(mut wake: File, rx: Receiver<Stream>) {
     let mut buf = vec![0u8; BUF];
     let mut hub_gone = false;
     loop {
-        let mut fds: Vec<libc::pollfd> = std::iter::once(&wake)
+        use rustix::event::{PollFd, PollFlags};
+        // Once the hub is gone nothing more can arrive: the wake pipe is not
+        // watched (its write end may be closed, which would wake us forever).
+        let watch_wake = !hub_gone;
+        let mut fds: Vec<PollFd<'_>> = watch_wake
+            .then_some(&wake)
+            .into_iter()
             .chain(streams.iter().map(|s| &s.from))
-            .map(|f| libc::pollfd {
-                fd: f.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            })
+            .map(|f| PollFd::new(f, PollFlags::IN))
             .collect();
-        if hub_gone {
-            // Nothing more can arrive: stop watching the wake pipe (its
-            // write end may be closed, which would wake us forever).
-            fds[0].fd = -1;
-        }
-        // SAFETY: `fds` is a valid array of pollfd of the given length.
-        let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, -1) };
-        if n < 0 {
-            if io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
+        match rustix::event::poll(&mut fds, None) {
+            Ok(_) => {}
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(_) => {
                 // ENOMEM: give the kernel a moment rather than spin.
                 std::thread::sleep(Duration::from_millis(10));
+                continue;
             }
-            continue;
         }
-        if fds[0].revents != 0 {
+        let first = usize::from(watch_wake);
+        let woken = watch_wake && !fds[0].revents().is_empty();
+        let ready: Vec<bool> = fds[first..]
+            .iter()
+            .map(|p| !p.revents().is_empty())
+            .collect();
+        drop(fds);
+        if woken {
             while matches!(wake.read(&mut buf), Ok(k) if k > 0) {}
             loop {
                 match rx.try_recv() {
@@ -220,7 +224,6 @@ fn pump_all(mut wake: File, rx: Receiver<Stream>) {
                 }
             }
         }
-        let ready: Vec<bool> = fds[1..].iter().map(|p| p.revents != 0).collect();
         streams = streams
             .into_iter()
             .zip(ready.into_iter().chain(std::iter::repeat(false)))
