@@ -4,13 +4,17 @@
 
 use std::process::ExitCode;
 
+use clap::error::{ContextKind, ContextValue, ErrorKind};
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
 use spoolq::cli::{self, args::Cli, EXIT_FAILURE};
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => return usage_error(err),
+    };
     if wants_log(&cli) {
         init_log(&cli);
     }
@@ -31,6 +35,45 @@ fn main() -> ExitCode {
             ExitCode::from(EXIT_FAILURE)
         }
     }
+}
+
+/// Print clap's message (help and version on stdout, exit 0) and exit
+/// [`EXIT_FAILURE`] for every usage error: clap's own code, 2, is what
+/// `make` and many commands return for their own failures, so a script
+/// could not tell `spoolq run -- make`'s failure from a typo in its flags.
+fn usage_error(mut err: clap::Error) -> ExitCode {
+    if err.exit_code() == 0 {
+        let _ = err.print();
+        return ExitCode::SUCCESS;
+    }
+    if let Some(tip) = forgotten_dashes(&err) {
+        err.insert(
+            ContextKind::Suggested,
+            ContextValue::StyledStrs(vec![tip.into()]),
+        );
+    }
+    let _ = err.print();
+    ExitCode::from(EXIT_FAILURE)
+}
+
+/// `spoolq run make`: the command must follow `--` (so that its own flags
+/// are never taken for spoolq's); say so, with the corrected line.
+fn forgotten_dashes(err: &clap::Error) -> Option<String> {
+    let Some(ContextValue::String(arg)) = err.get(ContextKind::InvalidArg) else {
+        return None;
+    };
+    let Some(ContextValue::StyledStr(usage)) = err.get(ContextKind::Usage) else {
+        return None;
+    };
+    let usage = usage.to_string();
+    let takes_command = usage.contains("-- <COMMAND>");
+    if err.kind() != ErrorKind::UnknownArgument || !takes_command || arg.starts_with('-') {
+        return None;
+    }
+    let sub = usage.split_whitespace().nth(2).unwrap_or("run");
+    Some(format!(
+        "the command goes after `--`: spoolq {sub} [OPTIONS] -- {arg} …"
+    ))
 }
 
 /// Whether to install the log subscriber. Only the server and the sandbox

@@ -3,6 +3,7 @@
 //! polls for a condition until a hard deadline (see `util`).
 
 mod capacity;
+mod codes;
 mod reliability;
 mod sandbox;
 mod stream;
