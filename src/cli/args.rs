@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+use super::duration::{duration, nonzero};
 use crate::meter::{parse_cpus, parse_size, parse_start_rate};
 use crate::sandbox::policy::{Network, Profile};
 
@@ -141,22 +142,23 @@ pub struct ServeArgs {
     /// Start at most this many jobs per second: "2", "2/s", "30/min" [default: off]
     #[arg(long, value_name = "RATE", value_parser = parse_start_rate)]
     pub max_start_rate: Option<Duration>,
-    /// Seconds between samples of load and memory (at least 0.1)
-    #[arg(long, value_name = "SECS", default_value = "1")]
-    pub sample_interval: f64,
+    /// Time between samples of load and memory (at least 100ms)
+    #[arg(long, value_name = "TIME", value_parser = nonzero, default_value = "1s")]
+    pub sample_interval: Duration,
     /// How jobs are confined.
     #[command(flatten)]
     pub sandbox: SandboxArgs,
-    /// Seconds between rescans that catch events inotify missed
-    #[arg(long, value_name = "SECS", default_value = "10")]
-    pub poll_interval: f64,
-    /// Seconds between SIGTERM and SIGKILL when a job is killed
-    #[arg(long, value_name = "SECS", default_value = "5")]
-    pub kill_grace: f64,
-    /// On SIGTERM/SIGINT, seconds running jobs may go on before they are
-    /// stopped and recorded as interrupted
-    #[arg(long, value_name = "SECS", default_value = "30")]
-    pub shutdown_grace: f64,
+    /// Time between rescans that catch events inotify missed
+    #[arg(long, value_name = "TIME", value_parser = nonzero, default_value = "10s")]
+    pub poll_interval: Duration,
+    /// Time between SIGTERM and SIGKILL when a job is killed (0: SIGKILL at
+    /// once)
+    #[arg(long, value_name = "TIME", value_parser = duration, default_value = "5s")]
+    pub kill_grace: Duration,
+    /// On SIGTERM/SIGINT, how long running jobs may go on before they are
+    /// stopped and recorded as interrupted (0: stop them at once)
+    #[arg(long, value_name = "TIME", value_parser = duration, default_value = "30s")]
+    pub shutdown_grace: Duration,
 }
 
 /// The sandbox policy, shared by `serve` and `sandbox-check`.
@@ -239,14 +241,15 @@ pub struct JobArgs {
     /// CPUs to reserve for the job, e.g. 0.5 or 4 [default: the server's --default-cpus]
     #[arg(long, value_name = "N", value_parser = parse_cpus)]
     pub cpus: Option<f64>,
-    /// Give up if the job has not started after SECS: it completes as
-    /// `expired` and wait/run exit 75
-    #[arg(long, value_name = "SECS")]
-    pub queue_timeout: Option<f64>,
-    /// Kill the job's process group after it has run SECS: it completes as
-    /// `timed_out` and wait/run exit 124
-    #[arg(long, value_name = "SECS")]
-    pub time_limit: Option<f64>,
+    /// Give up if the job has not started after TIME (90, 90s, 5m, 1h30m):
+    /// it completes as `expired` and wait/run exit 75 [default: no limit]
+    #[arg(long, value_name = "TIME", value_parser = nonzero)]
+    pub queue_timeout: Option<Duration>,
+    /// Kill the job's process group after it has run TIME (90, 90s, 5m,
+    /// 1h30m): it completes as `timed_out` and wait/run exit 124 [default:
+    /// no limit]
+    #[arg(long, value_name = "TIME", value_parser = nonzero)]
+    pub time_limit: Option<Duration>,
     /// Confine the job at least this much: contain, confine or isolate
     /// (see `serve --help`); the server's --profile may be stricter
     #[arg(long, value_name = "PROFILE")]
@@ -293,9 +296,10 @@ pub struct SubmitArgs {
 /// Options of waiting, shared by `wait` and `run`.
 #[derive(Debug, Args)]
 pub struct WaitOpts {
-    /// Give up after SECS: abort the request and exit 124
-    #[arg(long, value_name = "SECS")]
-    pub timeout: Option<f64>,
+    /// Give up after TIME (90, 90s, 5m, 1h30m): abort the request and exit
+    /// 124 [default: wait for ever]
+    #[arg(long, value_name = "TIME", value_parser = nonzero)]
+    pub timeout: Option<Duration>,
     /// Keep the result and output in the spool after printing them
     #[arg(long)]
     pub keep: bool,

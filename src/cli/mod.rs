@@ -12,6 +12,7 @@ macro_rules! outln {
 
 pub mod args;
 mod control;
+mod duration;
 mod queued;
 mod show;
 mod wait;
@@ -118,7 +119,7 @@ fn emit(text: &str) -> Result<()> {
 /// Validate the options of waiting.
 fn waiting(a: args::WaitOpts, json: bool) -> Result<wait::Waiting> {
     Ok(wait::Waiting {
-        timeout: a.timeout.map(|t| seconds("--timeout", t)).transpose()?,
+        timeout: a.timeout,
         keep: a.keep,
         json,
         accept_truncation: a.accept_truncation,
@@ -138,13 +139,13 @@ fn serve_config(a: args::ServeArgs) -> Result<ServeConfig> {
     meter.max_load = a.max_load;
     meter.min_free_mem = a.min_free_mem;
     meter.min_start_gap = a.max_start_rate.unwrap_or_default();
-    meter.sample_every = seconds("--sample-interval", a.sample_interval)?;
+    meter.sample_every = a.sample_interval;
     Ok(ServeConfig {
         meter,
         sandbox: sandbox_policy(a.sandbox)?,
-        poll_interval: seconds("--poll-interval", a.poll_interval)?.max(Duration::from_millis(10)),
-        kill_grace: seconds("--kill-grace", a.kill_grace)?,
-        shutdown_grace: seconds("--shutdown-grace", a.shutdown_grace)?,
+        poll_interval: a.poll_interval.max(Duration::from_millis(10)),
+        kill_grace: a.kill_grace,
+        shutdown_grace: a.shutdown_grace,
     })
 }
 
@@ -219,14 +220,6 @@ fn parse_id(s: &str) -> Result<RequestId> {
     s.trim().parse().map_err(Error::Usage)
 }
 
-fn seconds(flag: &str, v: f64) -> Result<Duration> {
-    Duration::try_from_secs_f64(v).map_err(|_| {
-        Error::Usage(format!(
-            "{flag} must be a non-negative number of seconds, not {v}"
-        ))
-    })
-}
-
 /// The job's streams: with `--stdin`, ours, spooled when submitted.
 fn job_io(stdin: bool, merge_stderr: bool, max_output: Option<u64>) -> Result<JobIo> {
     let stdin = if stdin {
@@ -281,14 +274,8 @@ fn job_spec(a: JobArgs) -> Result<JobSpec> {
         env,
         mem: a.mem,
         cpus: a.cpus,
-        queue_timeout: a
-            .queue_timeout
-            .map(|t| seconds("--queue-timeout", t))
-            .transpose()?,
-        time_limit: a
-            .time_limit
-            .map(|t| seconds("--time-limit", t))
-            .transpose()?,
+        queue_timeout: a.queue_timeout,
+        time_limit: a.time_limit,
         sandbox: {
             let asked = SandboxRequest {
                 profile: a.profile,

@@ -9,13 +9,11 @@ use crate::util::{Env, TestCommand};
 /// and require exit code 125 and `hint` on stderr.
 #[track_caller]
 fn refused(env: &Env, args: &[&str], hint: &str) {
+    let queued = || env.spool.exists().then(|| env.names("1-requested"));
+    let before = queued();
     let o = env.cmd().args(args).expect_code(125);
     assert!(o.err().contains(hint), "{args:?}: {}", o.describe());
-    assert!(
-        !env.spool.join("1-requested").exists() || env.names("1-requested").is_empty(),
-        "{args:?} submitted something: {}",
-        env.dump()
-    );
+    assert_eq!(queued(), before, "{args:?} submitted something");
 }
 
 #[test]
@@ -48,4 +46,51 @@ fn usage_errors_exit_125_not_clap_2_with_what_to_change() {
         .arg("--version")
         .expect_code(0);
     assert!(o.out().starts_with("spoolq "), "{}", o.describe());
+}
+
+#[test]
+fn every_duration_option_takes_units_and_zero_only_where_it_means_something() {
+    let env = Env::new();
+    let id = env.submit(&["true"]);
+    for flags in [
+        ["--timeout", "0"],
+        ["--queue-timeout", "0s"],
+        ["--time-limit", "0m"],
+    ] {
+        let o = env
+            .cmd()
+            .arg("run")
+            .args(flags)
+            .args(["--", "true"])
+            .expect_code(125);
+        assert!(o.err().contains("leave the option out"), "{}", o.describe());
+    }
+    refused(&env, &["run", "--time-limit", "5x", "--", "true"], "1h30m");
+    refused(&env, &["wait", "--timeout", "1h30", &id], "1h30m");
+    refused(&env, &["serve", "--poll-interval", "0"], "above 0");
+    let _server = env.serve(&[
+        "--max-jobs",
+        "1",
+        "--shutdown-grace",
+        "0",
+        "--poll-interval",
+        "1h",
+        "--sample-interval",
+        "500ms",
+    ]);
+    env.cmd()
+        .args(["wait", "--timeout", "5m", &id])
+        .expect_code(0);
+    let o = env
+        .cmd()
+        .args(["run", "--queue-timeout", "1h30m", "--time-limit", "0.5"])
+        .args(["--", "sh", "-c", "echo started; sleep 30"])
+        .expect_code(124);
+    assert_eq!(o.out(), "started\n", "{}", o.describe());
+    let o = env
+        .cmd()
+        .args(["run", "--timeout", "90s", "--time-limit", "1m"])
+        .args(["--", "echo", "ok"])
+        .expect_code(0);
+    assert_eq!(o.out(), "ok\n");
 }
