@@ -6,6 +6,7 @@ mod capacity;
 mod codes;
 mod reliability;
 mod sandbox;
+mod signals;
 mod stream;
 mod util;
 mod world;

@@ -7,13 +7,11 @@ use std::io;
 use std::os::fd::AsFd;
 use std::time::Duration;
 
-use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
-use signal_hook::iterator::Signals;
-
 use super::queued::QueueLine;
-use super::{EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_STDOUT_CLOSED, EXIT_TIMEOUT, EXIT_TRUNCATED};
-use crate::client::{self, JobSpec, Sinks, WaitOutcome, Waiter, Wake};
-use crate::error::{IoContext, Result};
+use super::signals::{self, interrupt_on_signals};
+use super::{EXIT_FAILURE, EXIT_STDOUT_CLOSED, EXIT_TIMEOUT, EXIT_TRUNCATED};
+use crate::client::{self, JobSpec, Sinks, WaitOutcome, Waiter};
+use crate::error::Result;
 use crate::id::RequestId;
 use crate::request::{JobResult, Status};
 use crate::spool::Spool;
@@ -126,13 +124,14 @@ fn finish(spool: &Spool, waiter: &Waiter, id: RequestId, how: &Waiting, role: Ro
             Ok(EXIT_FAILURE)
         }
         WaitOutcome::Interrupted => {
+            let by = signals::name();
             if role == Role::Run {
                 spool.file_abort(id)?;
-                eprintln!("spoolq: interrupted; abort filed for {id}");
+                eprintln!("spoolq: interrupted by {by}; abort filed for {id}");
             } else {
-                eprintln!("spoolq: interrupted; {id} is still queued");
+                eprintln!("spoolq: interrupted by {by}; {id} is still queued");
             }
-            Ok(EXIT_INTERRUPTED)
+            Ok(signals::exit_code())
         }
         WaitOutcome::StdoutClosed => {
             // As the command would die of SIGPIPE; `wait` and `follow`
@@ -202,18 +201,4 @@ fn explain(result: &JobResult, replaced: Option<u8>) {
             eprintln!("spoolq: {id}: {note}");
         }
     }
-}
-
-/// Turn SIGINT/SIGTERM/SIGHUP into an interrupt of `waiter`.
-fn interrupt_on_signals(waiter: &Waiter) -> Result<signal_hook::iterator::Handle> {
-    let mut signals =
-        Signals::new([SIGINT, SIGTERM, SIGHUP]).at("installing signal handlers", "/")?;
-    let handle = signals.handle();
-    let tx = waiter.sender();
-    std::thread::spawn(move || {
-        if signals.forever().next().is_some() {
-            let _ = tx.send(Wake::Interrupt);
-        }
-    });
-    Ok(handle)
 }
