@@ -7,6 +7,7 @@ mod codes;
 mod reliability;
 mod sandbox;
 mod signals;
+mod spool_default;
 mod stream;
 mod util;
 mod world;

@@ -18,7 +18,7 @@ use crate::sandbox::policy::{Network, Profile};
 #[command(name = "spoolq", version, about, max_term_width = 100)]
 pub struct Cli {
     /// Spool directory [default: /var/spool/spoolq for root,
-    /// $XDG_RUNTIME_DIR/spoolq or ~/.local/state/spoolq otherwise]
+    /// ${XDG_STATE_HOME:-~/.local/state}/spoolq for other users]
     #[arg(long, global = true, env = "SPOOLQ_DIR", value_name = "DIR")]
     pub spool: Option<PathBuf>,
 

@@ -13,9 +13,11 @@ macro_rules! outln {
 pub mod args;
 mod control;
 mod duration;
+mod notice;
 mod queued;
 mod show;
 mod signals;
+mod spool_dir;
 mod wait;
 
 use std::collections::BTreeMap;
@@ -57,6 +59,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Submit(a) => {
             let spec = job_spec(a.job)?;
             let request = client::submit(&spool, &spec)?;
+            notice::if_terminal(&spool);
             if a.json {
                 outln!(
                     "{}",
@@ -195,22 +198,11 @@ fn sandbox_check(spool: &Spool, a: args::SandboxArgs) -> Result<u8> {
 }
 
 /// The spool directory: the flag or `SPOOLQ_DIR`, else the default for this
-/// user.
+/// user ([`spool_dir::default_spool`]).
 fn spool_dir(given: Option<PathBuf>) -> Result<PathBuf> {
-    if let Some(dir) = given {
-        return absolute(&dir);
-    }
-    if rustix::process::geteuid().is_root() {
-        return Ok(PathBuf::from("/var/spool/spoolq"));
-    }
-    if let Some(run) = std::env::var_os("XDG_RUNTIME_DIR").filter(|v| !v.is_empty()) {
-        return Ok(PathBuf::from(run).join("spoolq"));
-    }
-    match std::env::var_os("HOME").filter(|v| !v.is_empty()) {
-        Some(home) => Ok(PathBuf::from(home).join(".local/state/spoolq")),
-        None => Err(Error::Usage(
-            "no spool directory: set --spool, SPOOLQ_DIR, XDG_RUNTIME_DIR or HOME".into(),
-        )),
+    match given {
+        Some(dir) => absolute(&dir),
+        None => spool_dir::default_spool(),
     }
 }
 

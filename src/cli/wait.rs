@@ -45,6 +45,7 @@ enum Role {
 pub fn wait(spool: &Spool, id: RequestId, how: &Waiting) -> Result<u8> {
     let waiter = Waiter::new();
     let _signals = interrupt_on_signals(&waiter)?;
+    let _notice = super::notice::later(spool);
     finish(spool, &waiter, id, how, Role::Wait)
 }
 
@@ -69,6 +70,7 @@ pub fn run(spool: &Spool, spec: &JobSpec, how: &Waiting) -> Result<u8> {
     let mut spec = spec.clone();
     spec.io.merge_stderr |= stdout_is_stderr();
     let request = client::submit(spool, &spec)?;
+    let _notice = super::notice::later(spool);
     finish(spool, &waiter, request.id, how, Role::Run)
 }
 
