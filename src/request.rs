@@ -15,6 +15,11 @@ use crate::sandbox::{SandboxReport, Usage};
 pub const REQUEST_VERSION: u32 = 1;
 /// The result format version this build writes and accepts.
 pub const RESULT_VERSION: u32 = 1;
+/// What `spoolq wait`/`run` exit with when a job's set-up failed before its
+/// program ran: sysexits' EX_OSERR ("an operating system error … such as
+/// cannot fork"), distinct from 126/127, which mean the program was found
+/// but is not executable / was not found, as for a shell.
+pub const EXIT_SETUP_FAILED: u8 = 71;
 /// Largest request file the server will read; larger ones are rejected.
 pub const MAX_REQUEST_BYTES: u64 = 1 << 20;
 
@@ -149,11 +154,14 @@ pub enum Status {
     Expired,
     /// The OOM killer killed it (at its memory limit).
     Oom,
+    /// Its sandbox set-up or its limits stopped it before its program ran:
+    /// the reason names the step (`enrol_cgroup`, `identity`, `exec`, …).
+    SetupFailed,
 }
 
 impl Status {
     /// Every status, in a stable order (for metrics).
-    pub const ALL: [Status; 9] = [
+    pub const ALL: [Status; 10] = [
         Status::Succeeded,
         Status::Failed,
         Status::Signaled,
@@ -163,6 +171,7 @@ impl Status {
         Status::ExecFailed,
         Status::Expired,
         Status::Oom,
+        Status::SetupFailed,
     ];
 
     /// The snake_case name used in JSON and metrics.
@@ -177,6 +186,7 @@ impl Status {
             Status::ExecFailed => "exec_failed",
             Status::Expired => "expired",
             Status::Oom => "oom",
+            Status::SetupFailed => "setup_failed",
         }
     }
 }
@@ -256,6 +266,7 @@ impl JobResult {
             Status::Expired => 75,
             // As a shell reports a SIGKILL.
             Status::Oom => 137,
+            Status::SetupFailed => EXIT_SETUP_FAILED,
         }
     }
 }

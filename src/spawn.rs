@@ -17,8 +17,11 @@
 //! clone and exec (an init and a relay), which a borrowed address space
 //! cannot do: those still use a plain `fork`.
 //!
-//! The child reports a failure as `[stage, errno]` on a close-on-exec pipe;
-//! an empty read means it exec'd.
+//! The child records each set-up [`Step`] it enters, and the errno of one
+//! that fails, in a [`Progress`] the server reads once a close-on-exec pipe
+//! reports the child gone (exec'd or dead): a child that exec'd was last in
+//! [`Step::Exec`] with no error; one that stopped earlier without an error
+//! was killed during that step (a memory limit too low to start it).
 
 use std::ffi::CString;
 use std::io;
@@ -26,13 +29,19 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::process::ExitStatusExt;
 use std::process::ExitStatus;
 
+use crate::sandbox::step::{Progress, Step};
 use crate::sandbox::ChildProgram;
 
 /// Where starting a job failed.
 #[derive(Debug)]
 pub enum SpawnError {
-    /// Before the job ran: preparing the command or the sandbox steps.
-    Setup(io::Error),
+    /// Before the job's process existed (a pipe, the clone itself).
+    Prepare(io::Error),
+    /// A set-up step in the job's process failed.
+    Step(Step, io::Error),
+    /// The job's process died during a set-up step without a word: killed
+    /// (by the memory cgroup, when its limit is too low to start it).
+    Killed(Option<Step>, ExitStatus),
     /// `execve` itself (program not found, not executable, …).
     Exec(io::Error),
 }
@@ -40,7 +49,15 @@ pub enum SpawnError {
 impl std::fmt::Display for SpawnError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            SpawnError::Setup(e) => write!(f, "setting up the job's process: {e}"),
+            SpawnError::Prepare(e) => write!(f, "creating the job's process: {e}"),
+            SpawnError::Step(step, e) => write!(f, "set-up step {step} failed: {e}"),
+            SpawnError::Killed(step, status) => {
+                let step = step.map_or("start", Step::name);
+                match status.signal() {
+                    Some(sig) => write!(f, "killed by signal {sig} during set-up step {step}"),
+                    None => write!(f, "ended during set-up step {step} ({status})"),
+                }
+            }
             SpawnError::Exec(e) => e.fmt(f),
         }
     }
@@ -164,13 +181,58 @@ const CHILD_STACK: usize = 256 * 1024;
 /// Reusable memory for spawning; one per task manager.
 pub struct Spawner {
     stack: Vec<u8>,
+    progress: Option<SharedProgress>,
 }
 
 impl Default for Spawner {
     fn default() -> Self {
         Spawner {
             stack: vec![0; CHILD_STACK],
+            progress: None,
         }
+    }
+}
+
+/// A [`Progress`] in a shared anonymous mapping, so that the child of a
+/// plain `fork` (a pid namespace) writes the memory the server reads too.
+struct SharedProgress {
+    ptr: std::ptr::NonNull<Progress>,
+}
+
+// SAFETY: the mapping is owned by this value alone; Progress is atomics.
+unsafe impl Send for SharedProgress {}
+
+impl SharedProgress {
+    fn new() -> io::Result<SharedProgress> {
+        // SAFETY: a fresh anonymous mapping, large enough for a Progress
+        // and page-aligned (so aligned for it); zeroed is a valid Progress.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                std::mem::size_of::<Progress>(),
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        let ptr = std::ptr::NonNull::new(ptr.cast()).expect("mmap does not return null");
+        Ok(SharedProgress { ptr })
+    }
+
+    fn get(&self) -> &Progress {
+        // SAFETY: mapped in `new` until drop.
+        unsafe { self.ptr.as_ref() }
+    }
+}
+
+impl Drop for SharedProgress {
+    fn drop(&mut self) {
+        // SAFETY: unmaps the mapping made in `new`, no longer borrowed.
+        unsafe { libc::munmap(self.ptr.as_ptr().cast(), std::mem::size_of::<Progress>()) };
     }
 }
 
@@ -183,7 +245,7 @@ struct ChildArgs<'a> {
     /// without `#!` (ENOEXEC), run as a shell script like `execvp` does.
     sh_argv: *mut *const libc::c_char,
     stdio: [RawFd; 3],
-    report: RawFd,
+    progress: &'a Progress,
 }
 
 impl Spawner {
@@ -203,11 +265,17 @@ impl Spawner {
             .into_iter()
             .chain(argv[1..].iter().copied())
             .collect();
+        let progress = match self.progress.take() {
+            Some(p) => p,
+            None => SharedProgress::new().map_err(SpawnError::Prepare)?,
+        };
+        let progress = &*self.progress.insert(progress);
+        progress.get().reset();
         let (read, write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
-            .map_err(|e| SpawnError::Setup(e.into()))?;
+            .map_err(|e| SpawnError::Prepare(e.into()))?;
         // Off 0-2 too (a server started with closed stdio), or the child's
         // dup2 onto its stdio would close its end.
-        let write = above_stdio(write).map_err(SpawnError::Setup)?;
+        let write = above_stdio(write).map_err(SpawnError::Prepare)?;
         let args = ChildArgs {
             program,
             argv: &argv,
@@ -215,7 +283,7 @@ impl Spawner {
             candidates: &cmd.candidates,
             sh_argv: sh_argv.as_mut_ptr(),
             stdio: [0, 1, 2].map(|i| cmd.stdio[i].as_raw_fd()),
-            report: write.as_raw_fd(),
+            progress: progress.get(),
         };
         let fork = program.needs_fork();
         let pid = {
@@ -244,40 +312,37 @@ impl Spawner {
             }
         };
         if pid == -1 {
-            return Err(SpawnError::Setup(io::Error::last_os_error()));
+            return Err(SpawnError::Prepare(io::Error::last_os_error()));
         }
         drop(write);
-        let mut report = [0u8; 8];
-        let n = read_full(&read, &mut report);
-        if n == 0 {
+        wait_closed(&read);
+        let (step, errno) = progress.get().read();
+        if step == Some(Step::Exec) && errno.is_none() {
             return Ok(JobProcess { pid: pid as u32 });
         }
-        // It failed and exits: reap it now.
+        // It failed or was killed, and is gone or going: reap it now.
         let mut status = 0;
         // SAFETY: our own child, which has exited or is about to.
         unsafe { libc::waitpid(pid, &mut status, 0) };
-        let stage = u32::from_ne_bytes(report[..4].try_into().expect("4 bytes"));
-        let errno = i32::from_ne_bytes(report[4..].try_into().expect("4 bytes"));
-        let err = io::Error::from_raw_os_error(errno);
-        Err(if stage == STAGE_EXEC {
-            SpawnError::Exec(err)
-        } else {
-            SpawnError::Setup(err)
+        Err(match (step, errno) {
+            (Some(Step::Exec), Some(e)) => SpawnError::Exec(io::Error::from_raw_os_error(e)),
+            (Some(step), Some(e)) => SpawnError::Step(step, io::Error::from_raw_os_error(e)),
+            (step, _) => SpawnError::Killed(step, ExitStatus::from_raw(status)),
         })
     }
 }
 
-fn read_full(fd: &OwnedFd, buf: &mut [u8]) -> usize {
-    let mut n = 0;
-    while n < buf.len() {
-        match rustix::io::read(fd, &mut buf[n..]) {
+/// Block until every copy of the pipe's write end is closed: the child
+/// exec'd (close-on-exec) or died.
+fn wait_closed(fd: &OwnedFd) {
+    let mut buf = [0u8; 8];
+    loop {
+        match rustix::io::read(fd, &mut buf) {
             Ok(0) => break,
-            Ok(k) => n += k,
-            Err(rustix::io::Errno::INTR) => continue,
+            Ok(_) | Err(rustix::io::Errno::INTR) => continue,
             Err(_) => break,
         }
     }
-    n
 }
 
 /// Every signal blocked in this thread while it exists.
@@ -308,9 +373,6 @@ impl Drop for BlockedSignals {
 /// The shell `execvp` runs a script without `#!` with.
 const SH: &std::ffi::CStr = c"/bin/sh";
 
-const STAGE_SETUP: u32 = 1;
-const STAGE_EXEC: u32 = 2;
-
 extern "C" fn child_entry(arg: *mut libc::c_void) -> libc::c_int {
     // SAFETY: `arg` is the ChildArgs the waiting parent passed to clone.
     unsafe { child_main(&*(arg as *const ChildArgs)) }
@@ -339,18 +401,16 @@ unsafe fn child_main(a: &ChildArgs) -> ! {
         let mut none: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut none);
         libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
+        a.progress.enter(Step::Stdio);
         for (target, fd) in a.stdio.iter().enumerate() {
             if libc::dup2(*fd, target as libc::c_int) == -1 {
-                fail(a.report, STAGE_SETUP, errno());
+                fail(a.progress, errno());
             }
         }
-        if let Err(e) = a.program.run() {
-            fail(
-                a.report,
-                STAGE_SETUP,
-                e.raw_os_error().unwrap_or(libc::EINVAL),
-            );
+        if let Err(e) = a.program.run(a.progress) {
+            fail(a.progress, e.raw_os_error().unwrap_or(libc::EINVAL));
         }
+        a.progress.enter(Step::Exec);
         // As execvp: go on past missing entries, remember a refusal, run a
         // file without `#!` with the shell.
         let mut err = libc::ENOENT;
@@ -371,7 +431,7 @@ unsafe fn child_main(a: &ChildArgs) -> ! {
                 }
             }
         }
-        fail(a.report, STAGE_EXEC, err)
+        fail(a.progress, err)
     }
 }
 
@@ -380,13 +440,9 @@ fn errno() -> i32 {
     unsafe { *libc::__errno_location() }
 }
 
-unsafe fn fail(report: RawFd, stage: u32, errno: i32) -> ! {
-    let mut msg = [0u8; 8];
-    msg[..4].copy_from_slice(&stage.to_ne_bytes());
-    msg[4..].copy_from_slice(&errno.to_ne_bytes());
-    // SAFETY: plain system calls; _exit skips every exit handler.
-    unsafe {
-        libc::write(report, msg.as_ptr().cast(), msg.len());
-        libc::_exit(127)
-    }
+/// Record that the current step failed, and exit.
+unsafe fn fail(progress: &Progress, errno: i32) -> ! {
+    progress.fail(errno);
+    // SAFETY: _exit skips every exit handler.
+    unsafe { libc::_exit(127) }
 }

@@ -234,9 +234,9 @@ pub struct JobArgs {
     /// Working directory of the job [default: the current directory]
     #[arg(long, value_name = "DIR")]
     pub cwd: Option<PathBuf>,
-    /// Memory to reserve for the job, e.g. 512M or 4G [default: the
-    /// server's --default-mem]
-    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    /// Memory to reserve for the job, e.g. 512M or 4G (at least 1M; a bare
+    /// number is bytes) [default: the server's --default-mem]
+    #[arg(long, value_name = "SIZE", value_parser = job_mem)]
     pub mem: Option<u64>,
     /// CPUs to reserve for the job, e.g. 0.5 or 4 [default: the server's --default-cpus]
     #[arg(long, value_name = "N", value_parser = parse_cpus)]
@@ -279,6 +279,28 @@ pub struct JobArgs {
     /// The command and its arguments (no shell: use `sh -c '…'` for one)
     #[arg(required = true, last = true, value_name = "COMMAND")]
     pub command: Vec<String>,
+}
+
+/// The least `--mem` a job may reserve. It becomes the job's memory limit,
+/// and below about a megabyte no process can start: the kernel refuses to
+/// move it into the cgroup, or kills it during exec. Smaller values are
+/// almost always a missing unit (`--mem 100` is 100 bytes).
+pub const MIN_JOB_MEM: u64 = 1 << 20;
+
+/// `--mem`: a size of at least [`MIN_JOB_MEM`], with a hint for a forgotten
+/// unit.
+fn job_mem(input: &str) -> Result<u64, String> {
+    let bytes = parse_size(input).map_err(|e| e.to_string())?;
+    if bytes >= MIN_JOB_MEM {
+        return Ok(bytes);
+    }
+    let why =
+        format!("{input} is {bytes} bytes, less than the 1M (1 MiB) a process needs to start");
+    let text = input.trim();
+    if text.chars().all(|c| c.is_ascii_digit() || c == '.') {
+        return Err(format!("{why}; did you mean {text}M?"));
+    }
+    Err(why)
 }
 
 /// `spoolq submit`.

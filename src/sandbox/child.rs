@@ -35,6 +35,7 @@ use rustix::thread::UnshareFlags;
 
 use super::cgroup::Enrolment;
 use super::filter::FilterPlan;
+use super::step::{Progress, Step};
 
 /// Bind the top-level directory of a working directory under `/tmp` (for
 /// `/tmp/build/sub`, `/tmp/build`) back into the private `/tmp`.
@@ -90,45 +91,56 @@ impl ChildProgram {
         self.unshare.contains(UnshareFlags::NEWPID)
     }
 
-    /// Run in the child before exec. Returns only in the process that will exec the
-    /// job (with a pid namespace, two helper processes stay behind).
-    pub fn run(&self) -> io::Result<()> {
+    /// Run in the child before exec, entering each [`Step`] in `at` as it
+    /// begins. Returns only in the process that will exec the job (with a
+    /// pid namespace, two helper processes stay behind).
+    pub fn run(&self, at: &Progress) -> io::Result<()> {
+        at.enter(Step::Setsid);
         rustix::process::setsid()?;
         rustix::process::set_parent_process_death_signal(Some(Signal::KILL))?;
         if let Some(e) = &self.enrolment {
+            at.enter(Step::EnrolCgroup);
             e.enrol_self()?;
         }
+        at.enter(Step::Rlimit);
         limit(Resource::Nofile, Some(self.nofile))?;
         limit(Resource::Fsize, self.fsize)?;
         limit(Resource::Core, Some(0))?;
         if !self.unshare.is_empty() {
+            at.enter(Step::Unshare);
             // SAFETY: the child is single-threaded; nothing shares its state.
             unsafe { rustix::thread::unshare_unsafe(self.unshare)? };
         }
         if self.unshare.contains(UnshareFlags::NEWNS) {
+            at.enter(Step::Mounts);
             self.mounts()?;
         }
         if self.unshare.contains(UnshareFlags::NEWPID) {
+            at.enter(Step::Pidns);
             init_and_relay(self.unshare.contains(UnshareFlags::NEWNS))?;
         }
         if self.unshare.contains(UnshareFlags::NEWNET) {
+            at.enter(Step::Loopback);
             loopback_up()?;
         }
         if let Some(who) = &self.identity {
+            at.enter(Step::Identity);
             drop_to(who)?;
             // Changing credentials clears the parent-death signal: set it
             // again, so the job still dies with the server (or its relay).
             rustix::process::set_parent_process_death_signal(Some(Signal::KILL))?;
         }
+        at.enter(Step::Chdir);
         rustix::process::chdir(self.cwd.as_c_str())?;
         if let Some(mask) = self.umask {
             rustix::process::umask(rustix::fs::Mode::from_raw_mode(mask & 0o777));
         }
         if self.no_new_privs {
+            at.enter(Step::NoNewPrivs);
             rustix::thread::set_no_new_privs(true)?;
         }
         if let Some(filter) = &self.filter {
-            filter.apply_in_child()?;
+            filter.apply_in_child(at)?;
         }
         Ok(())
     }

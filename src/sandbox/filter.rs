@@ -41,6 +41,8 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
+use super::step::{Progress, Step};
+
 /// What the server asks of the filter for one job.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FilterSpec {
@@ -219,12 +221,14 @@ impl FilterPlan {
     /// install the seccomp programs. Async-signal-safe: for the child before
     /// exec, as its last step (see the module docs for the order). One plan per job:
     /// the rules added here change the ruleset the plan holds.
-    pub fn apply_in_child(&self) -> io::Result<()> {
+    pub fn apply_in_child(&self, at: &Progress) -> io::Result<()> {
         sys::set_no_new_privs()?;
         if let Some(fd) = &self.ruleset {
+            at.enter(Step::Landlock);
             self.late_rules.add_to(fd)?;
             sys::landlock_restrict_self(fd)?;
         }
+        at.enter(Step::Seccomp);
         for program in self.programs {
             sys::install_seccomp(program)?;
         }

@@ -13,6 +13,7 @@ mod child;
 pub mod filter;
 mod identity;
 pub mod policy;
+pub mod step;
 
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;

@@ -9,7 +9,6 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::io;
 use std::os::fd::OwnedFd;
 use std::os::unix::process::ExitStatusExt;
 use std::process::ExitStatus;
@@ -23,14 +22,16 @@ use crate::executor::{Executor, KillReason, Outcome, Reattach};
 use crate::id::{now_micros, RequestId};
 use crate::jobtable::{JobTable, Record};
 use crate::request::{Request, Status};
+use not_started::spawn_failure;
 use outcome::Ending;
 use proc::{booted_at_us, job_of, kill_recorded, process_start_time};
 
+mod not_started;
 mod outcome;
 mod proc;
 use crate::sandbox::cgroup::JobCgroup;
 use crate::sandbox::{Prepared, Sandbox, SandboxReport, Submitter, Usage};
-use crate::spawn::{JobCommand, JobProcess, SpawnError, Spawner};
+use crate::spawn::{JobCommand, JobProcess, Spawner};
 use crate::spool::{Spool, Submission};
 
 struct Job {
@@ -256,14 +257,7 @@ impl Executor for LocalTasks {
                     let _ = c.kill_all();
                     let _ = c.remove();
                 }
-                let code = match &e {
-                    SpawnError::Exec(e) if e.kind() == io::ErrorKind::NotFound => 127,
-                    _ => 126,
-                };
-                Err(not_run(
-                    code,
-                    format!("cannot execute {:?}: {e}", request.argv[0]),
-                ))
+                Err(Box::new(spawn_failure(&e, &request.argv[0], reservation.0)))
             }
         }
     }

@@ -3,6 +3,10 @@
 //! process is refused at submit, and a job that dies in its set-up says why
 //! instead of posing as "command not found".
 
+use std::fs;
+
+use serde_json::json;
+
 use crate::util::{Env, TestCommand};
 
 /// Run `spoolq ARGS` (no server needed: usage errors come before the spool)
@@ -93,4 +97,63 @@ fn every_duration_option_takes_units_and_zero_only_where_it_means_something() {
         .args(["--", "echo", "ok"])
         .expect_code(0);
     assert_eq!(o.out(), "ok\n");
+}
+
+#[test]
+fn a_mem_too_small_to_start_a_process_is_refused_at_submit_with_a_hint() {
+    let env = Env::new();
+    refused(
+        &env,
+        &["run", "--mem", "100", "--", "echo", "hi"],
+        "did you mean 100M?",
+    );
+    refused(&env, &["submit", "--mem", "0", "--", "true"], "1 MiB");
+    refused(&env, &["submit", "--mem", "512K", "--", "true"], "1 MiB");
+    env.cmd()
+        .args(["submit", "--mem", "1M", "--", "true"])
+        .expect_code(0);
+}
+
+/// Submit `flags -- echo hi` while no server runs, then lower the request's
+/// memory below what any process needs, as another client could write it.
+fn starved(env: &Env, flags: &[&str]) -> String {
+    let o = env
+        .cmd()
+        .arg("submit")
+        .args(flags)
+        .args(["--mem", "1M", "--", "echo", "hi"])
+        .expect_code(0);
+    let id = o.out().trim().to_string();
+    let mut doc = env.request("1-requested", &id);
+    doc["mem"] = json!(100);
+    let tmp = env.spool.join("tmp").join(format!("{id}.edit"));
+    fs::write(&tmp, doc.to_string()).unwrap();
+    fs::rename(&tmp, env.spool.join("1-requested").join(&id)).unwrap();
+    id
+}
+
+#[test]
+fn a_job_stopped_by_its_limits_before_exec_says_which_step_not_127() {
+    if !rustix::process::geteuid().is_root() {
+        println!("SKIPPED: per-job memory cgroups need root");
+        return;
+    }
+    let env = Env::new();
+    // A borrowed-memory child (clone) and a forked one (pid namespace).
+    let ids = [starved(&env, &[]), starved(&env, &["--isolate"])];
+    let _server = env.serve(&[]);
+    for id in &ids {
+        let o = env.cmd().args(["wait", "--keep", id]).output();
+        assert_eq!(o.code(), 71, "{}", o.describe());
+        assert_eq!(o.out(), "", "{}", o.describe());
+        assert!(o.err().contains("setup_failed"), "{}", o.describe());
+        let result = env.result(id);
+        assert_eq!(result["status"], "setup_failed", "{result}");
+        assert_eq!(result["exit_code"], json!(null), "{result}");
+        let reason = result["reason"].as_str().unwrap_or_default();
+        assert!(
+            reason.contains("set-up step") && reason.contains("memory limit is 100 B"),
+            "{result}"
+        );
+    }
 }

@@ -53,7 +53,7 @@ fn run(mut cmd: Command, plan: Option<FilterPlan>, mounts: Mounts) -> Output {
             }
         }
         match &plan {
-            Some(plan) => plan.apply_in_child(),
+            Some(plan) => plan.apply_in_child(&Progress::default()),
             None => Ok(()),
         }
     };

@@ -75,7 +75,7 @@ fn spawn_cloning(plan: Option<FilterPlan>, flags: libc::c_int) -> io::Result<()>
     let mut cmd = Command::new("true");
     let setup = move || {
         if let Some(plan) = &plan {
-            plan.apply_in_child()?;
+            plan.apply_in_child(&Progress::default())?;
         }
         raw_clone(flags)
     };
