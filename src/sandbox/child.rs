@@ -24,7 +24,9 @@
 //! 10. last, Landlock and the seccomp filter (which forbid the mounts and
 //!     namespaces above).
 //!
-//! A failure returns an `io::Error`; std then reports it from `spawn`.
+//! Each step is entered in the [`Progress`] the server reads (see
+//! [`super::step`]); a failure returns an `io::Error`, whose errno
+//! [`crate::spawn`] records against that step.
 
 use std::ffi::CString;
 use std::io;

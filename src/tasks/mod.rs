@@ -178,10 +178,10 @@ impl Executor for LocalTasks {
         let not_run = |code: i32, reason: String| {
             Box::new(Outcome::not_run(Status::ExecFailed, Some(code), reason))
         };
-        let identity = self
-            .sandbox
-            .identity_for(sub.owner)
-            .map_err(|r| not_run(126, r))?;
+        // The server could not set the job up: never 126/127, which say
+        // the program is not executable or not there.
+        let setup = |reason: String| Box::new(Outcome::not_run(Status::SetupFailed, None, reason));
+        let identity = self.sandbox.identity_for(sub.owner).map_err(setup)?;
         if !request.cwd.is_dir() {
             let reason = format!("working directory {} does not exist", request.cwd.display());
             return Err(not_run(126, reason));
@@ -190,13 +190,12 @@ impl Executor for LocalTasks {
         let cap = request.max_output.map_or(cap, |asked| asked.min(cap));
         if self.hub.is_none() {
             let hub = CaptureHub::new()
-                .map_err(|e| not_run(126, format!("cannot start the capture thread: {e}")))?;
+                .map_err(|e| setup(format!("cannot start the capture thread: {e}")))?;
             self.hub = Some(hub);
         }
         let hub = self.hub.as_ref().expect("just made");
         let (stdin, stdout, stderr, out_cap, err_cap) =
-            job_streams(spool, hub, request, sub.owner, identity, cap)
-                .map_err(|e| not_run(126, e))?;
+            job_streams(spool, hub, request, sub.owner, identity, cap).map_err(setup)?;
         // Tells the job who it is, and lets the server recognise its
         // escaped descendants when it has no cgroup (see sweep_orphans).
         let env = request
@@ -221,7 +220,7 @@ impl Executor for LocalTasks {
         } = self
             .sandbox
             .prepare(id, &asked, reservation, submitter, &request.cwd)
-            .map_err(|r| not_run(126, r))?;
+            .map_err(setup)?;
         match self.spawner.spawn(&cmd, &program) {
             Ok(child) => {
                 // Close our copies of the pipes' write ends: the capture

@@ -645,8 +645,8 @@ fn without_cgroups_the_result_reports_the_fallback_and_strict_refuses() {
 
     let _server = env.serve(&["--no-cgroups", "--strict-sandbox"]);
     let (out, result) = run_sh(&env, &[], "touch ran.strict");
-    assert_eq!(out.code(), 126, "{}", out.describe());
-    assert_eq!(result["status"], "exec_failed", "{result}");
+    assert_eq!(out.code(), 71, "{}", out.describe());
+    assert_eq!(result["status"], "setup_failed", "{result}");
     let reason = result["reason"].as_str().unwrap_or_default();
     assert!(
         reason.contains("strict") && reason.contains("cgroup"),
