@@ -113,3 +113,33 @@ fn run_with_a_server_does_not_warn() {
         .expect_code(0);
     assert!(!o.err().contains("no server"), "{}", o.describe());
 }
+
+#[test]
+fn submit_warns_at_once_on_a_terminal_and_never_into_a_pipe() {
+    let env = Env::new();
+    let o = env.cmd().args(["submit", "--", "true"]).expect_code(0);
+    assert!(!o.err().contains("no server"), "{}", o.describe());
+    // A terminal for its stderr: script(1) runs it on a pseudo-terminal.
+    if std::process::Command::new("script")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        println!("SKIPPED: no script(1) to make a terminal");
+        return;
+    }
+    let line = format!("{} --spool {} submit -- true", bin(), env.spool.display());
+    let o = TestCommand::new("script")
+        .args(["-qec", &line, "/dev/null"])
+        .current_dir(&env.work)
+        .output();
+    assert_eq!(o.code(), 0, "{}", o.describe());
+    let spool = env.spool.display().to_string();
+    assert!(
+        o.out()
+            .contains(&format!("no server serves the spool {spool}")),
+        "{}",
+        o.describe()
+    );
+    assert_eq!(env.names("1-requested").len(), 2, "{}", env.dump());
+}
