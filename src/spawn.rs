@@ -265,11 +265,10 @@ impl Spawner {
             .into_iter()
             .chain(argv[1..].iter().copied())
             .collect();
-        let progress = match self.progress.take() {
-            Some(p) => p,
-            None => SharedProgress::new().map_err(SpawnError::Prepare)?,
-        };
-        let progress = &*self.progress.insert(progress);
+        if self.progress.is_none() {
+            self.progress = Some(SharedProgress::new().map_err(SpawnError::Prepare)?);
+        }
+        let progress = self.progress.as_ref().expect("made above");
         progress.get().reset();
         let (read, write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
             .map_err(|e| SpawnError::Prepare(e.into()))?;
