@@ -45,9 +45,16 @@ pub fn if_terminal(spool: &Spool) {
 fn now(spool: &Spool) {
     if server_pid(spool).is_none() {
         let dir = spool.root().display();
+        // On a terminal, over the queue's status line (`super::queued`),
+        // which is redrawn below it.
+        let erase = if std::io::stderr().is_terminal() {
+            "\r\x1b[2K"
+        } else {
+            ""
+        };
         eprintln!(
-            "spoolq: no server serves the spool {dir}; the request waits there until one starts \
-             (spoolq --spool {dir} serve)"
+            "{erase}spoolq: no server serves the spool {dir}; the request waits there until one \
+             starts (spoolq --spool {dir} serve)"
         );
     }
 }
