@@ -13,7 +13,7 @@ use notify::{RecursiveMode, Watcher};
 
 use crate::error::{Error, Result};
 use crate::id::{now_micros, RequestId};
-use crate::request::{JobResult, Request, REQUEST_VERSION};
+use crate::protocol::request::{JobResult, Request, REQUEST_VERSION};
 use crate::sandbox::policy::SandboxRequest;
 use crate::spool::{Spool, State};
 

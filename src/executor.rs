@@ -9,7 +9,7 @@
 use std::time::Instant;
 
 use crate::id::RequestId;
-use crate::request::{Request, Status};
+use crate::protocol::request::{Request, Status};
 use crate::sandbox::{SandboxReport, Usage};
 use crate::spool::{Spool, Submission};
 

@@ -18,7 +18,7 @@
 #![warn(missing_docs)]
 
 // The API other programs may use: the spool and its documents (`spool`,
-// `request`, `protocol`, `metrics`, `id`, `error`), the client, the CLI for
+// `protocol`, `metrics`, `id`, `error`), the client, the CLI for
 // the binary, and `sandbox` for the integration tests' cgroup clean-up.
 // Everything else is the server's own.
 
@@ -33,7 +33,6 @@ pub(crate) mod lock;
 pub(crate) mod meter;
 pub mod metrics;
 pub mod protocol;
-pub mod request;
 pub mod sandbox;
 pub(crate) mod server;
 pub(crate) mod spares;

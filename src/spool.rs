@@ -12,7 +12,7 @@ use rustix::fs::{Mode, OFlags};
 
 use crate::error::{Error, IoContext, Result};
 use crate::id::RequestId;
-use crate::request::{JobResult, Request, MAX_REQUEST_BYTES, RESULT_VERSION};
+use crate::protocol::request::{JobResult, Request, MAX_REQUEST_BYTES, RESULT_VERSION};
 
 /// The five request states, in processing order. Each is a directory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -13,7 +13,7 @@ use super::{EXIT_FAILURE, EXIT_STDOUT_CLOSED, EXIT_TIMEOUT, EXIT_TRUNCATED};
 use crate::client::{self, JobSpec, Sinks, WaitOutcome, Waiter};
 use crate::error::Result;
 use crate::id::RequestId;
-use crate::request::{JobResult, Status};
+use crate::protocol::request::{JobResult, Status};
 use crate::spool::Spool;
 
 /// How to wait, from the flags of `wait`, `run` and `follow`.

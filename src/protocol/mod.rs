@@ -1,7 +1,8 @@
-//! The documents the spool publishes for other programs, as their own types
-//! with explicit conversions from the server's internal ones, so that
-//! tidying the meter or the server cannot change a published format. The
-//! request and result documents are in [`crate::request`]; the spec test
-//! there parses every example in `spool-layout.md` with these types.
+//! The documents of the spool, in one place: the request and result
+//! ([`request`]) and the server's status ([`status`], its own types with
+//! explicit conversions from the meter's, so that tidying the meter cannot
+//! change a published format). The spec test in [`request`] parses every
+//! example in `spool-layout.md` with these types.
 
+pub mod request;
 pub mod status;

@@ -28,8 +28,8 @@ use crate::executor::{format_secs, KillReason, Outcome, Reattach};
 use crate::id::RequestId;
 use crate::meter::{Admission, Block, Demand, Held, Reserved, Verdict};
 use crate::metrics::{Completed, Metrics};
+use crate::protocol::request::Status;
 use crate::protocol::status::Mode;
-use crate::request::Status;
 use crate::spool::{State, MAX_ID_AGE_AT_PUBLISH};
 
 mod effect;
@@ -703,7 +703,7 @@ impl Lifecycle {
         id: RequestId,
         state: State,
         reason: String,
-        request: Option<Box<crate::request::Request>>,
+        request: Option<Box<crate::protocol::request::Request>>,
         clock: Clock,
         out: &mut Vec<Effect>,
     ) {

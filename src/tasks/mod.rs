@@ -21,7 +21,7 @@ use crate::error::{IoContext, Result};
 use crate::executor::{Executor, KillReason, Outcome, Reattach};
 use crate::id::{now_micros, RequestId};
 use crate::jobtable::{JobTable, Record};
-use crate::request::{Request, Status};
+use crate::protocol::request::{Request, Status};
 use not_started::spawn_failure;
 use outcome::Ending;
 use proc::{booted_at_us, job_of, kill_recorded, process_start_time};

@@ -7,7 +7,7 @@
 
 use crate::executor::Outcome;
 use crate::meter::format_size;
-use crate::request::Status;
+use crate::protocol::request::Status;
 use crate::spawn::SpawnError;
 
 /// The outcome of `program`, which failed to start with `e`, under a memory

@@ -4,7 +4,7 @@
 
 use crate::executor::{format_secs, KillReason};
 use crate::meter::format_size;
-use crate::request::Status;
+use crate::protocol::request::Status;
 
 /// The facts about one ended job.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]

@@ -279,7 +279,7 @@ mod layout_doc {
     use super::*;
     use crate::protocol::status::ServerStatus;
 
-    const SPEC: &str = include_str!("../spool-layout.md");
+    const SPEC: &str = include_str!("../../spool-layout.md");
 
     /// The bodies of the fenced blocks whose info string is `json KIND`.
     fn examples(kind: &str) -> Vec<&'static str> {
