@@ -5,4 +5,5 @@
 //! example in `spool-layout.md` with these types.
 
 pub mod request;
+pub mod sandbox;
 pub mod status;

@@ -7,9 +7,8 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use super::sandbox::{SandboxReport, SandboxRequest, Usage};
 use crate::id::RequestId;
-use crate::sandbox::policy::SandboxRequest;
-use crate::sandbox::{SandboxReport, Usage};
 
 /// The request format version this build writes and accepts.
 pub const REQUEST_VERSION: u32 = 1;

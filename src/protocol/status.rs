@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 
 use crate::id::RequestId;
-use crate::meter::{format_cpus, format_size, BudgetSource, MeterStatus};
+use crate::meter::{format_cpus, format_size};
 use crate::metrics::Metrics;
 
 /// Format version of `status.json`.
@@ -151,48 +151,6 @@ pub struct Sample {
     pub cgroup_mem_limit: Option<u64>,
     /// The tightest CPU quota on the server's cgroup, in CPUs, if any.
     pub cgroup_cpu_limit: Option<f64>,
-}
-
-impl From<BudgetSource> for BudgetFrom {
-    fn from(s: BudgetSource) -> BudgetFrom {
-        match s {
-            BudgetSource::Flag => BudgetFrom::Flag,
-            BudgetSource::Machine => BudgetFrom::Machine,
-            BudgetSource::Cgroup => BudgetFrom::Cgroup,
-        }
-    }
-}
-
-impl From<&MeterStatus> for Capacity {
-    fn from(m: &MeterStatus) -> Capacity {
-        let (b, r) = (m.budgets, m.sample);
-        Capacity {
-            max_jobs: m.max_jobs,
-            running: m.running,
-            budgets: Budgets {
-                mem: b.mem,
-                mem_from: b.mem_from.into(),
-                cpus: b.cpus,
-                cpus_from: b.cpus_from.into(),
-            },
-            mem_reserved: m.mem_reserved,
-            cpus_reserved: m.cpus_reserved,
-            max_load: m.max_load,
-            min_free_mem: m.min_free_mem,
-            min_start_gap_ms: m.min_start_gap_ms,
-            sample: Sample {
-                load1: r.load1,
-                mem_available: r.mem_available,
-                mem_total: r.mem_total,
-                cpus: r.cpus,
-                cgroup_mem_limit: r.cgroup_mem_limit,
-                cgroup_cpu_limit: r.cgroup_cpu_limit,
-            },
-            sample_age_ms: m.sample_age_ms,
-            load_recent: m.load_recent,
-            mem_recent: m.mem_recent,
-        }
-    }
 }
 
 impl fmt::Display for BudgetFrom {

@@ -19,35 +19,13 @@ use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path};
 
+pub use crate::protocol::sandbox::{SandboxReport, Usage};
 use rustix::thread::UnshareFlags;
-use serde::{Deserialize, Serialize};
 
 use crate::id::RequestId;
 pub use child::ChildProgram;
 use child::{Identity, TmpBind};
 use policy::{JobPlan, Policy, Profile, SandboxRequest};
-
-/// What a result records about the sandbox a job ran in.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SandboxReport {
-    /// The profile it ran under (results from before profiles say
-    /// `contain`, which they were not: read `applied`).
-    #[serde(default)]
-    pub profile: Profile,
-    /// Protections applied, e.g. `memory:v1`, `ns:pid`, `private-tmp`.
-    pub applied: Vec<String>,
-    /// Protections the plan wanted that this host could not give, with why.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub unavailable: Vec<String>,
-    /// The uid the job ran as.
-    pub uid: u32,
-    /// The gid the job ran as.
-    pub gid: u32,
-    /// The supplementary groups it ran with, when the server set them.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub groups: Vec<u32>,
-}
 
 impl SandboxReport {
     /// One line for a failed job's submitter when its profile may be why
@@ -70,18 +48,6 @@ pub struct Submitter {
     pub ids: (u32, u32),
     /// Its umask at submit time, if the request recorded it.
     pub umask: Option<u32>,
-}
-
-/// Resource use of a finished job, from its cgroup.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Usage {
-    /// Peak memory, bytes.
-    pub peak_mem_bytes: Option<u64>,
-    /// CPU time, µs.
-    pub cpu_us: Option<u64>,
-    /// The kernel's OOM killer killed a process of the job.
-    pub oom_killed: bool,
 }
 
 /// The host's sandboxing means and the server's policy.

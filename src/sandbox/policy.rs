@@ -3,27 +3,7 @@
 //! comes out. A request may ask for less freedom than the policy grants,
 //! never more: a stricter [`Profile`], no network, fewer processes.
 
-use serde::{Deserialize, Serialize};
-
-/// How much a job is confined, least first. Each profile adds to the one
-/// before it; see the README's "Sandbox" section.
-#[derive(
-    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
-)]
-#[serde(rename_all = "snake_case")]
-pub enum Profile {
-    /// Resources only: own session, the cgroup with its limits, whole-tree
-    /// kill, usage, run as the submitter with its groups. Nothing else a
-    /// correct job can observe changes (no `no_new_privs`: `sudo` works).
-    #[default]
-    Contain,
-    /// Plus `no_new_privs`, the seccomp deny list, Landlock (writes only to
-    /// the working directory, `/tmp`, `/dev/shm` and `--writable`), and a
-    /// private `/tmp` and `/dev/shm`.
-    Confine,
-    /// Plus pid, mount, ipc and uts namespaces.
-    Isolate,
-}
+pub use crate::protocol::sandbox::{Network, Profile, SandboxRequest};
 
 impl Profile {
     /// Every profile, least confined first.
@@ -55,35 +35,6 @@ impl std::str::FromStr for Profile {
             .find(|p| p.name() == s)
             .ok_or_else(|| format!("unknown profile {s:?}: use contain, confine or isolate"))
     }
-}
-
-/// The sandbox options a request may carry (`submit --profile P`,
-/// `--isolate`, `--network none`, `--pids-limit N`).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SandboxRequest {
-    /// At least this profile (the server's may be stricter).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub profile: Option<Profile>,
-    /// The same as `profile: isolate` (the field from before profiles).
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub isolate: bool,
-    /// `none`: a network namespace of its own, with only loopback.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub network: Option<Network>,
-    /// Most processes and threads the job may have at once.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pids_limit: Option<u64>,
-}
-
-/// Network access of a job.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Network {
-    /// The host's network.
-    Host,
-    /// Its own network namespace: nothing but its own loopback.
-    None,
 }
 
 impl std::str::FromStr for Network {
