@@ -21,17 +21,9 @@ fn main() -> ExitCode {
     match cli::run(cli) {
         Ok(code) => ExitCode::from(code),
         Err(err) => {
-            let mut msg = err.to_string();
-            let mut source = std::error::Error::source(&err);
-            while let Some(s) = source {
-                let s = s.to_string();
-                if !msg.contains(&s) {
-                    msg.push_str(": ");
-                    msg.push_str(&s);
-                }
-                source = s_next(source);
-            }
-            eprintln!("spoolq: {msg}");
+            // The crate's errors carry their cause in their message (never
+            // also as a `source()`), so one line says it all.
+            eprintln!("spoolq: {err}");
             ExitCode::from(EXIT_FAILURE)
         }
     }
@@ -103,10 +95,4 @@ fn init_log(cli: &Cli) {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-}
-
-fn s_next<'a>(
-    e: Option<&'a (dyn std::error::Error + 'static)>,
-) -> Option<&'a (dyn std::error::Error + 'static)> {
-    e.and_then(|e| e.source())
 }

@@ -10,15 +10,15 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A file-system or process call failed.
-    #[error("{action} {}: {source}", path.display())]
+    #[error("{action} {}: {cause}", path.display())]
     Io {
         /// What we were doing, as a gerund phrase ("creating request file").
         action: &'static str,
         /// The path involved.
         path: PathBuf,
-        /// The underlying error.
-        #[source]
-        source: io::Error,
+        /// The underlying error (in the message, not a `source()`: one
+        /// convention, so the chain is never printed twice).
+        cause: io::Error,
     },
     /// A JSON document in the spool could not be parsed or is invalid.
     #[error("invalid {what} {}: {reason}", path.display())]
@@ -51,13 +51,12 @@ pub enum Error {
     #[error("{0}")]
     Usage(String),
     /// The file-system watcher (inotify) failed.
-    #[error("watching {}: {source}", path.display())]
+    #[error("watching {}: {cause}", path.display())]
     Watch {
         /// The directory being watched.
         path: PathBuf,
         /// The underlying notify error.
-        #[source]
-        source: notify::Error,
+        cause: notify::Error,
     },
 }
 
@@ -72,10 +71,10 @@ pub trait IoContext<T> {
 
 impl<T> IoContext<T> for io::Result<T> {
     fn at(self, action: &'static str, path: impl Into<PathBuf>) -> Result<T> {
-        self.map_err(|source| Error::Io {
+        self.map_err(|cause| Error::Io {
             action,
             path: path.into(),
-            source,
+            cause,
         })
     }
 }
@@ -85,7 +84,7 @@ impl<T> IoContext<T> for rustix::io::Result<T> {
         self.map_err(|e| Error::Io {
             action,
             path: path.into(),
-            source: e.into(),
+            cause: e.into(),
         })
     }
 }
@@ -93,6 +92,6 @@ impl<T> IoContext<T> for rustix::io::Result<T> {
 impl Error {
     /// True when the underlying cause is "file not found".
     pub fn is_not_found(&self) -> bool {
-        matches!(self, Error::Io { source, .. } if source.kind() == io::ErrorKind::NotFound)
+        matches!(self, Error::Io { cause, .. } if cause.kind() == io::ErrorKind::NotFound)
     }
 }

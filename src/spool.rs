@@ -414,7 +414,7 @@ impl Spool {
                     self.sync_dir(&dir)?;
                     return Ok(request);
                 }
-                Err(Error::Io { source, .. }) if source.kind() == io::ErrorKind::AlreadyExists => {
+                Err(Error::Io { cause, .. }) if cause.kind() == io::ErrorKind::AlreadyExists => {
                     continue
                 }
                 Err(e) => return Err(e),
@@ -880,7 +880,7 @@ impl Spool {
             ReadError::Gone => Error::Io {
                 action: "reading result",
                 path: path.clone(),
-                source: io::ErrorKind::NotFound.into(),
+                cause: io::ErrorKind::NotFound.into(),
             },
             ReadError::Bad(reason) => Error::Invalid {
                 what: "result",

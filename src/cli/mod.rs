@@ -115,7 +115,7 @@ fn emit(text: &str) -> Result<()> {
         Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(Error::Io {
             action: "writing output",
             path: PathBuf::from("<stdout>"),
-            source: e,
+            cause: e,
         }),
         _ => Ok(()),
     }

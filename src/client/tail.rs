@@ -105,10 +105,10 @@ impl Tail {
 fn not_yet(e: &Error, live: bool) -> bool {
     match e {
         Error::Untrusted { .. } => true,
-        Error::Io { source, .. } => {
-            source.kind() == io::ErrorKind::NotFound
-                || (live && source.kind() == io::ErrorKind::PermissionDenied)
-                || source.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error())
+        Error::Io { cause, .. } => {
+            cause.kind() == io::ErrorKind::NotFound
+                || (live && cause.kind() == io::ErrorKind::PermissionDenied)
+                || cause.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error())
         }
         _ => false,
     }

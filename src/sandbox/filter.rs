@@ -148,16 +148,30 @@ pub struct Applied {
     pub seccomp: Protection,
 }
 
+// The cause is in each message (the crate's one convention), so these are
+// plain conversions, not `source()`s.
+impl From<landlock::PathFdError> for FilterError {
+    fn from(e: landlock::PathFdError) -> FilterError {
+        FilterError::Path(e)
+    }
+}
+
+impl From<landlock::RulesetError> for FilterError {
+    fn from(e: landlock::RulesetError) -> FilterError {
+        FilterError::Landlock(e)
+    }
+}
+
 /// Failures while preparing a plan: a bad spec or an unexpected kernel
 /// refusal, never a missing kernel feature (that is reported in [`Applied`]).
 #[derive(Debug, thiserror::Error)]
 pub enum FilterError {
     /// A writable path could not be opened to attach a Landlock rule to it.
     #[error("adding a Landlock rule: {0}")]
-    Path(#[from] landlock::PathFdError),
+    Path(landlock::PathFdError),
     /// The landlock crate or the kernel refused the ruleset.
     #[error("building the Landlock ruleset: {0}")]
-    Landlock(#[from] landlock::RulesetError),
+    Landlock(landlock::RulesetError),
     /// The kernel reported Landlock but no ruleset was created.
     #[error("building the Landlock ruleset: the kernel created no ruleset")]
     NoRuleset,

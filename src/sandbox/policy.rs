@@ -106,13 +106,12 @@ impl Default for Policy {
 
 /// A `--writable` directory the policy names cannot be used.
 #[derive(Debug, thiserror::Error)]
-#[error("checking --writable {}: {source}", path.display())]
+#[error("checking --writable {}: {cause}", path.display())]
 pub struct PolicyError {
     /// The directory.
     pub path: std::path::PathBuf,
-    /// Why it cannot be used.
-    #[source]
-    pub source: std::io::Error,
+    /// Why it cannot be used (in the message, not a `source()`).
+    pub cause: std::io::Error,
 }
 
 impl Policy {
@@ -122,10 +121,10 @@ impl Policy {
     /// job while the log said both were on.)
     pub fn check(&self) -> Result<(), PolicyError> {
         for path in &self.writable {
-            if let Err(source) = std::fs::metadata(path) {
+            if let Err(cause) = std::fs::metadata(path) {
                 return Err(PolicyError {
                     path: path.clone(),
-                    source,
+                    cause,
                 });
             }
         }

@@ -67,16 +67,16 @@ pub fn start(spool: &Spool) -> Result<(Sources, Receiver<Event>)> {
         };
         let _ = fs_tx.send(event);
     })
-    .map_err(|source| Error::Watch {
+    .map_err(|cause| Error::Watch {
         path: requested.clone(),
-        source,
+        cause,
     })?;
     for dir in [&requested, &aborting, &control] {
         watcher
             .watch(dir, RecursiveMode::NonRecursive)
-            .map_err(|source| Error::Watch {
+            .map_err(|cause| Error::Watch {
                 path: dir.to_path_buf(),
-                source: with_hint(source),
+                cause: with_hint(cause),
             })?;
     }
 

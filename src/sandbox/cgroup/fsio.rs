@@ -12,10 +12,10 @@ use super::Error;
 
 /// Wrap an I/O error with what we were doing and where.
 pub fn io_err<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> Error + 'a {
-    move |source| Error::Io {
+    move |cause| Error::Io {
         action,
         path: path.to_path_buf(),
-        source,
+        cause,
     }
 }
 

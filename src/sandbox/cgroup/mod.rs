@@ -77,15 +77,14 @@ pub use job::{Enrolment, JobCgroup};
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A cgroup file or directory operation failed.
-    #[error("{action} {}: {source}", path.display())]
+    #[error("{action} {}: {cause}", path.display())]
     Io {
         /// What we were doing, as a gerund phrase ("setting memory limit").
         action: &'static str,
         /// The file or directory.
         path: PathBuf,
         /// The underlying error.
-        #[source]
-        source: io::Error,
+        cause: io::Error,
     },
     /// A kernel file did not have the expected format.
     #[error("unexpected contents in {}: {reason}", path.display())]

@@ -146,7 +146,7 @@ fn create_refuses_an_existing_group_and_leaves_it_alone() {
     let job = JobCgroup::create(&env.host, "twice", &Limits::default()).unwrap();
     let err = JobCgroup::create(&env.host, "twice", &Limits::default()).unwrap_err();
     assert!(
-        matches!(&err, Error::Io { source, .. } if source.kind() == std::io::ErrorKind::AlreadyExists),
+        matches!(&err, Error::Io { cause, .. } if cause.kind() == std::io::ErrorKind::AlreadyExists),
         "{err}"
     );
     assert!(job.dirs().iter().all(|d| d.is_dir()));
