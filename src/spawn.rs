@@ -406,6 +406,11 @@ unsafe fn child_main(a: &ChildArgs) -> ! {
                 fail(a.progress, errno());
             }
         }
+        // Nothing but stdio reaches the job: a descriptor the server was
+        // started with and that lacks close-on-exec (a shell's fd 10, a
+        // pipe) would otherwise leak into every job. (Linux 5.11+; older
+        // kernels refuse the flag and the job keeps what it inherited.)
+        libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, CLOSE_RANGE_CLOEXEC);
         if let Err(e) = a.program.run(a.progress) {
             fail(a.progress, e.raw_os_error().unwrap_or(libc::EINVAL));
         }
@@ -445,3 +450,7 @@ unsafe fn fail(progress: &Progress, errno: i32) -> ! {
     // SAFETY: _exit skips every exit handler.
     unsafe { libc::_exit(127) }
 }
+
+/// `close_range(2)`'s flag: mark the range close-on-exec instead of closing
+/// it (our own report descriptors must stay open until exec).
+const CLOSE_RANGE_CLOEXEC: u32 = 1 << 2;

@@ -61,6 +61,8 @@ pub struct Identity {
 /// Everything the child does, prepared by the server.
 #[derive(Debug)]
 pub struct ChildProgram {
+    /// The server: the parent whose death must kill the job.
+    pub server: rustix::process::Pid,
     /// Join the job's cgroups.
     pub enrolment: Option<Enrolment>,
     /// RLIMIT_NOFILE.
@@ -99,7 +101,7 @@ impl ChildProgram {
     pub fn run(&self, at: &Progress) -> io::Result<()> {
         at.enter(Step::Setsid);
         rustix::process::setsid()?;
-        rustix::process::set_parent_process_death_signal(Some(Signal::KILL))?;
+        die_with(Some(self.server))?;
         if let Some(e) = &self.enrolment {
             at.enter(Step::EnrolCgroup);
             e.enrol_self()?;
@@ -127,10 +129,11 @@ impl ChildProgram {
         }
         if let Some(who) = &self.identity {
             at.enter(Step::Identity);
+            let parent = rustix::process::getppid();
             drop_to(who)?;
             // Changing credentials clears the parent-death signal: set it
             // again, so the job still dies with the server (or its relay).
-            rustix::process::set_parent_process_death_signal(Some(Signal::KILL))?;
+            die_with(parent)?;
         }
         at.enter(Step::Chdir);
         rustix::process::chdir(self.cwd.as_c_str())?;
@@ -201,6 +204,17 @@ impl ChildProgram {
         }
         Ok(())
     }
+}
+
+/// Be killed when `parent` dies, and make sure it has not died already: a
+/// death before the call sends nothing, and the job would run on with no
+/// server (re-parented, recorded `interrupted`, never supervised).
+fn die_with(parent: Option<rustix::process::Pid>) -> io::Result<()> {
+    rustix::process::set_parent_process_death_signal(Some(Signal::KILL))?;
+    if rustix::process::getppid() != parent {
+        return Err(io::Error::from_raw_os_error(libc::ESRCH));
+    }
+    Ok(())
 }
 
 fn limit(resource: Resource, value: Option<u64>) -> io::Result<()> {

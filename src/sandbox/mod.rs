@@ -144,6 +144,7 @@ impl Sandbox {
             ));
         }
         let program = ChildProgram {
+            server: rustix::process::getpid(),
             enrolment: cgroup.as_ref().map(|c| c.enrolment()),
             nofile: plan.nofile,
             fsize: plan.fsize,

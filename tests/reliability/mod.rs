@@ -20,6 +20,29 @@ fn root_or_skip(name: &str) -> bool {
     false
 }
 
+/// A helper process, killed and reaped when dropped (also when a test
+/// fails halfway), with no hold on the test's output.
+struct Helper(std::process::Child);
+
+impl Helper {
+    fn spawn(cmd: &mut Command) -> Helper {
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawning a helper");
+        Helper(child)
+    }
+}
+
+impl Drop for Helper {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// The pid of a process that has exited (and been reaped).
 fn dead_pid() -> u32 {
     let mut child = Command::new("true").spawn().expect("true");
@@ -37,16 +60,11 @@ fn a_restart_waits_out_a_dead_servers_lock_still_held_by_its_child() {
     // What a job's child does between clone and exec: hold a copy of the
     // dead server's locked descriptor for a moment.
     let release = env.path("release-lock");
-    let mut holder = Command::new("flock")
-        .arg("-x")
-        .arg(&lock)
-        .args([
-            "sh",
-            "-c",
-            &format!("while [ ! -e {} ]; do sleep 0.01; done", release.display()),
-        ])
-        .spawn()
-        .expect("flock (util-linux)");
+    let mut holder = Helper::spawn(Command::new("flock").arg("-x").arg(&lock).args([
+        "sh",
+        "-c",
+        &format!("while [ ! -e {} ]; do sleep 0.01; done", release.display()),
+    ]));
     wait_until("the stand-in to hold the lock", || {
         Command::new("flock")
             .args(["-n", "-s"])
@@ -79,7 +97,7 @@ fn a_restart_waits_out_a_dead_servers_lock_still_held_by_its_child() {
                 .is_some_and(|s| s["pid"] == pid)
     });
     assert!(!second.exited(), "{}", second.finish().describe());
-    holder.wait().expect("the stand-in exits once released");
+    holder.0.wait().expect("the stand-in exits once released");
     crate::util::signal(second.pid(), Signal::TERM);
     assert_eq!(second.finish().code(), 0);
 }
@@ -235,4 +253,33 @@ fn sigterm_is_honoured_after_its_grace_while_a_result_cannot_be_written() {
     let o = env.cmd().args(["wait", "--timeout", "30", &id]).output();
     assert!(o.err().contains("interrupted"), "{}", o.describe());
     let _ = fs::set_permissions(&env.spool, fs::Permissions::from_mode(0o755));
+}
+
+#[test]
+fn a_job_gets_no_descriptor_the_server_was_started_with() {
+    let env = Env::new();
+    // A shell's `exec 7<…` leaves fd 7 open across exec, into the server.
+    let log = env.path("server.log");
+    let script = format!(
+        "exec 7</dev/null; exec {} --spool {} serve --max-jobs 1 2>{}",
+        crate::util::bin(),
+        env.spool.display(),
+        log.display()
+    );
+    let mut server = Helper::spawn(Command::new("sh").args(["-c", &script]));
+    let status = env.spool.join("status.json");
+    wait_until("the server to publish its status", || status.exists());
+    let fds = env.submit(&["sh", "-c", "ls /proc/$$/fd"]);
+    let o = env
+        .cmd()
+        .args(["wait", "--timeout", "30", &fds])
+        .expect_code(0);
+    let open: Vec<String> = o.out().split_whitespace().map(String::from).collect();
+    assert!(
+        !open.contains(&"7".to_string()),
+        "fd 7 leaked into the job: {open:?}"
+    );
+    assert!(open.contains(&"0".to_string()), "{open:?}");
+    crate::util::signal(server.0.id(), Signal::TERM);
+    server.0.wait().expect("server exits");
 }
