@@ -497,13 +497,19 @@ fn an_unwritten_result_is_retried_and_holds_the_exit() {
     );
 }
 
-#[test]
-fn a_stop_does_not_wait_past_its_grace_for_results_that_cannot_be_written() {
+/// A lifecycle whose one job ended and whose result could not be written.
+fn one_result_unwritten() -> Lifecycle {
     let mut l = life();
     arrive(&mut l, 1);
     l.plan(&Slots(1), at(0));
     let fx = l.exited(vec![(id(1), ran(0))], at(1));
     l.failed(fx[0].clone(), Fault::Io("full".into()), at(1));
+    l
+}
+
+#[test]
+fn a_stop_does_not_wait_past_its_grace_for_results_that_cannot_be_written() {
+    let mut l = one_result_unwritten();
     l.stop(at(2));
     assert!(!l.done(), "the grace is for writing it");
     let retry = l.tick(at(1500));
@@ -521,11 +527,7 @@ fn a_stop_does_not_wait_past_its_grace_for_results_that_cannot_be_written() {
 
 #[test]
 fn unwritten_results_hold_a_drain() {
-    let mut l = life();
-    arrive(&mut l, 1);
-    l.plan(&Slots(1), at(0));
-    let fx = l.exited(vec![(id(1), ran(0))], at(1));
-    l.failed(fx[0].clone(), Fault::Io("full".into()), at(1));
+    let mut l = one_result_unwritten();
     l.drain(true);
     assert!(!l.done());
     l.tick(at(5000));
