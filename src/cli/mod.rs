@@ -38,9 +38,6 @@ use args::{Cli, Command, JobArgs};
 pub const EXIT_TIMEOUT: u8 = 124;
 /// Exit code: spoolq itself failed, or the request was rejected.
 pub const EXIT_FAILURE: u8 = 125;
-/// Exit code: `run`/`wait` interrupted by SIGINT (128 + 2); SIGTERM and
-/// SIGHUP give 128 + their number too.
-pub const EXIT_INTERRUPTED: u8 = 130;
 /// Exit code: the job's output was truncated (sysexits' EX_IOERR, as 75 is
 /// EX_TEMPFAIL), unless `--accept-truncation`.
 pub const EXIT_TRUNCATED: u8 = 74;
