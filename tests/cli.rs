@@ -1112,6 +1112,8 @@ fn status_list_and_show_report_the_queue() {
     let show = env.cmd().args(["show", "--json", &c]).expect_code(0).json();
     assert_eq!(show["state"], "complete");
     assert_eq!(show["result"]["status"], "succeeded");
+    let show = env.cmd().args(["show", &c]).expect_code(0).out();
+    assert!(show.contains("sandbox: profile contain as uid "), "{show}");
     env.cmd().args(["show", &fake_id()]).expect_code(1);
 }
 

@@ -152,6 +152,17 @@ pub fn show(spool: &Spool, id: RequestId, as_json: bool) -> Result<u8> {
         if let Some(run) = r.run_us {
             outln!("ran:     {:.3}s", run as f64 / 1e6);
         }
+        if let Some(sb) = &r.sandbox {
+            outln!(
+                "sandbox: profile {} as uid {}: {}",
+                sb.profile.name(),
+                sb.uid,
+                sb.applied.join(", ")
+            );
+            if !sb.unavailable.is_empty() {
+                outln!("missing: {}", sb.unavailable.join("; "));
+            }
+        }
         for (name, c) in [("stdout", &r.stdout), ("stderr", &r.stderr)] {
             if let Some(c) = c {
                 outln!(
