@@ -4,7 +4,14 @@
 
 use std::os::unix::fs::symlink;
 
+use std::ffi::OsStr;
+use std::fs::{self, File};
+use std::io::{Read, Write};
+
+use rustix::fs::Mode;
+
 use super::*;
+use crate::protocol::request::MAX_REQUEST_BYTES;
 
 fn spool() -> (tempfile::TempDir, Spool) {
     let dir = tempfile::tempdir().expect("tempdir");

@@ -1,0 +1,375 @@
+//! Everything the spool writes, renames and removes: publishing a request
+//! (and its stdin) without ever replacing a file, abort markers, results
+//! written into place, moves between states, setting refused files aside,
+//! flushes, and the server's clean-up of what crashed writers left.
+
+use std::ffi::OsStr;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, IoContext, Result};
+use crate::id::RequestId;
+
+use super::{Spool, State, SPARE_EXT, STALE_TMP_AGE};
+use crate::protocol::request::{JobResult, Request};
+
+impl Spool {
+    /// Publish a new request: write it under `tmp/`, flush it, then link it
+    /// into `1-requested/` under its id without ever replacing a file. On a
+    /// name collision a new id is drawn and the document rebuilt.
+    pub fn publish_request(&self, build: impl FnMut(RequestId) -> Request) -> Result<Request> {
+        self.publish(build, None)
+    }
+
+    /// [`publish_request`](Self::publish_request) with its stdin, staged by
+    /// [`stage_input`](Self::stage_input): moved to `input/ID` (and that
+    /// directory flushed) before the request is published, so a server never
+    /// sees the request without it.
+    pub fn publish_request_with_input(
+        &self,
+        build: impl FnMut(RequestId) -> Request,
+        staged: &Path,
+    ) -> Result<Request> {
+        let published = self.publish(build, Some(staged));
+        if published.is_err() {
+            let _ = fs::remove_file(staged);
+        }
+        published
+    }
+
+    fn publish(
+        &self,
+        mut build: impl FnMut(RequestId) -> Request,
+        staged: Option<&Path>,
+    ) -> Result<Request> {
+        let dir = self.state_dir(State::Requested);
+        loop {
+            let request = build(RequestId::generate());
+            let input = self.input_path(request.id);
+            if let Some(staged) = staged {
+                match publish_noreplace(staged, &input) {
+                    Ok(()) => self.sync_dir(&self.input_dir())?,
+                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+                    Err(e) => return Err(e).at("publishing stdin", input),
+                }
+            }
+            let mut bytes = serde_json::to_vec_pretty(&request).expect("requests serialize");
+            bytes.push(b'\n');
+            let tmp = self
+                .tmp_dir()
+                .join(format!("{}.{}.req", request.id, std::process::id()));
+            let published = self
+                .write_new(&tmp, &bytes, "creating request file")
+                .and_then(|()| {
+                    publish_noreplace(&tmp, &dir.join(request.id.as_str()))
+                        .at("publishing request", &dir)
+                });
+            if published.is_err() {
+                let _ = fs::remove_file(&tmp);
+                if let Some(staged) = staged {
+                    // Back to where it was, for the next id or the caller.
+                    let _ = fs::rename(&input, staged);
+                }
+            }
+            match published {
+                Ok(()) => {
+                    self.sync_dir(&dir)?;
+                    return Ok(request);
+                }
+                Err(Error::Io { cause, .. }) if cause.kind() == io::ErrorKind::AlreadyExists => {
+                    continue
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// File an abort marker for `id` in `5-aborting/`.
+    pub fn file_abort(&self, id: RequestId) -> Result<()> {
+        let path = self.path(State::Aborting, id);
+        match OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o644)
+            .open(&path)
+        {
+            Ok(_) => {}
+            // An abort already filed for this id is the same abort.
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(()),
+            Err(e) => return Err(e).at("filing abort marker", path),
+        }
+        self.sync_dir(&self.state_dir(State::Aborting))
+    }
+
+    /// Write `bytes` to a new file at `path` (which must not exist), flushed
+    /// when this spool fsyncs.
+    pub fn write_new(&self, path: &Path, bytes: &[u8], action: &'static str) -> Result<()> {
+        self.write_new_owned(path, bytes, action, 0o600, None)
+    }
+
+    /// [`write_new`](Self::write_new) with a mode, and an owner to give the
+    /// file to (only when running as root).
+    fn write_new_owned(
+        &self,
+        path: &Path,
+        bytes: &[u8],
+        action: &'static str,
+        mode: u32,
+        owner: Option<(u32, u32)>,
+    ) -> Result<()> {
+        let f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(path)
+            .at(action, path)?;
+        let filled = self.fill(f, path, bytes, action, owner);
+        if filled.is_err() {
+            // A full disk must not leave a half-written file behind.
+            let _ = fs::remove_file(path);
+        }
+        filled
+    }
+
+    /// Give a new file to `owner`, write `bytes` into it and flush it.
+    fn fill(
+        &self,
+        mut f: File,
+        path: &Path,
+        bytes: &[u8],
+        action: &'static str,
+        owner: Option<(u32, u32)>,
+    ) -> Result<()> {
+        // Only root can give files away, and root's own need no change.
+        let give = owner.filter(|&(uid, _)| uid != 0 && rustix::process::geteuid().is_root());
+        if let Some((uid, gid)) = give {
+            use rustix::process::{Gid, Uid};
+            rustix::fs::fchown(&f, Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)))
+                .at(action, path)?;
+        }
+        f.write_all(bytes).at(action, path)?;
+        if self.fsync {
+            f.sync_all().at(action, path)?;
+        }
+        Ok(())
+    }
+
+    /// Replace `path` atomically with `bytes` (temporary file + rename).
+    /// `durable` adds an fsync of the file and its directory.
+    pub fn replace_file(&self, path: &Path, bytes: &[u8], durable: bool) -> Result<()> {
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
+        let tmp = self.run_dir().join(format!("{name}.tmp"));
+        let _ = fs::remove_file(&tmp);
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o644)
+            .open(&tmp)
+            .at("creating temporary file", &tmp)?;
+        f.write_all(bytes).at("writing temporary file", &tmp)?;
+        if durable && self.fsync {
+            f.sync_all().at("flushing temporary file", &tmp)?;
+        }
+        drop(f);
+        fs::rename(&tmp, path).at("renaming into place", path)?;
+        if durable {
+            if let Some(parent) = path.parent() {
+                self.sync_dir(parent)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Write a result into `4-complete/`: temporary file, fsync, rename. The
+    /// caller fsyncs `4-complete/` (once for a batch) before removing the
+    /// request's `3-running/` entry.
+    pub fn write_result(&self, result: &JobResult) -> Result<()> {
+        self.write_result_into(result, None)
+    }
+
+    /// [`write_result`](Self::write_result) into `blank`, an emptied file
+    /// of the server's in `run/` (see [`crate::spares`]), when given.
+    pub fn write_result_into(
+        &self,
+        result: &JobResult,
+        blank: Option<(File, PathBuf)>,
+    ) -> Result<()> {
+        let mut bytes = serde_json::to_vec_pretty(result).expect("results serialize");
+        bytes.push(b'\n');
+        // A result holds its request (with its environment): it belongs to
+        // the submitter alone. One with no parsed request says only why it
+        // was rejected, so whoever planted the file may read it.
+        let (mode, owner) = match &result.request {
+            Some(q) => (0o600, Some((q.uid, q.gid))),
+            None => (0o644, None),
+        };
+        let action = "writing result";
+        let tmp = match blank {
+            Some((file, path)) => {
+                let filled = rustix::fs::fchmod(&file, rustix::fs::Mode::from_raw_mode(mode))
+                    .map_err(io::Error::from)
+                    .at(action, &path)
+                    .and_then(|()| self.fill(file, &path, &bytes, action, owner));
+                if filled.is_err() {
+                    let _ = fs::remove_file(&path);
+                }
+                filled?;
+                path
+            }
+            None => {
+                let tmp = self.run_dir().join(format!("{}.result", result.id));
+                let _ = fs::remove_file(&tmp);
+                self.write_new_owned(&tmp, &bytes, action, mode, owner)?;
+                tmp
+            }
+        };
+        let dest = self.path(State::Complete, result.id);
+        if fs::rename(&tmp, &dest).is_err() {
+            // Something that is not a file was planted under the result's
+            // name (a directory cannot be renamed over): move it aside once.
+            let name = OsStr::new(result.id.as_str());
+            if self
+                .entry(State::Complete, name)
+                .is_some_and(|e| !e.regular)
+            {
+                self.set_aside(State::Complete, name)?;
+            }
+            let renamed = fs::rename(&tmp, &dest);
+            if renamed.is_err() {
+                let _ = fs::remove_file(&tmp);
+            }
+            renamed.at("publishing result", dest)?;
+        }
+        Ok(())
+    }
+
+    /// Move a request from one state directory to another: one rename that
+    /// never replaces a file already under that name.
+    pub fn move_request(&self, id: RequestId, from: State, to: State) -> Result<()> {
+        use rustix::fs::{renameat_with, RenameFlags, CWD};
+        let (src, dest) = (self.path(from, id), self.path(to, id));
+        match renameat_with(CWD, &src, CWD, &dest, RenameFlags::NOREPLACE) {
+            Err(rustix::io::Errno::INVAL) | Err(rustix::io::Errno::NOSYS) => {
+                // No renameat2 here: check, then rename. Only the server moves
+                // requests, so nobody can slip in between.
+                if dest.symlink_metadata().is_ok() {
+                    return Err(io::Error::from(io::ErrorKind::AlreadyExists))
+                        .at("moving request", dest);
+                }
+                fs::rename(&src, &dest).at("moving request", src)
+            }
+            other => other.at("moving request", src),
+        }
+    }
+
+    /// Remove a file, treating "already gone" as success.
+    pub fn remove(&self, path: &Path) -> Result<()> {
+        match fs::remove_file(path) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e).at("removing", path),
+            _ => Ok(()),
+        }
+    }
+
+    /// At server start: remove the server's own leftover temporary files
+    /// (`run/*.tmp`, `run/*.result`, `run/*.spare`, only ever written while
+    /// holding the lock), and abandoned client files in `tmp/`.
+    pub fn clean_leftovers(&self) -> Result<()> {
+        let run = self.run_dir();
+        for entry in fs::read_dir(&run).at("listing", &run)? {
+            let path = entry.at("listing", &run)?.path();
+            let ext = path.extension().and_then(|e| e.to_str());
+            if ext.is_some_and(|e| ["tmp", "result", SPARE_EXT].contains(&e)) {
+                let _ = fs::remove_file(&path);
+            }
+        }
+        self.clean_stale_tmp()
+    }
+
+    /// Remove client files in `tmp/` older than [`STALE_TMP_AGE`]: writes
+    /// of clients that were killed before they published. A running server
+    /// does this now and then too.
+    pub fn clean_stale_tmp(&self) -> Result<()> {
+        let stale = STALE_TMP_AGE;
+        let dir = self.tmp_dir();
+        let now = std::time::SystemTime::now();
+        for entry in fs::read_dir(&dir).at("listing", &dir)? {
+            let entry = entry.at("listing", &dir)?;
+            let old = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| now.duration_since(t).ok())
+                .is_some_and(|age| age > stale);
+            if old {
+                let _ = fs::remove_file(entry.path());
+            }
+        }
+        Ok(())
+    }
+
+    /// Flush a directory's entries to disk (when this spool fsyncs).
+    pub fn sync_dir(&self, dir: &Path) -> Result<()> {
+        if self.fsync {
+            File::open(dir)
+                .and_then(|d| d.sync_all())
+                .at("flushing directory", dir)?;
+        }
+        Ok(())
+    }
+
+    /// Flush a state directory.
+    pub fn sync_state(&self, state: State) -> Result<()> {
+        self.sync_dir(&self.state_dir(state))
+    }
+
+    /// Move a refused file out of the queue into `rejected/`, never replacing
+    /// an earlier one of the same name. Returns where it went.
+    pub fn set_aside(&self, state: State, name: &OsStr) -> Result<PathBuf> {
+        let src = self.state_dir(state).join(name);
+        let dir = self.rejected_dir();
+        let safe: String = name
+            .to_string_lossy()
+            .chars()
+            .map(|c| if c == '/' || c.is_control() { '_' } else { c })
+            .collect();
+        // The plain name first; when taken, a fresh unique suffix (never a
+        // scan of `.1`, `.2`, … that grows with what was set aside before).
+        for n in 0u32.. {
+            let dest = if n == 0 {
+                dir.join(&safe)
+            } else {
+                dir.join(format!("{safe}.{}", RequestId::generate()))
+            };
+            match rustix::fs::renameat_with(
+                rustix::fs::CWD,
+                &src,
+                rustix::fs::CWD,
+                &dest,
+                rustix::fs::RenameFlags::NOREPLACE,
+            ) {
+                Ok(()) => return Ok(dest),
+                Err(rustix::io::Errno::EXIST) => continue,
+                Err(e) => return Err(e).at("setting aside rejected file", src),
+            }
+        }
+        unreachable!("u32 range exhausted")
+    }
+}
+
+/// Move `tmp` to `dest` in one step that fails with `AlreadyExists` instead
+/// of replacing. `renameat2(RENAME_NOREPLACE)` where the file system has it;
+/// elsewhere (some network file systems) `link` + `unlink`, during which the
+/// file briefly has two links.
+fn publish_noreplace(tmp: &Path, dest: &Path) -> io::Result<()> {
+    use rustix::fs::{renameat_with, RenameFlags, CWD};
+    match renameat_with(CWD, tmp, CWD, dest, RenameFlags::NOREPLACE) {
+        Ok(()) => Ok(()),
+        Err(rustix::io::Errno::INVAL) | Err(rustix::io::Errno::NOSYS) => {
+            fs::hard_link(tmp, dest)?;
+            fs::remove_file(tmp)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
