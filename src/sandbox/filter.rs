@@ -236,7 +236,9 @@ impl FilterPlan {
     /// exec, as its last step (see the module docs for the order). One plan per job:
     /// the rules added here change the ruleset the plan holds.
     pub fn apply_in_child(&self, at: &Progress) -> io::Result<()> {
-        sys::set_no_new_privs()?;
+        // The same call as the child's own step (idempotent): a filter
+        // needs it even when the profile's plan leaves it off.
+        rustix::thread::set_no_new_privs(true)?;
         if let Some(fd) = &self.ruleset {
             at.enter(Step::Landlock);
             self.late_rules.add_to(fd)?;

@@ -25,14 +25,6 @@ fn check(rc: libc::c_long) -> io::Result<()> {
     }
 }
 
-/// `prctl(PR_SET_NO_NEW_PRIVS)`.
-pub(super) fn set_no_new_privs() -> io::Result<()> {
-    let one: libc::c_ulong = 1;
-    let zero: libc::c_ulong = 0;
-    // SAFETY: prctl with integer arguments only.
-    check(unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, one, zero, zero, zero) }.into())
-}
-
 /// Enforce `ruleset` on the calling process.
 pub(super) fn landlock_restrict_self(ruleset: &OwnedFd) -> io::Result<()> {
     let fd = libc::c_long::from(ruleset.as_raw_fd());
