@@ -112,7 +112,11 @@ impl ChildProgram {
         limit(Resource::Core, Some(0))?;
         if !self.unshare.is_empty() {
             at.enter(Step::Unshare);
-            // SAFETY: the child is single-threaded; nothing shares its state.
+            // SAFETY: rustix's contract for `unshare_unsafe` is about
+            // `UnshareFlags::FILES` (other code may hold descriptors the
+            // call would invalidate), which spoolq never passes: only
+            // namespace flags (`ChildProgram::unshare`). The child may share
+            // the server's memory (CLONE_VM) but not its descriptor table.
             unsafe { rustix::thread::unshare_unsafe(self.unshare)? };
         }
         if self.unshare.contains(UnshareFlags::NEWNS) {
