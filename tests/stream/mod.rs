@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 
-use crate::util::{bin, held, wait_for, wait_until, Env, TestCommand};
+use crate::util::{bin, held, wait_for, wait_until, Env};
 
 /// A command whose stdout and stderr the test can look at while it runs.
 struct Live {
@@ -147,16 +147,8 @@ fn run_under_2_to_1_keeps_stdout_and_stderr_in_order() {
     let env = Env::new();
     let _server = env.serve(&["--max-jobs", "1"]);
     let job = "echo out1; echo err1 >&2; echo out2";
-    let line = format!(
-        "{} --spool {} run --keep -- sh -c {} 2>&1",
-        bin(),
-        env.spool.display(),
-        quoted(job)
-    );
-    let o = TestCommand::new("sh")
-        .args(["-c", &line])
-        .current_dir(&env.work)
-        .expect_code(0);
+    let line = format!("SPOOLQ run --keep -- sh -c {} 2>&1", quoted(job));
+    let o = env.shell("sh", &line).expect_code(0);
     assert_eq!(o.out(), "out1\nerr1\nout2\n");
     // A later reader tells from the request, which the result embeds.
     let id = env.names("4-complete").pop().expect("kept result");
@@ -204,15 +196,8 @@ fn follow_waits_for_the_start_shows_output_live_and_leaves_the_result() {
 fn run_stops_when_its_stdout_closes_and_aborts_the_job() {
     let env = Env::new();
     let _server = env.serve(&["--max-jobs", "1"]);
-    let line = format!(
-        "{} --spool {} run -- yes | head -2; echo \"run=${{PIPESTATUS[0]}}\"",
-        bin(),
-        env.spool.display()
-    );
-    let o = TestCommand::new("bash")
-        .args(["-c", &line])
-        .current_dir(&env.work)
-        .expect_code(0);
+    let line = "SPOOLQ run -- yes | head -2; echo \"run=${PIPESTATUS[0]}\"";
+    let o = env.shell("bash", line).expect_code(0);
     assert_eq!(o.out(), "y\ny\nrun=141\n", "{}", o.describe());
     wait_until("the job to be aborted", || {
         env.names("3-running").is_empty() && env.names("4-complete").is_empty()
@@ -299,15 +284,8 @@ fn a_truncated_output_exits_74_unless_accepted() {
 fn run_stdin_is_spooled_for_the_job() {
     let env = Env::new();
     let _server = env.serve(&["--max-jobs", "1"]);
-    let line = format!(
-        "printf 'b\\na\\n' | {} --spool {} run --stdin -- sort",
-        bin(),
-        env.spool.display()
-    );
-    let o = TestCommand::new("sh")
-        .args(["-c", &line])
-        .current_dir(&env.work)
-        .expect_code(0);
+    let line = "printf 'b\\na\\n' | SPOOLQ run --stdin -- sort";
+    let o = env.shell("sh", line).expect_code(0);
     assert_eq!(o.out(), "a\nb\n", "{}", o.describe());
     assert!(env.names("input").is_empty(), "{}", env.dump());
 }
@@ -316,15 +294,8 @@ fn run_stdin_is_spooled_for_the_job() {
 fn without_stdin_the_job_reads_end_of_file() {
     let env = Env::new();
     let _server = env.serve(&["--max-jobs", "1"]);
-    let line = format!(
-        "echo data | {} --spool {} run -- sh -c 'cat; echo end'",
-        bin(),
-        env.spool.display()
-    );
-    let o = TestCommand::new("sh")
-        .args(["-c", &line])
-        .current_dir(&env.work)
-        .expect_code(0);
+    let line = "echo data | SPOOLQ run -- sh -c 'cat; echo end'";
+    let o = env.shell("sh", line).expect_code(0);
     assert_eq!(o.out(), "end\n");
     let help = env.cmd().args(["run", "--help"]).expect_code(0).out();
     assert!(help.contains("/dev/null"), "{help}");
@@ -333,15 +304,8 @@ fn without_stdin_the_job_reads_end_of_file() {
 #[test]
 fn submit_stdin_is_durable_private_and_published_with_the_request() {
     let env = Env::new();
-    let line = format!(
-        "echo data | {} --spool {} submit --stdin -- cat",
-        bin(),
-        env.spool.display()
-    );
-    let o = TestCommand::new("sh")
-        .args(["-c", &line])
-        .current_dir(&env.work)
-        .expect_code(0);
+    let line = "echo data | SPOOLQ submit --stdin -- cat";
+    let o = env.shell("sh", line).expect_code(0);
     let id = o.out().trim().to_string();
     assert_eq!(env.request("1-requested", &id)["stdin"], true);
     let input = env.dir("input").join(&id);
@@ -369,16 +333,8 @@ fn a_users_stdin_on_a_shared_spool_is_private_and_reaches_their_job() {
     let _server = env.serve(&["--max-jobs", "1"]);
     env.submit_sh(&held("blocker"));
     env.wait_started("blocker");
-    let line = format!(
-        "echo secret | {} --spool {} submit --stdin -- cat",
-        bin(),
-        env.spool.display()
-    );
-    let o = TestCommand::new("sh")
-        .args(["-c", &line])
-        .current_dir(&env.work)
-        .user(uid, gid)
-        .expect_code(0);
+    let line = "echo secret | SPOOLQ submit --stdin -- cat";
+    let o = env.shell("sh", line).user(uid, gid).expect_code(0);
     let id = o.out().trim().to_string();
     let input = env.dir("input").join(&id);
     let meta = fs::metadata(&input).unwrap();

@@ -476,6 +476,16 @@ impl Env {
             .current_dir(&self.work)
     }
 
+    /// `SHELL -c SCRIPT` in the work directory, with `SPOOLQ` in the script
+    /// standing for this spool's `spoolq` command (for pipelines and
+    /// redirections around a client, as a user types them).
+    pub fn shell(&self, shell: &str, script: &str) -> TestCommand {
+        let spoolq = format!("{} --spool {}", bin(), self.spool.display());
+        TestCommand::new(shell)
+            .args(["-c", &script.replace("SPOOLQ", &spoolq)])
+            .current_dir(&self.work)
+    }
+
     /// Submit `argv`; returns the printed id.
     #[track_caller]
     pub fn submit(&self, argv: &[&str]) -> String {
