@@ -142,6 +142,17 @@ impl Spool {
     /// create files in `4-complete/` of a shared spool.
     pub fn read_result(&self, id: RequestId) -> Result<JobResult> {
         let path = self.path(State::Complete, id);
+        // Who made it decides first: whatever another user planted under
+        // this name (a link, a FIFO, a directory, a huge sparse file) is not
+        // believed and not even opened, so it can neither fail a waiting
+        // client nor wake its watch.
+        let meta = fs::symlink_metadata(&path).at("reading result", &path)?;
+        if !trusted_owner(meta.uid()) {
+            return Err(Error::Untrusted {
+                owner: meta.uid(),
+                path,
+            });
+        }
         let (bytes, (owner, _)) = read_regular(&path, 64 << 20).map_err(|e| match e {
             ReadError::Gone => Error::Io {
                 action: "reading result",

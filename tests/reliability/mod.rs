@@ -283,3 +283,42 @@ fn a_job_gets_no_descriptor_the_server_was_started_with() {
     crate::util::signal(server.0.id(), Signal::TERM);
     server.0.wait().expect("server exits");
 }
+
+#[test]
+fn things_planted_at_a_queued_jobs_result_name_do_not_fail_its_waiter() {
+    let name = "things_planted_at_a_queued_jobs_result_name_do_not_fail_its_waiter";
+    if !root_or_skip(name) {
+        return;
+    }
+    let env = Env::new();
+    let stranger = 54321;
+    let mut waiters = Vec::new();
+    for kind in ["fifo", "symlink", "dir", "sparse"] {
+        let id = env.submit(&["echo", kind]);
+        let planted = env.spool.join("4-complete").join(&id);
+        match kind {
+            "fifo" => rustix::fs::mknodat(
+                rustix::fs::CWD,
+                &planted,
+                rustix::fs::FileType::Fifo,
+                rustix::fs::Mode::from_raw_mode(0o666),
+                0,
+            )
+            .unwrap(),
+            "symlink" => std::os::unix::fs::symlink("/etc/shadow", &planted).unwrap(),
+            "dir" => fs::create_dir(&planted).unwrap(),
+            _ => fs::File::create(&planted)
+                .and_then(|f| f.set_len(2 << 30))
+                .unwrap(),
+        }
+        std::os::unix::fs::lchown(&planted, Some(stranger), Some(stranger)).unwrap();
+        let waiter = env.cmd().args(["wait", "--timeout", "60", &id]).spawn();
+        waiters.push((kind, waiter));
+    }
+    let _server = env.serve(&["--max-jobs", "1"]);
+    for (kind, waiter) in waiters {
+        let o = waiter.finish();
+        assert_eq!(o.code(), 0, "{kind}: {}", o.describe());
+        assert_eq!(o.out(), format!("{kind}\n"), "{kind}");
+    }
+}
