@@ -26,6 +26,7 @@ pub(crate) fn spec(argv: &[&str]) -> JobSpec {
         time_limit: None,
         sandbox: None,
         io: Default::default(),
+        umask: Some(JobSpec::current_umask()),
     }
 }
 

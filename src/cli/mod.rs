@@ -277,5 +277,6 @@ fn job_spec(a: JobArgs) -> Result<JobSpec> {
             (asked != SandboxRequest::default()).then_some(asked)
         },
         io: job_io(a.stdin, a.merge_output, a.max_output)?,
+        umask: Some(JobSpec::current_umask()),
     })
 }
