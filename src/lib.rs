@@ -7,13 +7,15 @@
 //!
 //! Module map (each imports only what is to its right or below):
 //! - `cli` → `client`, `server`
-//! - `client` → `spool` → `request`, `id`
-//! - `server` (the loop and `lifecycle`, its rules) → `executor`, `tasks`,
-//!   `meter`, `spool`, `spares`, `status`, `metrics`
+//! - `client` → `spool` → `protocol` (request, result, status, sandbox
+//!   documents), `id`
+//! - `server` (the loop, and `lifecycle`, its rules) → `executor`, `tasks`,
+//!   `meter`, `spool`, `spares`, `metrics`
 //! - `tasks` (the local [`executor::Executor`]) → `sandbox`, `spawn`,
 //!   `capture`, `jobtable`, `spool`
-//! - leaves: `meter`, `sandbox`, `capture`, `jobtable`, `spares`, `error`,
-//!   `id`
+//! - `meter` → `protocol` (its snapshot's published form)
+//! - leaves: `sandbox` (beyond the protocol's types), `capture`, `jobtable`,
+//!   `spares`, `error`, `id`
 
 #![warn(missing_docs)]
 
