@@ -4,13 +4,12 @@
 //! stop hostage or left a half-written request behind.
 
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
 use rustix::process::Signal;
 
-use crate::util::{held, read_json, wait_for, wait_until, Env};
+use crate::util::{held, read_json, wait_for, wait_until, Env, TestCommand};
 
 fn root_or_skip(name: &str) -> bool {
     if rustix::process::geteuid().is_root() {
@@ -18,29 +17,6 @@ fn root_or_skip(name: &str) -> bool {
     }
     println!("SKIPPED {name}: needs root");
     false
-}
-
-/// A helper process, killed and reaped when dropped (also when a test
-/// fails halfway), with no hold on the test's output.
-struct Helper(std::process::Child);
-
-impl Helper {
-    fn spawn(cmd: &mut Command) -> Helper {
-        let child = cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawning a helper");
-        Helper(child)
-    }
-}
-
-impl Drop for Helper {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 /// The pid of a process that has exited (and been reaped).
@@ -60,11 +36,14 @@ fn a_restart_waits_out_a_dead_servers_lock_still_held_by_its_child() {
     // What a job's child does between clone and exec: hold a copy of the
     // dead server's locked descriptor for a moment.
     let release = env.path("release-lock");
-    let mut holder = Helper::spawn(Command::new("flock").arg("-x").arg(&lock).args([
+    // (TestCommand's child is killed on drop, so a failed test leaves
+    // nothing behind.)
+    let holder = TestCommand::new("flock").arg("-x").arg(&lock).args([
         "sh",
         "-c",
         &format!("while [ ! -e {} ]; do sleep 0.01; done", release.display()),
-    ]));
+    ]);
+    let holder = holder.spawn();
     wait_until("the stand-in to hold the lock", || {
         Command::new("flock")
             .args(["-n", "-s"])
@@ -97,7 +76,11 @@ fn a_restart_waits_out_a_dead_servers_lock_still_held_by_its_child() {
                 .is_some_and(|s| s["pid"] == pid)
     });
     assert!(!second.exited(), "{}", second.finish().describe());
-    holder.0.wait().expect("the stand-in exits once released");
+    assert_eq!(
+        holder.finish().code(),
+        0,
+        "the stand-in exits once released"
+    );
     crate::util::signal(second.pid(), Signal::TERM);
     assert_eq!(second.finish().code(), 0);
 }
@@ -252,7 +235,6 @@ fn sigterm_is_honoured_after_its_grace_while_a_result_cannot_be_written() {
     let _next = env.serve(&["--max-jobs", "1"]);
     let o = env.cmd().args(["wait", "--timeout", "30", &id]).output();
     assert!(o.err().contains("interrupted"), "{}", o.describe());
-    let _ = fs::set_permissions(&env.spool, fs::Permissions::from_mode(0o755));
 }
 
 #[test]
@@ -266,7 +248,7 @@ fn a_job_gets_no_descriptor_the_server_was_started_with() {
         env.spool.display(),
         log.display()
     );
-    let mut server = Helper::spawn(Command::new("sh").args(["-c", &script]));
+    let server = TestCommand::new("sh").args(["-c", &script]).spawn();
     let status = env.spool.join("status.json");
     wait_until("the server to publish its status", || status.exists());
     let fds = env.submit(&["sh", "-c", "ls /proc/$$/fd"]);
@@ -280,8 +262,8 @@ fn a_job_gets_no_descriptor_the_server_was_started_with() {
         "fd 7 leaked into the job: {open:?}"
     );
     assert!(open.contains(&"0".to_string()), "{open:?}");
-    crate::util::signal(server.0.id(), Signal::TERM);
-    server.0.wait().expect("server exits");
+    crate::util::signal(server.pid(), Signal::TERM);
+    assert_eq!(server.finish().code(), 0);
 }
 
 #[test]
