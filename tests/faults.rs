@@ -154,13 +154,17 @@ fn campaign(dir: &Path, size: &Size) -> Report {
     });
     let started = Instant::now();
     let mut server = c.serve(0);
-    assert!(c.serving(&mut server), "the first server did not start");
+    if !c.serving(&mut server) {
+        let _ = server.kill();
+        panic!("the first server did not start");
+    }
     // Submitters: client processes, all at once, throughout the kills.
     let ids = Arc::new(Mutex::new(Vec::new()));
     let submit_errors = Arc::new(Mutex::new(0usize));
-    let per = size.jobs / size.submitters;
     let threads: Vec<_> = (0..size.submitters)
-        .map(|_| {
+        .map(|n| {
+            // Every job of the size, spread over the submitters.
+            let per = size.jobs / size.submitters + usize::from(n < size.jobs % size.submitters);
             let (c, ids, errs) = (c.clone(), ids.clone(), submit_errors.clone());
             std::thread::spawn(move || {
                 for _ in 0..per {

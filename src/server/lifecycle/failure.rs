@@ -25,7 +25,7 @@ impl Lifecycle {
             ) => {
                 // Still in 1-requested/: the next rescan takes it in again.
                 self.take_pending(id);
-                self.metrics.total_received -= 1;
+                self.metrics.total_received = self.metrics.total_received.saturating_sub(1);
                 rec.skip.push(id);
             }
             (Effect::Move { id, .. }, _) => {
