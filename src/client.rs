@@ -9,8 +9,6 @@ use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use notify::{RecursiveMode, Watcher};
-
 use crate::error::{Error, Result};
 use crate::id::{now_micros, RequestId};
 use crate::protocol::request::{JobResult, Request, REQUEST_VERSION};
@@ -20,6 +18,7 @@ use crate::spool::{Spool, State};
 mod tail;
 mod watch;
 pub use tail::{Pumped, Sinks, Streams};
+use watch::OutputWatch;
 
 /// Environment variables a job gets from its submitter with `--clean-env`
 /// (plus every `LC_*`).
@@ -236,7 +235,7 @@ pub struct Waiter {
     rx: mpsc::Receiver<Wake>,
     /// Armed on the first look that finds no result: a result that is
     /// already there costs no inotify set-up and teardown (~5 ms).
-    watcher: std::cell::OnceCell<Option<notify::RecommendedWatcher>>,
+    watcher: std::cell::OnceCell<Option<OutputWatch>>,
 }
 
 impl Default for Waiter {
@@ -261,18 +260,10 @@ impl Waiter {
     /// Returns the poll interval.
     fn arm(&self, spool: &Spool) -> Duration {
         let watcher = self.watcher.get_or_init(|| {
-            let fs_tx = self.tx.clone();
-            notify::recommended_watcher(move |_res| {
-                let _ = fs_tx.send(Wake::Changed);
-            })
-            .and_then(|mut w| {
-                // `3-running/` tells a follower its job started.
-                for state in [State::Complete, State::Running] {
-                    w.watch(&spool.state_dir(state), RecursiveMode::NonRecursive)?;
-                }
-                Ok(w)
-            })
-            .ok()
+            // `3-running/` tells a follower its job started.
+            let dirs = [State::Complete, State::Running].map(|s| spool.state_dir(s));
+            let dirs = dirs.each_ref().map(|d| d.as_path());
+            OutputWatch::names(&dirs, self.tx.clone()).ok()
         });
         if watcher.is_some() {
             WAIT_POLL
@@ -306,7 +297,7 @@ impl Waiter {
         id: RequestId,
         timeout: Option<Duration>,
         sinks: Option<Sinks<'_>>,
-        on_look: &mut dyn FnMut(State),
+        on_look: &mut dyn FnMut(Seen),
     ) -> Result<WaitOutcome> {
         let started = Instant::now();
         let deadline = timeout.map(|t| started + t);
@@ -315,18 +306,36 @@ impl Waiter {
         let mut quick = QUICK_FIRST;
         let mut tail = TAIL_FIRST;
         let mut running_since = None;
+        let mut reported = None;
         loop {
-            if let Some(r) = trusted_result(spool, id)? {
-                // The server writes the result after the job's streams
-                // ended: this copies the rest.
-                streams.as_mut().map_or(Ok(Pumped::Idle), Streams::finish)?;
-                return Ok(WaitOutcome::Done(Box::new(r)));
+            match believed_result(spool, id)? {
+                Look::Result(r) => {
+                    // The server writes the result after the job's streams
+                    // ended: this copies the rest.
+                    if let Some(s) = streams.as_mut() {
+                        s.submitted_by(r.submitter());
+                        s.finish()?;
+                    }
+                    return Ok(WaitOutcome::Done(r));
+                }
+                Look::Untrusted(owner) if reported != Some(owner) => {
+                    // Said once; then we sleep until the next change, as
+                    // for no result at all.
+                    reported = Some(owner);
+                    on_look(Seen::Untrusted {
+                        path: spool.path(State::Complete, id),
+                        owner,
+                    });
+                }
+                _ => {}
             }
             let state = spool.locate(id);
             if state.is_none() && !spool.path(State::Complete, id).exists() {
                 return Ok(WaitOutcome::Gone);
             }
-            state.into_iter().for_each(&mut *on_look);
+            if let Some(s) = state {
+                on_look(Seen::State(s));
+            }
             let running = state == Some(State::Running);
             let since = running.then(|| *running_since.get_or_insert_with(Instant::now));
             if let (Some(t), Some(s)) = (since, streams.as_mut()) {
@@ -393,16 +402,38 @@ impl Waiter {
     }
 }
 
+/// What a waiter found in `4-complete/`.
+enum Look {
+    /// Nothing (yet).
+    Nothing,
+    /// A file there is not believed: its owner.
+    Untrusted(u32),
+    /// The server's result.
+    Result(Box<JobResult>),
+}
+
+/// What a waiter tells its caller at each look.
+#[derive(Debug)]
+pub enum Seen {
+    /// Where the request is now.
+    State(State),
+    /// A file under the result's name is not believed (said once per owner).
+    Untrusted {
+        /// The file.
+        path: PathBuf,
+        /// Who owns it.
+        owner: u32,
+    },
+}
+
 /// The result of `id`, if the server's is there. One not there after all,
 /// or forged by another user, is not (the server's own will replace a
 /// forged one).
-fn trusted_result(spool: &Spool, id: RequestId) -> Result<Option<JobResult>> {
-    if !spool.path(State::Complete, id).exists() {
-        return Ok(None);
-    }
+fn believed_result(spool: &Spool, id: RequestId) -> Result<Look> {
     match spool.read_result(id) {
-        Ok(r) => Ok(Some(r)),
-        Err(e) if e.is_not_found() || matches!(e, Error::Untrusted { .. }) => Ok(None),
+        Ok(r) => Ok(Look::Result(Box::new(r))),
+        Err(e) if e.is_not_found() => Ok(Look::Nothing),
+        Err(Error::Untrusted { owner, .. }) => Ok(Look::Untrusted(owner)),
         Err(e) => Err(e),
     }
 }
@@ -413,14 +444,41 @@ pub fn collect(spool: &Spool, id: RequestId) -> Result<()> {
     spool.remove_output(id)
 }
 
-/// File an abort for `id`. Returns where the request was, or `None` if it is
-/// not in the spool (the abort is then not filed).
-pub fn abort(spool: &Spool, id: RequestId) -> Result<Option<State>> {
-    let state = spool.locate(id);
-    if state.is_some() {
-        spool.file_abort(id)?;
+/// What filing an abort did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Aborted {
+    /// Filed; the request was in this state.
+    Filed(State),
+    /// No request of that id is in the spool (nothing filed).
+    Unknown,
+    /// The request is another user's and the caller is no operator: the
+    /// server would refuse the abort, so it is not filed.
+    NotPermitted {
+        /// Where the request is.
+        state: State,
+        /// Its submitter.
+        owner: u32,
+    },
+}
+
+/// File an abort for `id`, if the caller may: its submitter, root and the
+/// server's user may abort a request (spool-layout §5).
+pub fn abort(spool: &Spool, id: RequestId) -> Result<Aborted> {
+    let Some(state) = spool.locate(id) else {
+        return Ok(Aborted::Unknown);
+    };
+    let owner = spool.submitter(id).or_else(|| {
+        let name = id.as_str();
+        spool
+            .entry(State::Complete, std::ffi::OsStr::new(&name))
+            .map(|e| e.owner)
+    });
+    let trust = spool.trust();
+    if let Some(owner) = owner.filter(|o| !trust.may_handle(*o)) {
+        return Ok(Aborted::NotPermitted { state, owner });
     }
-    Ok(state)
+    spool.file_abort(id)?;
+    Ok(Aborted::Filed(state))
 }
 
 /// One line of `spoolq list`.

@@ -32,7 +32,10 @@ pub enum Error {
     },
     /// A file in a directory every user can write was not written by the
     /// server (a forged result or planted output): it is not believed.
-    #[error("{} is owned by uid {owner}, not by the server: ignored", path.display())]
+    #[error(
+        "{} is owned by uid {owner}, neither the server nor the request's submitter: ignored",
+        path.display()
+    )]
     Untrusted {
         /// The file.
         path: PathBuf,

@@ -5,7 +5,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::time::{Duration, Instant};
 
 use fs2::FileExt;
@@ -84,12 +84,15 @@ impl ServerLock {
 /// The pid of the server holding the spool's lock, or `None` if no server
 /// runs. Never blocks.
 ///
-/// A user who may not open the lock (0600 on a shared spool) gets the pid
-/// from `status.json` instead, believed while a `spoolq` process has it.
+/// A user who may not open the lock (0600 on a shared spool) finds its
+/// holder in the kernel's table of locks (`/proc/locks`, readable by all,
+/// also under `hidepid`), whatever the server's executable is called; only
+/// where that table cannot be read, the pid published in `status.json` is
+/// believed while that process lives.
 pub fn server_pid(spool: &Spool) -> Option<u32> {
     let mut file = match File::open(spool.lock_path()) {
         Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => return published_pid(spool),
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => return holder(spool),
         Err(_) => return None,
     };
     match FileExt::try_lock_shared(&file) {
@@ -101,11 +104,39 @@ pub fn server_pid(spool: &Spool) -> Option<u32> {
     }
 }
 
+/// Who holds an exclusive `flock` on the lock file, from `/proc/locks`.
+fn holder(spool: &Spool) -> Option<u32> {
+    let meta = std::fs::metadata(spool.lock_path()).ok()?;
+    let Ok(table) = std::fs::read_to_string("/proc/locks") else {
+        return published_pid(spool).filter(|p| alive(*p));
+    };
+    let dev = meta.dev();
+    let file = format!(
+        "{:02x}:{:02x}:{}",
+        rustix::fs::major(dev),
+        rustix::fs::minor(dev),
+        meta.ino()
+    );
+    lock_holder(&table, &file)
+}
+
+/// In a `/proc/locks` table, the pid holding an exclusive `FLOCK` on
+/// `file` ("MAJ:MIN:INODE", hexadecimal device numbers).
+fn lock_holder(table: &str, file: &str) -> Option<u32> {
+    table.lines().find_map(|line| {
+        // "1: FLOCK  ADVISORY  WRITE 1234 fd:01:56789 0 EOF"; blocked
+        // waiters are listed as "1: -> FLOCK ...".
+        let f: Vec<&str> = line.split_whitespace().collect();
+        match f.as_slice() {
+            [_, "FLOCK", _, "WRITE", pid, dev_ino, ..] if *dev_ino == file => pid.parse().ok(),
+            _ => None,
+        }
+    })
+}
+
 fn published_pid(spool: &Spool) -> Option<u32> {
     let bytes = std::fs::read(spool.status_path()).ok()?;
-    let pid = serde_json::from_slice::<ServerStatus>(&bytes).ok()?.pid;
-    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
-    (comm.trim() == "spoolq").then_some(pid)
+    Some(serde_json::from_slice::<ServerStatus>(&bytes).ok()?.pid)
 }
 
 /// Whether `pid` names a live process (a zombie is not: a killed server
@@ -126,4 +157,20 @@ fn read_pid(file: &mut File) -> u32 {
     let _ = file.seek(SeekFrom::Start(0));
     let _ = file.read_to_string(&mut s);
     s.trim().parse().unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::lock_holder;
+
+    #[test]
+    fn finds_the_holder_of_an_exclusive_flock_on_the_file() {
+        let table = "1: POSIX  ADVISORY  WRITE 77 fd:01:42 0 EOF\n\
+                     2: FLOCK  ADVISORY  READ 88 fd:01:42 0 EOF\n\
+                     3: FLOCK  ADVISORY  WRITE 99 08:11:42 0 EOF\n\
+                     4: FLOCK  ADVISORY  WRITE 1234 fd:01:42 0 EOF\n\
+                     4: -> FLOCK  ADVISORY  WRITE 5678 fd:01:42 0 EOF\n";
+        assert_eq!(lock_holder(table, "fd:01:42"), Some(1234));
+        assert_eq!(lock_holder(table, "fd:01:43"), None);
+    }
 }

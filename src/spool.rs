@@ -302,8 +302,10 @@ mod publish;
 mod read;
 #[cfg(test)]
 mod tests;
+mod trust;
 
 pub use files::open_output;
+pub use trust::Trust;
 
 /// Client files in `tmp/` older than this are abandoned writes.
 pub const STALE_TMP_AGE: std::time::Duration = std::time::Duration::from_secs(3600);

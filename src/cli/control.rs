@@ -1,9 +1,13 @@
-//! `spoolq drain` and `spoolq resume`: requests to the server itself, made
-//! like everything else through the spool (`control/drain`).
+//! `spoolq drain`, `spoolq resume` and `spoolq abort`: requests to the
+//! server, made like everything else through the spool (`control/drain`,
+//! `5-aborting/`).
 
 use std::time::Duration;
 
+use super::EXIT_NOPERM;
+use crate::client::{self, Aborted};
 use crate::error::{IoContext, Result};
+use crate::id::RequestId;
 use crate::lock::server_pid;
 use crate::spool::Spool;
 
@@ -47,4 +51,31 @@ pub fn resume(spool: &Spool) -> Result<u8> {
             Ok(NO_SERVER)
         }
     }
+}
+
+/// `spoolq abort ID…`: exit 1 if one is not in the spool, 77 if one is
+/// another user's (and the caller no operator), so nothing is claimed that
+/// the server would refuse.
+pub fn abort(spool: &Spool, ids: &[RequestId]) -> Result<u8> {
+    let mut code = 0;
+    for &id in ids {
+        match client::abort(spool, id)? {
+            Aborted::Filed(state) => {
+                eprintln!("spoolq: abort filed for {id} (was {})", state.name())
+            }
+            Aborted::Unknown => {
+                eprintln!("spoolq: no request {id} in {}", spool.root().display());
+                code = code.max(1);
+            }
+            Aborted::NotPermitted { state, owner } => {
+                eprintln!(
+                    "spoolq: {id} ({}) is uid {owner}'s request: only its submitter, root or \
+                     the server's user may abort it; nothing filed",
+                    state.name()
+                );
+                code = EXIT_NOPERM;
+            }
+        }
+    }
+    Ok(code)
 }

@@ -38,6 +38,9 @@ use args::{Cli, Command, JobArgs};
 pub const EXIT_TIMEOUT: u8 = 124;
 /// Exit code: spoolq itself failed, or the request was rejected.
 pub const EXIT_FAILURE: u8 = 125;
+/// Exit code: the caller may not do that to another user's request
+/// (sysexits' EX_NOPERM).
+pub const EXIT_NOPERM: u8 = 77;
 /// Exit code: the job's output was truncated (sysexits' EX_IOERR, as 75 is
 /// EX_TEMPFAIL), unless `--accept-truncation`.
 pub const EXIT_TRUNCATED: u8 = 74;
@@ -83,17 +86,7 @@ pub fn run(cli: Cli) -> Result<u8> {
                 .iter()
                 .map(|s| parse_id(s))
                 .collect::<Result<Vec<_>>>()?;
-            let mut code = 0;
-            for id in ids {
-                match client::abort(&spool, id)? {
-                    Some(state) => eprintln!("spoolq: abort filed for {id} (was {})", state.name()),
-                    None => {
-                        eprintln!("spoolq: no request {id} in {}", spool.root().display());
-                        code = 1;
-                    }
-                }
-            }
-            Ok(code)
+            control::abort(&spool, &ids)
         }
         Command::Status(a) => show::status(&spool, a.json),
         Command::List(a) => show::list(&spool, a.state.as_deref(), a.json),

@@ -10,11 +10,11 @@ use std::time::Duration;
 use super::queued::QueueLine;
 use super::signals::{self, interrupt_on_signals};
 use super::{EXIT_FAILURE, EXIT_STDOUT_CLOSED, EXIT_TIMEOUT, EXIT_TRUNCATED};
-use crate::client::{self, JobSpec, Sinks, WaitOutcome, Waiter};
+use crate::client::{self, JobSpec, Seen, Sinks, WaitOutcome, Waiter};
 use crate::error::Result;
 use crate::id::RequestId;
 use crate::protocol::request::{JobResult, Status};
-use crate::spool::Spool;
+use crate::spool::{Spool, State};
 
 /// How to wait, from the flags of `wait`, `run` and `follow`.
 #[derive(Debug, Clone, Default)]
@@ -97,22 +97,34 @@ fn finish(spool: &Spool, waiter: &Waiter, id: RequestId, how: &Waiting, role: Ro
             err: Box::new(io::stderr()),
         };
         let mut line = QueueLine::new(spool, id);
-        let outcome = waiter.follow(spool, id, how.timeout, Some(sinks), &mut |s| line.update(s));
+        let outcome = waiter.follow(
+            spool,
+            id,
+            how.timeout,
+            Some(sinks),
+            &mut |seen| match seen {
+                Seen::State(s) => line.update(s),
+                Seen::Untrusted { .. } => {
+                    line.clear();
+                    untrusted(&seen);
+                }
+            },
+        );
         line.clear();
         outcome?
     };
     match outcome {
         WaitOutcome::Done(result) => done(spool, &result, how),
         WaitOutcome::TimedOut(state) => {
-            if role != Role::Follow {
-                spool.file_abort(id)?;
+            // A job that ended meanwhile keeps its result: the marker asks
+            // the server to abort only a request still queued or running.
+            let live = state != Some(State::Complete);
+            let abort = role != Role::Follow && live;
+            if abort {
+                spool.file_abort_unless_complete(id)?;
             }
             let where_ = state.map_or("unknown", |s| s.name());
-            let filed = if role == Role::Follow {
-                ""
-            } else {
-                "; abort filed"
-            };
+            let filed = if abort { "; abort filed" } else { "" };
             eprintln!(
                 "spoolq: timed out after {:.3}s waiting for {id} (it was {where_}){filed}",
                 how.timeout.unwrap_or_default().as_secs_f64()
@@ -143,6 +155,17 @@ fn finish(spool: &Spool, waiter: &Waiter, id: RequestId, how: &Waiting, role: Ro
             }
             Ok(EXIT_STDOUT_CLOSED)
         }
+    }
+}
+
+/// Say once that a file under the result's name is not believed.
+fn untrusted(seen: &Seen) {
+    if let Seen::Untrusted { path, owner } = seen {
+        eprintln!(
+            "spoolq: ignoring {}: owned by uid {owner}, neither the server nor the \
+             request's submitter; waiting for the server's result",
+            path.display()
+        );
     }
 }
 

@@ -13,7 +13,7 @@ use super::watch::OutputWatch;
 use super::Wake;
 use crate::error::{Error, IoContext, Result};
 use crate::id::RequestId;
-use crate::spool::{open_output, Spool};
+use crate::spool::{open_output, Spool, Trust};
 
 /// Where followed output goes: our stdout and stderr, or test buffers.
 pub struct Sinks<'a> {
@@ -60,12 +60,13 @@ impl Tail {
         buf: &mut [u8],
         live: bool,
         watch: Option<&OutputWatch>,
+        believe: &dyn Fn(u32) -> bool,
     ) -> Result<u64> {
         if self.closed {
             return Ok(0);
         }
         if self.file.is_none() {
-            self.file = match open_output(&self.path) {
+            self.file = match open_output(&self.path, believe) {
                 Ok(f) => Some(f),
                 // Not there yet (the job has written nothing), or planted by
                 // another user (a file, a link) where the server will make
@@ -123,6 +124,10 @@ pub struct Streams<'a> {
     dir: PathBuf,
     /// Set by [`watch`](Self::watch); `Some(None)` when inotify failed.
     watch: Option<Option<OutputWatch>>,
+    /// Whose output files are believed.
+    trust: Trust,
+    /// The job's submitter, once known.
+    submitter: Option<u32>,
 }
 
 impl<'a> Streams<'a> {
@@ -135,7 +140,15 @@ impl<'a> Streams<'a> {
             buf: vec![0; 64 * 1024],
             dir: spool.output_dir(),
             watch: None,
+            trust: spool.trust(),
+            submitter: spool.submitter(id),
         }
+    }
+
+    /// The job's submitter, as its result names it: its output files are
+    /// believed when they are that user's.
+    pub fn submitted_by(&mut self, uid: Option<u32>) {
+        self.submitter = self.submitter.or(uid);
     }
 
     /// From now on, wake `wake` when the output grows (once; a no-op after
@@ -176,13 +189,15 @@ impl<'a> Streams<'a> {
 
     fn copy(&mut self, live: bool) -> Result<Pumped> {
         let watch = self.watch.as_ref().and_then(Option::as_ref);
+        let (trust, submitter) = (self.trust, self.submitter);
+        let believe = move |owner| trust.believes(owner, submitter);
         let out = self
             .out
-            .pump(&mut *self.sinks.out, &mut self.buf, live, watch)?;
+            .pump(&mut *self.sinks.out, &mut self.buf, live, watch, &believe)?;
         let n = out
             + self
                 .err
-                .pump(&mut *self.sinks.err, &mut self.buf, live, watch)?;
+                .pump(&mut *self.sinks.err, &mut self.buf, live, watch, &believe)?;
         Ok(if self.out.closed {
             Pumped::StdoutClosed
         } else if n > 0 {

@@ -1,10 +1,12 @@
-//! Wakes a follower as soon as its job's output grows, instead of polling
-//! the files every few milliseconds. One inotify instance per follower
-//! watches `output/` for new files only (a stream's file appears on its
-//! first byte) and, once opened, each of its own two files for writes: it
-//! is not woken by other jobs' output, as a watch for writes on the shared
-//! `output/` would be. A thread turns the instance's readiness into
-//! [`Wake::Changed`] on the waiter's channel.
+//! Wakes a waiter when what it waits for may have changed, instead of
+//! polling: one inotify instance per waiter, with exactly the events that
+//! matter. For results, names arriving in or leaving `4-complete/` and
+//! `3-running/` — never opens or reads, so one waiter reading a result does
+//! not wake every other (or itself, in a loop). For a follower, new files in
+//! `output/` (a stream's file appears on its first byte) and, once opened,
+//! writes to its own two files only: it is not woken by other jobs' output,
+//! as a watch for writes on the shared `output/` would be. A thread turns the
+//! instance's readiness into [`Wake::Changed`] on the waiter's channel.
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
@@ -17,7 +19,7 @@ use rustix::pipe::PipeFlags;
 
 use super::Wake;
 
-/// The inotify watch of one follower, and the thread that relays it.
+/// The inotify watch of one waiter or follower, and the thread that relays it.
 pub struct OutputWatch {
     inotify: std::sync::Arc<OwnedFd>,
     stop: Option<OwnedFd>,
@@ -25,12 +27,26 @@ pub struct OutputWatch {
 }
 
 impl OutputWatch {
-    /// Watch `dir` for new files; every change wakes `wake`.
+    /// Watch the output directory `dir` for new files; every change wakes
+    /// `wake`.
     pub fn new(dir: &Path, wake: Sender<Wake>) -> io::Result<OutputWatch> {
-        let fd = inotify::init(CreateFlags::CLOEXEC | CreateFlags::NONBLOCK)?;
         // ATTRIB: a root server gives a new file to its owner after creating it.
         let flags = WatchFlags::CREATE | WatchFlags::MOVED_TO | WatchFlags::ATTRIB;
-        inotify::add_watch(&fd, dir, flags)?;
+        OutputWatch::on(&[dir], flags, wake)
+    }
+
+    /// Watch state directories for names arriving or leaving.
+    pub fn names(dirs: &[&Path], wake: Sender<Wake>) -> io::Result<OutputWatch> {
+        let flags =
+            WatchFlags::CREATE | WatchFlags::MOVED_TO | WatchFlags::DELETE | WatchFlags::MOVED_FROM;
+        OutputWatch::on(dirs, flags, wake)
+    }
+
+    fn on(dirs: &[&Path], flags: WatchFlags, wake: Sender<Wake>) -> io::Result<OutputWatch> {
+        let fd = inotify::init(CreateFlags::CLOEXEC | CreateFlags::NONBLOCK)?;
+        for dir in dirs {
+            inotify::add_watch(&fd, *dir, flags)?;
+        }
         let (stop_read, stop) = rustix::pipe::pipe_with(PipeFlags::CLOEXEC)?;
         let inotify = std::sync::Arc::new(fd);
         let relay = inotify.clone();

@@ -250,7 +250,28 @@ pub struct JobResult {
     pub usage: Option<Usage>,
 }
 
+/// What a non-empty abort marker (`5-aborting/ID`) asks. An empty marker
+/// is an abort in every state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AbortMarker {
+    /// Must be 1.
+    pub version: u32,
+    /// Abort only a request still queued or running: a result is kept.
+    #[serde(default)]
+    pub unless_complete: bool,
+}
+
 impl JobResult {
+    /// Who submitted the request, as the result records it (its request's
+    /// `uid`, or the identity the job ran as), if it says.
+    pub fn submitter(&self) -> Option<u32> {
+        self.request
+            .as_ref()
+            .map(|q| q.uid)
+            .or_else(|| self.sandbox.as_ref().map(|s| s.uid))
+    }
+
     /// The exit code `spoolq wait`/`run` should return for this result, as
     /// documented in the README.
     pub fn exit_code_for_client(&self) -> u8 {

@@ -339,6 +339,18 @@ impl Lifecycle {
             });
             return out;
         }
+        let unless_complete = match a.unless_complete {
+            Ok(u) => u,
+            Err(why) => {
+                warn!(name = ?a.name, %why, "abort marker refused");
+                out.push(Effect::SetAside {
+                    state: State::Aborting,
+                    name: a.name,
+                    why: "abort marker is not a valid document",
+                });
+                return out;
+            }
+        };
         let may = a.filer.is_some_and(|who| {
             who == 0 || who == self.server_uid || a.target_owner.is_none_or(|o| o == who)
         });
@@ -377,7 +389,9 @@ impl Lifecycle {
         } else if !self.knows(id) {
             // (A request whose result or removal is still to be retried
             // keeps its marker until that is done.)
-            if a.complete {
+            if a.complete && unless_complete {
+                info!(%id, "abort not applied: the request completed first");
+            } else if a.complete {
                 out.push(Effect::Remove {
                     state: State::Complete,
                     id,

@@ -309,6 +309,7 @@ impl<'a, E: Executor> Server<'a, E> {
                 target_owner,
                 unseen: unseen.map(|(_, state)| state),
                 complete: target(State::Complete).is_some_and(|e| e.regular),
+                unless_complete: self.spool.read_marker(&name).map(|m| m.unless_complete),
                 name,
             };
             let effects = self.life.abort_filed(filed, clock());

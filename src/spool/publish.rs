@@ -12,6 +12,10 @@ use std::path::{Path, PathBuf};
 use crate::error::{Error, IoContext, Result};
 use crate::id::RequestId;
 
+/// The content of an abort marker that spares a result (`5-aborting/ID`,
+/// spool-layout §5); an empty marker aborts in every state.
+pub const UNLESS_COMPLETE: &[u8] = b"{\"version\":1,\"unless_complete\":true}\n";
+
 use super::{Spool, State, SPARE_EXT, STALE_TMP_AGE};
 use crate::protocol::request::{JobResult, Request};
 
@@ -88,17 +92,45 @@ impl Spool {
 
     /// File an abort marker for `id` in `5-aborting/`.
     pub fn file_abort(&self, id: RequestId) -> Result<()> {
+        self.file_marker(id, b"")
+    }
+
+    /// File an abort for `id` that the server applies only while the request
+    /// is queued or running: a result that is there by then is kept (the
+    /// marker holds [`UNLESS_COMPLETE`]). How a waiter gives up.
+    pub fn file_abort_unless_complete(&self, id: RequestId) -> Result<()> {
+        self.file_marker(id, UNLESS_COMPLETE)
+    }
+
+    fn file_marker(&self, id: RequestId, content: &[u8]) -> Result<()> {
         let path = self.path(State::Aborting, id);
-        match OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o644)
-            .open(&path)
-        {
-            Ok(_) => {}
-            // An abort already filed for this id is the same abort.
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(()),
-            Err(e) => return Err(e).at("filing abort marker", path),
+        if content.is_empty() {
+            match OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o644)
+                .open(&path)
+            {
+                Ok(_) => {}
+                // An abort already filed for this id is the same abort.
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(()),
+                Err(e) => return Err(e).at("filing abort marker", path),
+            }
+        } else {
+            // Whole or not at all: the server must never read it half
+            // written (an empty marker aborts whatever there is).
+            let tmp = self
+                .tmp_dir()
+                .join(format!("{id}.{}.abort", std::process::id()));
+            let _ = fs::remove_file(&tmp);
+            self.write_new_owned(&tmp, content, "filing abort marker", 0o644, None)?;
+            let published = publish_noreplace(&tmp, &path);
+            let _ = fs::remove_file(&tmp);
+            match published {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(()),
+                Err(e) => return Err(e).at("filing abort marker", path),
+            }
         }
         self.sync_dir(&self.state_dir(State::Aborting))
     }

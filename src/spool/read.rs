@@ -14,7 +14,9 @@ use crate::error::{Error, IoContext, Result};
 use crate::id::RequestId;
 
 use super::{trusted_owner, Entry, Rejection, Spool, State, Submission};
-use crate::protocol::request::{JobResult, Request, MAX_REQUEST_BYTES, RESULT_VERSION};
+use crate::protocol::request::{
+    AbortMarker, JobResult, Request, MAX_REQUEST_BYTES, RESULT_VERSION,
+};
 
 impl Spool {
     /// The entry `name` of a state directory, without following a link:
@@ -47,6 +49,30 @@ impl Spool {
         self.path(State::Complete, id)
             .symlink_metadata()
             .is_ok_and(|m| m.file_type().is_file() && (trusted_owner(m.uid()) || m.uid() == owner))
+    }
+
+    /// What the abort marker `name` asks, read without following a link or
+    /// blocking; an empty marker is a plain abort. `Err` with a reason for a
+    /// marker that is not a valid document.
+    pub fn read_marker(&self, name: &OsStr) -> Result<AbortMarker, String> {
+        let path = self.state_dir(State::Aborting).join(name);
+        let bytes = match read_regular(&path, 4096) {
+            Ok((bytes, _)) => bytes,
+            Err(ReadError::Gone) => return Ok(AbortMarker::default()),
+            Err(ReadError::Bad(reason)) => return Err(reason),
+        };
+        if bytes.is_empty() {
+            return Ok(AbortMarker::default());
+        }
+        let marker: AbortMarker =
+            serde_json::from_slice(&bytes).map_err(|e| format!("not a valid abort marker: {e}"))?;
+        if marker.version != 1 {
+            return Err(format!(
+                "abort marker version {} is not supported",
+                marker.version
+            ));
+        }
+        Ok(marker)
     }
 
     /// Names of the entries of a state directory, sorted, as the raw bytes
@@ -135,11 +161,9 @@ impl Spool {
         }
     }
 
-    /// Read a result from `4-complete/`.
-    ///
-    /// Only a result owned by root or by this user is believed: the server
-    /// writes results and gives them to their submitter, while anyone may
-    /// create files in `4-complete/` of a shared spool.
+    /// Read a result from `4-complete/`, if it is believed ([`Trust`]):
+    /// anyone may create files in `4-complete/` of a shared spool, so only
+    /// one owned by an operator or by the request's submitter is.
     pub fn read_result(&self, id: RequestId) -> Result<JobResult> {
         let path = self.path(State::Complete, id);
         // Who made it decides first: whatever another user planted under
@@ -147,13 +171,20 @@ impl Spool {
         // believed and not even opened, so it can neither fail a waiting
         // client nor wake its watch.
         let meta = fs::symlink_metadata(&path).at("reading result", &path)?;
-        if !trusted_owner(meta.uid()) {
-            return Err(Error::Untrusted {
-                owner: meta.uid(),
-                path,
-            });
+        let trust = self.trust();
+        let owner = meta.uid();
+        let operator = trust.is_operator(owner);
+        // The common case (an operator's file, or the reader's own) needs
+        // no look for the submitter.
+        let submitter = if operator || owner == trust.me {
+            None
+        } else {
+            self.submitter(id)
+        };
+        if !trust.believes(owner, submitter) {
+            return Err(Error::Untrusted { owner, path });
         }
-        let (bytes, (owner, _)) = read_regular(&path, 64 << 20).map_err(|e| match e {
+        let (bytes, (opened_owner, _)) = read_regular(&path, 64 << 20).map_err(|e| match e {
             ReadError::Gone => Error::Io {
                 action: "reading result",
                 path: path.clone(),
@@ -165,7 +196,8 @@ impl Spool {
                 reason,
             },
         })?;
-        if !trusted_owner(owner) {
+        if opened_owner != owner {
+            // Replaced between the look and the open.
             return Err(Error::Untrusted { path, owner });
         }
         let result: JobResult = serde_json::from_slice(&bytes).map_err(|e| Error::Invalid {
@@ -179,6 +211,10 @@ impl Spool {
                 path,
                 reason: format!("version {} is not supported", result.version),
             });
+        }
+        if !operator && submitter.is_none() && result.submitter() != Some(owner) {
+            // Its request is gone: the document must name its owner.
+            return Err(Error::Untrusted { path, owner });
         }
         Ok(result)
     }

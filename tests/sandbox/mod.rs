@@ -879,7 +879,21 @@ fn an_abort_filed_by_another_user_is_set_aside() {
     let _server = env.serve(&[]);
     let id = env.submit_sh(&format!("{}; echo finished", held("victim")));
     env.wait_started("victim");
-    env.cmd().user(uid, gid).args(["abort", &id]).expect_code(0);
+    // The client refuses what the server would refuse, and files nothing.
+    let refused = env.cmd().user(uid, gid).args(["abort", &id]).expect_code(77);
+    assert!(
+        refused.err().contains("only its submitter, root or the server's user"),
+        "{}",
+        refused.describe()
+    );
+    assert!(env.names("5-aborting").is_empty(), "{}", refused.describe());
+    // A marker made by hand is set aside by the server.
+    let marker = env.dir("5-aborting").join(&id);
+    TestCommand::new("sh")
+        .args(["-c", "touch \"$1\"", "sh"])
+        .arg(&marker)
+        .user(uid, gid)
+        .expect_code(0);
     wait_until("the foreign abort marker to be set aside", || {
         env.names("5-aborting").is_empty() && env.names("rejected").contains(&id)
     });

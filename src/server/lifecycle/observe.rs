@@ -76,6 +76,10 @@ pub struct AbortFiled {
     pub unseen: Option<State>,
     /// Whether `4-complete/` holds a regular file under its id.
     pub complete: bool,
+    /// What the marker asks: `Ok(true)` to spare a result that is there
+    /// (a waiter giving up), `Ok(false)` a plain abort, `Err` why its
+    /// content is refused.
+    pub unless_complete: Result<bool, String>,
 }
 
 /// A request a dead server left in `3-running/`.

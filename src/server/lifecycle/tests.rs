@@ -76,6 +76,7 @@ pub(super) fn abort(n: u64, filer: u32, owner: Option<u32>) -> AbortFiled {
         target_owner: owner,
         unseen: None,
         complete: false,
+        unless_complete: Ok(false),
     }
 }
 
@@ -401,6 +402,38 @@ fn an_abort_after_completion_removes_the_result() {
             },
         ]
     );
+}
+
+#[test]
+fn a_waiter_giving_up_keeps_a_result_that_came_first() {
+    let mut l = life();
+    let mut a = abort(1, BOB, None);
+    a.complete = true;
+    a.unless_complete = Ok(true);
+    let fx = l.abort_filed(a, at(0));
+    assert_eq!(
+        fx,
+        vec![Effect::Remove {
+            state: State::Aborting,
+            id: id(1)
+        }]
+    );
+    // Still queued, it is aborted as any.
+    arrive(&mut l, 2);
+    let mut a = abort(2, ALICE, Some(ALICE));
+    a.unless_complete = Ok(true);
+    l.abort_filed(a, at(0));
+    assert_eq!(l.pending_len(), 0);
+}
+
+#[test]
+fn an_abort_marker_with_content_it_does_not_understand_aborts_nothing() {
+    let mut l = life();
+    arrive(&mut l, 1);
+    let mut a = abort(1, ALICE, Some(ALICE));
+    a.unless_complete = Err("not a valid abort marker".into());
+    assert!(set_aside(&l.abort_filed(a, at(0))));
+    assert_eq!(l.pending_len(), 1);
 }
 
 #[test]
