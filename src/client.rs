@@ -488,37 +488,60 @@ pub struct Entry {
     pub id: RequestId,
     /// Where it is.
     pub state: &'static str,
-    /// Its command, if the file could be read.
+    /// Its submitter (its file's owner).
+    pub owner: Option<u32>,
+    /// Its command, if the caller may read its file.
     pub argv: Option<Vec<String>>,
-    /// Its result status, when complete.
+    /// Its result status, when complete (and readable).
     pub status: Option<&'static str>,
     /// Its exit code, when complete and exited.
     pub exit_code: Option<i32>,
+    /// When it was submitted (its id's time), µs since the epoch.
+    pub submitted_at_us: u64,
+    /// When its job started, if it did.
+    pub started_at_us: Option<u64>,
+    /// When it finished, if it did.
+    pub finished_at_us: Option<u64>,
 }
 
-/// Every request in the given states, in state then id order.
+/// Every request in the given states, in submission (id) order: the newest
+/// last. What the caller may not read (another user's request or result on
+/// a shared spool) is listed by id, owner, state and times only.
 pub fn list(spool: &Spool, states: &[State]) -> Result<Vec<Entry>> {
     let mut out = Vec::new();
     for &state in states {
         for id in spool.ids(state)? {
+            let published = spool.published(state, id);
             let mut entry = Entry {
                 id,
                 state: state.name(),
+                owner: published.map(|(uid, _)| uid),
                 argv: None,
                 status: None,
                 exit_code: None,
+                submitted_at_us: id.micros(),
+                // A request is renamed into `3-running/` as its job starts.
+                started_at_us: (state == State::Running)
+                    .then(|| published.map(|(_, at)| at))
+                    .flatten(),
+                finished_at_us: None,
             };
             if state == State::Complete {
                 if let Ok(r) = spool.read_result(id) {
+                    entry.owner = r.submitter().or(entry.owner);
                     entry.argv = r.request.map(|q| q.argv);
                     entry.status = Some(r.status.name());
                     entry.exit_code = r.exit_code;
+                    entry.started_at_us = r.started_at_us;
+                    entry.finished_at_us = Some(r.finished_at_us);
                 }
             } else if let Ok(q) = spool.read_request(state, id) {
+                entry.submitted_at_us = q.submitted_at_us;
                 entry.argv = Some(q.argv);
             }
             out.push(entry);
         }
     }
+    out.sort_by_key(|e| e.id);
     Ok(out)
 }

@@ -297,6 +297,7 @@ impl Spool {
     }
 }
 
+mod ended;
 mod files;
 mod publish;
 mod read;
@@ -305,6 +306,7 @@ mod tests;
 mod trust;
 
 pub use files::open_output;
+pub use publish::UNLESS_COMPLETE;
 pub use trust::Trust;
 
 /// Client files in `tmp/` older than this are abandoned writes.

@@ -255,7 +255,11 @@ fn abort_while_requested_means_it_never_runs() {
     assert!(!env.path("ran.target").exists(), "aborted job ran");
     assert_eq!(env.names("4-complete"), [sentinel]);
     let o = env.cmd().args(["wait", &target]).expect_code(125);
-    assert!(o.err().contains("not in the spool"), "{}", o.describe());
+    // The spool remembers how it went.
+    let told = format!("{target} was aborted at ");
+    assert!(o.err().contains(&told), "{}", o.describe());
+    // Taken in first, then aborted as pending (spool-layout §5).
+    assert!(o.err().contains("(it was pending)"), "{}", o.describe());
 }
 
 #[test]
@@ -277,7 +281,11 @@ fn abort_while_pending_means_it_never_runs() {
     // A client still waiting sees it vanish.
     let o = waiter.finish();
     assert_eq!(o.code(), 125, "{}", o.describe());
-    assert!(o.err().contains("not in the spool"), "{}", o.describe());
+    let me = rustix::process::geteuid().as_raw();
+    let told = format!("{target} was aborted at ");
+    assert!(o.err().contains(&told), "{}", o.describe());
+    let by = format!("by uid {me} (it was pending)");
+    assert!(o.err().contains(&by), "{}", o.describe());
     wait_until("the abort marker to go", || {
         env.names("5-aborting").is_empty()
     });
@@ -1089,7 +1097,14 @@ fn status_list_and_show_report_the_queue() {
         .lines()
         .map(|l| l.split_whitespace().next().unwrap_or("").to_string())
         .collect();
-    assert_eq!(ids, [b.as_str(), c.as_str()], "{}", listed.out());
+    // Short ids, each a prefix of its id, in submission order.
+    assert_eq!(ids.len(), 2, "{}", listed.out());
+    assert!(
+        b.starts_with(&ids[0]) && c.starts_with(&ids[1]),
+        "{}",
+        listed.out()
+    );
+    assert!(ids[0].len() < b.len(), "{}", listed.out());
     let listed = env
         .cmd()
         .args(["list", "--json", "--state", "running"])

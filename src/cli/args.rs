@@ -341,7 +341,7 @@ pub struct WaitArgs {
     /// Print the result document instead of replaying the output
     #[arg(long)]
     pub json: bool,
-    /// The request id
+    /// The request: its id, a unique prefix of it, or `last` (your newest)
     pub id: String,
 }
 
@@ -361,7 +361,7 @@ pub struct RunArgs {
 #[derive(Debug, Args)]
 #[command(about = about::ABORT)]
 pub struct AbortArgs {
-    /// Request ids
+    /// The requests: ids, unique prefixes, or `last` (your newest)
     #[arg(required = true)]
     pub ids: Vec<String>,
 }
@@ -379,10 +379,25 @@ pub struct StatusArgs {
 #[derive(Debug, Args)]
 #[command(about = about::LIST)]
 pub struct ListArgs {
-    /// Only this state (requested, pending, running, complete)
+    /// Only these states, comma-separated: requested, pending, running,
+    /// complete
     #[arg(long, value_name = "STATE")]
     pub state: Option<String>,
-    /// Print JSON
+    /// Only complete requests that ended so: succeeded, failed, signaled,
+    /// timed_out, interrupted, rejected, exec_failed, setup_failed, expired,
+    /// oom
+    #[arg(long, value_name = "STATUS")]
+    pub status: Option<String>,
+    /// Only this user's requests (a name or a uid)
+    #[arg(long, value_name = "USER")]
+    pub user: Option<String>,
+    /// Only requests submitted within this long (e.g. 10m, 2h, 1d)
+    #[arg(long, value_name = "DURATION")]
+    pub since: Option<String>,
+    /// Only the last N (the newest)
+    #[arg(long, value_name = "N")]
+    pub limit: Option<usize>,
+    /// Print JSON (times in RFC 3339)
     #[arg(long)]
     pub json: bool,
 }
@@ -395,7 +410,7 @@ pub struct FollowArgs {
     /// default that exits 74)
     #[arg(long)]
     pub accept_truncation: bool,
-    /// The request id
+    /// The request: its id, a unique prefix of it, or `last` (your newest)
     pub id: String,
 }
 
@@ -406,7 +421,7 @@ pub struct ShowArgs {
     /// Print JSON
     #[arg(long)]
     pub json: bool,
-    /// The request id
+    /// The request: its id, a unique prefix of it, or `last` (your newest)
     pub id: String,
 }
 

@@ -13,12 +13,15 @@ macro_rules! outln {
 pub mod args;
 mod control;
 mod duration;
+mod ids;
+mod list;
 mod notice;
 mod queued;
 mod show;
 mod signals;
 mod spool_dir;
 mod wait;
+mod when;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -26,7 +29,6 @@ use std::time::Duration;
 
 use crate::client::{self, JobIo, JobSpec};
 use crate::error::{Error, Result};
-use crate::id::RequestId;
 use crate::meter::MeterConfig;
 use crate::sandbox::policy::{Policy, Profile, SandboxRequest};
 use crate::sandbox::Sandbox;
@@ -71,7 +73,7 @@ pub fn run(cli: Cli) -> Result<u8> {
             Ok(0)
         }
         Command::Wait(a) => {
-            let id = parse_id(&a.id)?;
+            let id = ids::resolve(&spool, &a.id)?;
             wait::wait(&spool, id, &waiting(a.wait, a.json)?)
         }
         Command::Run(a) => {
@@ -79,18 +81,20 @@ pub fn run(cli: Cli) -> Result<u8> {
             let spec = job_spec(a.job)?;
             wait::run(&spool, &spec, &how)
         }
-        Command::Follow(a) => wait::follow(&spool, parse_id(&a.id)?, a.accept_truncation),
+        Command::Follow(a) => {
+            wait::follow(&spool, ids::resolve(&spool, &a.id)?, a.accept_truncation)
+        }
         Command::Abort(a) => {
             let ids = a
                 .ids
                 .iter()
-                .map(|s| parse_id(s))
+                .map(|s| ids::resolve(&spool, s))
                 .collect::<Result<Vec<_>>>()?;
             control::abort(&spool, &ids)
         }
         Command::Status(a) => show::status(&spool, a.json),
-        Command::List(a) => show::list(&spool, a.state.as_deref(), a.json),
-        Command::Show(a) => show::show(&spool, parse_id(&a.id)?, a.json),
+        Command::List(a) => list::list(&spool, &a),
+        Command::Show(a) => show::show(&spool, ids::resolve(&spool, &a.id)?, a.json),
         Command::Drain(a) => control::drain(&spool, a.wait),
         Command::Resume => control::resume(&spool),
         Command::SandboxCheck(a) => sandbox_check(&spool, a),
@@ -198,10 +202,6 @@ fn spool_dir(given: Option<PathBuf>) -> Result<PathBuf> {
 
 fn absolute(p: &Path) -> Result<PathBuf> {
     std::path::absolute(p).map_err(|e| Error::Usage(format!("{}: {e}", p.display())))
-}
-
-fn parse_id(s: &str) -> Result<RequestId> {
-    s.trim().parse().map_err(Error::Usage)
 }
 
 /// The job's streams: with `--stdin`, ours, spooled when submitted.

@@ -3,10 +3,11 @@
 
 use serde_json::json;
 
-use crate::client;
+use super::when;
 use crate::error::{Error, Result};
 use crate::id::RequestId;
 use crate::lock::server_pid;
+use crate::protocol::ended::Ending;
 use crate::protocol::status::ServerStatus;
 use crate::spool::{Spool, State};
 
@@ -65,57 +66,28 @@ pub fn status(spool: &Spool, as_json: bool) -> Result<u8> {
     Ok(if pid.is_some() { 0 } else { 3 })
 }
 
-/// `spoolq list`.
-pub fn list(spool: &Spool, state: Option<&str>, as_json: bool) -> Result<u8> {
-    let states = match state {
-        None => vec![
-            State::Requested,
-            State::Pending,
-            State::Running,
-            State::Complete,
-        ],
-        Some(s) => vec![State::parse(s).ok_or_else(|| {
-            Error::Usage(format!(
-                "unknown state {s:?}: use requested, pending, running, complete or aborting"
-            ))
-        })?],
-    };
-    if !spool.exists() {
-        return Err(Error::Usage(format!(
-            "{} is not a spool",
-            spool.root().display()
-        )));
-    }
-    let entries = client::list(spool, &states)?;
-    if as_json {
-        outln!(
-            "{}",
-            serde_json::to_string_pretty(&entries).expect("serializes")
-        );
-        return Ok(0);
-    }
-    let mut out = String::new();
-    for e in entries {
-        let status = match (e.status, e.exit_code) {
-            (Some(s), Some(c)) => format!("{s}({c})"),
-            (Some(s), None) => s.to_string(),
-            (None, _) => String::new(),
-        };
-        let cmd = e
-            .argv
-            .map(|a| shell_words(&a))
-            .unwrap_or_else(|| "?".into());
-        out.push_str(&format!("{}  {:<9} {:<14} {cmd}\n", e.id, e.state, status));
-    }
-    super::emit(&out)?;
-    Ok(0)
-}
-
 /// `spoolq show ID`: exit 1 if the request is not in the spool.
 pub fn show(spool: &Spool, id: RequestId, as_json: bool) -> Result<u8> {
     let Some(state) = spool.locate(id) else {
-        eprintln!("spoolq: no request {id} in {}", spool.root().display());
-        return Ok(1);
+        let records = spool.ended(id);
+        if as_json && !records.is_empty() {
+            let doc = json!({ "id": id, "state": null, "ended": records });
+            outln!(
+                "{}",
+                serde_json::to_string_pretty(&doc).expect("serializes")
+            );
+            return Ok(0);
+        }
+        match what_became_of(spool, id) {
+            Some(text) => {
+                outln!("{text}");
+                return Ok(0);
+            }
+            None => {
+                eprintln!("spoolq: no request {id} in {}", spool.root().display());
+                return Ok(1);
+            }
+        }
     };
     let (request, result) = if state == State::Complete {
         let r = spool.read_result(id)?;
@@ -176,8 +148,26 @@ pub fn show(spool: &Spool, id: RequestId, as_json: bool) -> Result<u8> {
     Ok(0)
 }
 
+/// What `ended.log` says became of `id`, in words (its last record), or
+/// `None` if it says nothing.
+pub(super) fn what_became_of(spool: &Spool, id: RequestId) -> Option<String> {
+    let r = spool.ended(id).pop()?;
+    let at = when::rfc3339(r.at_us);
+    let by = r.by.map(|u| format!(" by uid {u}")).unwrap_or_default();
+    let was = r.was.map(|w| format!(" (it was {w})")).unwrap_or_default();
+    Some(match r.ended {
+        Ending::Aborted => format!("{id} was aborted at {at}{by}{was}"),
+        Ending::Collected => format!("{id} ended and its result was collected at {at}"),
+        Ending::Rejected => format!("{id} was rejected at {at}; its result is gone"),
+        Ending::Expired => format!("{id} expired in the queue at {at}; its result is gone"),
+        Ending::Removed => {
+            format!("{id} ended; its uncollected result was removed at {at} (--keep-results)")
+        }
+    })
+}
+
 /// Quote arguments for display the way a shell would need them.
-fn shell_words(argv: &[String]) -> String {
+pub(super) fn shell_words(argv: &[String]) -> String {
     argv.iter()
         .map(|a| {
             if !a.is_empty()

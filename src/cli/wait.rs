@@ -132,9 +132,14 @@ fn finish(spool: &Spool, waiter: &Waiter, id: RequestId, how: &Waiting, role: Ro
             Ok(EXIT_TIMEOUT)
         }
         WaitOutcome::Gone => {
-            eprintln!(
-                "spoolq: {id} is not in the spool: it was aborted or its result was collected"
-            );
+            match super::show::what_became_of(spool, id) {
+                Some(text) => eprintln!("spoolq: {text}"),
+                None => eprintln!(
+                    "spoolq: no request {id} in {} (never submitted, or it ended more than \
+                     a week ago)",
+                    spool.root().display()
+                ),
+            }
             Ok(EXIT_FAILURE)
         }
         WaitOutcome::Interrupted => {

@@ -343,9 +343,29 @@ mod layout_doc {
     }
 
     #[test]
+    fn abort_marker_example_parses() {
+        let found = examples("abort");
+        assert_eq!(found.len(), 1);
+        let m: AbortMarker = serde_json::from_str(found[0]).expect("marker example parses");
+        assert!(m.unless_complete);
+        let sent: AbortMarker = serde_json::from_slice(crate::spool::UNLESS_COMPLETE).unwrap();
+        assert_eq!(m, sent, "the client writes what the spec shows");
+    }
+
+    #[test]
+    fn ended_example_parses() {
+        use crate::protocol::ended::{EndRecord, Ending, ENDED_VERSION};
+        let found = examples("ended");
+        assert_eq!(found.len(), 1);
+        let r: EndRecord = serde_json::from_str(found[0]).expect("record example parses");
+        assert_eq!((r.version, r.ended), (ENDED_VERSION, Ending::Aborted));
+        assert_eq!(r.was.as_deref(), Some("running"));
+    }
+
+    #[test]
     fn every_json_block_is_checked() {
         let total = SPEC.matches("```json").count();
-        let typed = ["request", "result", "status"]
+        let typed = ["request", "result", "status", "abort", "ended"]
             .iter()
             .map(|k| examples(k).len())
             .sum::<usize>();

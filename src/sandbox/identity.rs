@@ -39,7 +39,7 @@ pub fn supplementary_groups(uid: u32, gid: u32) -> Vec<u32> {
 }
 
 /// The login name of `uid`, from the user database.
-fn user_name(uid: u32) -> Option<std::ffi::CString> {
+pub fn user_name(uid: u32) -> Option<std::ffi::CString> {
     let mut buf: Vec<libc::c_char> = vec![0; 1024];
     loop {
         // SAFETY: passwd is plain data; getpwuid_r fills it with pointers
@@ -60,9 +60,42 @@ fn user_name(uid: u32) -> Option<std::ffi::CString> {
     }
 }
 
+/// The uid of the user called `name`, from the user database.
+pub fn uid_named(name: &str) -> Option<u32> {
+    let name = std::ffi::CString::new(name).ok()?;
+    let mut buf: Vec<libc::c_char> = vec![0; 1024];
+    loop {
+        // SAFETY: as in `user_name`: `pwd` points into `buf`, which
+        // outlives it; `name` is NUL-terminated.
+        let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
+        let mut found: *mut libc::passwd = std::ptr::null_mut();
+        let rc = unsafe {
+            libc::getpwnam_r(
+                name.as_ptr(),
+                &mut pwd,
+                buf.as_mut_ptr(),
+                buf.len(),
+                &mut found,
+            )
+        };
+        if rc == libc::ERANGE && buf.len() < 1 << 20 {
+            buf.resize(buf.len() * 2, 0);
+            continue;
+        }
+        return (rc == 0 && !found.is_null()).then_some(pwd.pw_uid);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn root_is_found_by_name_and_uid() {
+        assert_eq!(uid_named("root"), Some(0));
+        assert_eq!(user_name(0).unwrap().to_str(), Ok("root"));
+        assert_eq!(uid_named("no such user, surely"), None);
+    }
 
     #[test]
     fn root_is_in_its_own_group() {

@@ -11,7 +11,7 @@ pub mod cgroup;
 mod check;
 mod child;
 pub mod filter;
-mod identity;
+pub(crate) mod identity;
 pub mod policy;
 pub mod step;
 

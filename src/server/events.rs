@@ -1,16 +1,18 @@
-//! The server's one event channel. inotify events on the two directories
-//! clients write to, Unix signals, and (through the loop's receive timeout)
+//! The server's one event channel. inotify events on the directories
+//! clients write to (`1-requested/`, `5-aborting/`, `control/`, and the
+//! unlinks of collected results in `4-complete/`), Unix signals, and (through the loop's receive timeout)
 //! timers all arrive as [`Event`]s on a single `mpsc` channel that the server
 //! loop blocks on; between events the server sleeps.
 
 use std::sync::mpsc::{self, Receiver, Sender};
 
-use notify::event::{EventKind, ModifyKind, RenameMode};
+use notify::event::{EventKind, ModifyKind, RemoveKind, RenameMode};
 use notify::{RecommendedWatcher, RecursiveMode, Watcher};
 use signal_hook::consts::{SIGCHLD, SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
 use crate::error::{Error, IoContext, Result};
+use crate::id::RequestId;
 use crate::spool::{Spool, State};
 
 /// Something the server must react to.
@@ -20,6 +22,9 @@ pub enum Event {
     Changed(State),
     /// Something changed in `control/` (drain requested or withdrawn).
     Control,
+    /// `4-complete/ID` was unlinked (a client collected it, or the server
+    /// removed it).
+    Unlinked(RequestId),
     /// The watcher may have missed events: look at everything.
     Rescan,
     /// A child exited (SIGCHLD).
@@ -50,12 +55,26 @@ pub fn start(spool: &Spool) -> Result<(Sources, Receiver<Event>)> {
     let requested = spool.state_dir(State::Requested);
     let aborting = spool.state_dir(State::Aborting);
     let control = spool.control_dir();
+    let complete = spool.state_dir(State::Complete);
     let (req_dir, abort_dir, ctl_dir) = (requested.clone(), aborting.clone(), control.clone());
+    let done_dir = complete.clone();
     let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
         let event = match res {
             Ok(ev) if ev.need_rescan() => Event::Rescan,
             Ok(ev) if ev.paths.first().and_then(|p| p.parent()) == Some(ctl_dir.as_path()) => {
                 Event::Control
+            }
+            Ok(ev) if ev.paths.first().and_then(|p| p.parent()) == Some(done_dir.as_path()) => {
+                // Only unlinks matter here: a collection.
+                let id = ev.paths[0]
+                    .file_name()
+                    .and_then(|n| n.to_str()?.parse().ok());
+                match (ev.kind, id) {
+                    (EventKind::Remove(RemoveKind::File | RemoveKind::Any), Some(id)) => {
+                        Event::Unlinked(id)
+                    }
+                    _ => return,
+                }
             }
             Ok(ev) if !is_arrival(&ev.kind) => return,
             Ok(ev) => match ev.paths.first().and_then(|p| p.parent()) {
@@ -71,7 +90,7 @@ pub fn start(spool: &Spool) -> Result<(Sources, Receiver<Event>)> {
         path: requested.clone(),
         cause,
     })?;
-    for dir in [&requested, &aborting, &control] {
+    for dir in [&requested, &aborting, &control, &complete] {
         watcher
             .watch(dir, RecursiveMode::NonRecursive)
             .map_err(|cause| Error::Watch {

@@ -4,6 +4,7 @@
 //! back, in order, in one flat match ([`Server::apply`]). The rules live in
 //! the lifecycle; this module does the I/O and nothing else.
 
+mod ended;
 mod events;
 pub mod lifecycle;
 mod recovery;
@@ -21,7 +22,8 @@ use crate::executor::{Executor, Outcome};
 use crate::id::{now_micros, RequestId};
 use crate::lock::ServerLock;
 use crate::meter::{Meter, MeterConfig, SystemLoad};
-use crate::protocol::request::{Captured, JobResult, Request, RESULT_VERSION};
+use crate::protocol::ended::Ending;
+use crate::protocol::request::{Captured, JobResult, Request, Status, RESULT_VERSION};
 use crate::protocol::status::{HeadWaiting, ServerStatus, STATUS_VERSION};
 use crate::sandbox::policy::Policy;
 use crate::sandbox::Sandbox;
@@ -30,6 +32,9 @@ use crate::spool::{Spool, State, Submission};
 use crate::tasks::LocalTasks;
 use events::Event;
 use lifecycle::{AbortFiled, Arrival, Clock, Dispose, Effect, Fault, Found, Lifecycle, Terms};
+
+/// How long `ended.log` keeps its records, at least (spool-layout §7.6).
+pub const RECORDS_KEPT: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// How the server runs, validated from the command line.
 #[derive(Debug, Clone)]
@@ -116,6 +121,8 @@ struct Server<'a, E: Executor> {
     claimed: HashMap<RequestId, Submission>,
     /// Finished requests' files kept to be rewritten as results.
     spares: Spares,
+    /// The records of requests that ended without a result to show.
+    memory: ended::Memory,
 }
 
 impl<'a, E: Executor> Server<'a, E> {
@@ -133,6 +140,7 @@ impl<'a, E: Executor> Server<'a, E> {
             last_publish: None,
             claimed: HashMap::new(),
             spares: Spares::new(&spool.run_dir()),
+            memory: ended::Memory::new(RECORDS_KEPT),
             dirty: Dirty {
                 requested: true,
                 aborting: true,
@@ -183,6 +191,7 @@ impl<'a, E: Executor> Server<'a, E> {
                 self.dirty.control = true;
             }
             Event::Control => self.dirty.control = true,
+            Event::Unlinked(id) => self.memory.unlinked(self.spool, id),
             Event::ChildExited => {}
             Event::Stop => self.life.stop(clock()),
         }
@@ -190,7 +199,7 @@ impl<'a, E: Executor> Server<'a, E> {
 
     fn next_deadline(&self) -> Instant {
         let now = clock();
-        let mut next = self.next_rescan;
+        let mut next = self.next_rescan.min(self.memory.next_wake());
         for d in [self.exec.next_deadline(), self.life.next_wake(now)]
             .into_iter()
             .flatten()
@@ -214,6 +223,7 @@ impl<'a, E: Executor> Server<'a, E> {
             self.dirty.requested = true;
             self.dirty.aborting = true;
         }
+        self.memory.tick(self.spool, now);
         if now >= self.next_tmp_sweep {
             self.next_tmp_sweep = now + TMP_SWEEP_EVERY;
             if let Err(e) = self.spool.clean_stale_tmp() {
@@ -302,6 +312,9 @@ impl<'a, E: Executor> Server<'a, E> {
                 matches!(state, State::Requested | State::Pending) && !self.life.knows(*id)
             });
             let marker = self.spool.entry(State::Aborting, &name);
+            if let Some((id, _)) = located {
+                self.memory.abort_filed(id, marker.map(|e| e.owner));
+            }
             let filed = AbortFiled {
                 id,
                 filer: marker.map(|e| e.owner),
@@ -387,6 +400,14 @@ impl<'a, E: Executor> Server<'a, E> {
                 spool
                     .write_result_into(&result, self.spares.take())
                     .map_err(io)?;
+                let ending = match result.status {
+                    Status::Rejected => Some(Ending::Rejected),
+                    Status::Expired => Some(Ending::Expired),
+                    _ => None,
+                };
+                if let Some(ending) = ending {
+                    self.memory.ended(spool, *id, ending, result.submitter());
+                }
             }
             Effect::Dispose { id, how } => match how {
                 Dispose::Retire => {
@@ -406,10 +427,24 @@ impl<'a, E: Executor> Server<'a, E> {
                 let file = name.to_string_lossy();
                 warn!(%file, moved_to = %to.display(), "{why}; set aside");
             }
+            Effect::Remove {
+                state: State::Complete,
+                id,
+            } => {
+                // Only an abort removes a result (spool-layout §5).
+                let owner = spool.entry(State::Complete, OsStr::new(id.as_str()));
+                self.memory.removing(*id);
+                spool
+                    .remove(&spool.path(State::Complete, *id))
+                    .map_err(io)?;
+                let uid = owner.map(|e| e.owner);
+                self.memory.aborted(spool, *id, State::Complete, uid);
+            }
             Effect::Remove { state, id } => spool.remove(&spool.path(*state, *id)).map_err(io)?,
             Effect::RemoveOutput { id } => spool.remove_output(*id).map_err(io)?,
             Effect::Forget { id } => self.exec.forget(*id),
             Effect::Discard { id, from } => {
+                let uid = spool.submitter(*id);
                 spool.remove_output(*id).map_err(io)?;
                 if *from == State::Running {
                     self.exec.forget(*id);
@@ -418,6 +453,7 @@ impl<'a, E: Executor> Server<'a, E> {
                 spool
                     .remove(&spool.path(State::Aborting, *id))
                     .map_err(io)?;
+                self.memory.aborted(spool, *id, *from, uid);
             }
         }
         Ok(())

@@ -212,9 +212,14 @@ impl Spool {
                 reason: format!("version {} is not supported", result.version),
             });
         }
-        if !operator && submitter.is_none() && result.submitter() != Some(owner) {
-            // Its request is gone: the document must name its owner.
-            return Err(Error::Untrusted { path, owner });
+        if !operator && submitter.is_none() && owner != trust.me {
+            // Its request is gone: the document must name its owner, and
+            // the id must not be one whose result went already.
+            use crate::protocol::ended::Ending;
+            let went = |e| matches!(e, Ending::Aborted | Ending::Collected | Ending::Removed);
+            if result.submitter() != Some(owner) || self.ended(id).iter().any(|r| went(r.ended)) {
+                return Err(Error::Untrusted { path, owner });
+            }
         }
         Ok(result)
     }

@@ -880,9 +880,15 @@ fn an_abort_filed_by_another_user_is_set_aside() {
     let id = env.submit_sh(&format!("{}; echo finished", held("victim")));
     env.wait_started("victim");
     // The client refuses what the server would refuse, and files nothing.
-    let refused = env.cmd().user(uid, gid).args(["abort", &id]).expect_code(77);
+    let refused = env
+        .cmd()
+        .user(uid, gid)
+        .args(["abort", &id])
+        .expect_code(77);
     assert!(
-        refused.err().contains("only its submitter, root or the server's user"),
+        refused
+            .err()
+            .contains("only its submitter, root or the server's user"),
         "{}",
         refused.describe()
     );
