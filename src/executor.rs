@@ -37,6 +37,9 @@ pub struct Outcome {
     pub reason: Option<String>,
     /// Start time (µs since epoch), if it started.
     pub started_at_us: Option<u64>,
+    /// When it ended, if not now (µs since epoch): for a job found ended
+    /// after a crash, when the dead server was last known alive.
+    pub ended_at_us: Option<u64>,
     /// Why we killed it, if we did.
     pub killed: Option<KillReason>,
     /// The protections it ran under, if it started.
@@ -58,6 +61,7 @@ impl Outcome {
             signal: None,
             reason: Some(reason),
             started_at_us: None,
+            ended_at_us: None,
             killed: None,
             sandbox: None,
             usage: None,

@@ -27,7 +27,10 @@ const DEAD_SERVER_PATIENCE: Duration = Duration::from_secs(5);
 /// Held while the server runs; dropping it releases the lock.
 #[derive(Debug)]
 pub struct ServerLock {
-    _file: File,
+    file: File,
+    /// When the previous server last noted it was alive (the file's mtime
+    /// before this one took it), µs since the epoch.
+    previous_beat_us: Option<u64>,
 }
 
 impl ServerLock {
@@ -73,11 +76,38 @@ impl ServerLock {
             }
             std::thread::sleep(Duration::from_millis(2));
         }
+        let previous_beat_us = file.metadata().ok().and_then(|m| {
+            let us = m.mtime().checked_mul(1_000_000)? + m.mtime_nsec() / 1000;
+            u64::try_from(us).ok()
+        });
         file.set_len(0).at("writing lock file", &path)?;
         file.seek(SeekFrom::Start(0))
             .at("writing lock file", &path)?;
         writeln!(file, "{}", std::process::id()).at("writing lock file", &path)?;
-        Ok(ServerLock { _file: file })
+        Ok(ServerLock {
+            file,
+            previous_beat_us,
+        })
+    }
+
+    /// Note that the server is alive now (the file's mtime).
+    pub fn beat(&self) {
+        let now = rustix::fs::Timestamps {
+            last_access: rustix::fs::Timespec {
+                tv_sec: 0,
+                tv_nsec: rustix::fs::UTIME_OMIT,
+            },
+            last_modification: rustix::fs::Timespec {
+                tv_sec: 0,
+                tv_nsec: rustix::fs::UTIME_NOW,
+            },
+        };
+        let _ = rustix::fs::futimens(&self.file, &now);
+    }
+
+    /// When the server before this one was last known alive.
+    pub fn previous_beat_us(&self) -> Option<u64> {
+        self.previous_beat_us
     }
 }
 

@@ -4,6 +4,7 @@
 
 mod capacity;
 mod codes;
+mod operator;
 mod reliability;
 mod sandbox;
 mod signals;

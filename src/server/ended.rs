@@ -57,13 +57,11 @@ impl Memory {
         append(spool, &r);
     }
 
-    /// The server is about to remove `id`'s result itself (not a collection).
-    pub fn removing(&mut self, id: RequestId) {
-        self.removing.insert(id);
-    }
-
     /// `id` ended as `ended` (rejected, expired, removed), submitted by `uid`.
     pub fn ended(&mut self, spool: &Spool, id: RequestId, ended: Ending, uid: Option<u32>) {
+        if ended == Ending::Removed {
+            self.removing.insert(id);
+        }
         let mut r = EndRecord::new(id, ended, now_micros());
         r.uid = uid;
         append(spool, &r);

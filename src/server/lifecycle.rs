@@ -158,6 +158,11 @@ impl Lifecycle {
         self.pending.len()
     }
 
+    /// Number of running requests.
+    pub fn running_len(&self) -> usize {
+        self.running.len()
+    }
+
     /// Ids of running requests, oldest first.
     pub fn running_ids(&self) -> Vec<RequestId> {
         let mut ids: Vec<RequestId> = self.running.keys().copied().collect();
@@ -659,6 +664,8 @@ impl Lifecycle {
                     let mut outcome =
                         Outcome::not_run(Status::Interrupted, None, reason.to_string());
                     outcome.started_at_us = started_at_us;
+                    // It ran while the dead server did, not until now.
+                    outcome.ended_at_us = l.died_by_us.map(|d| d.max(started_at_us.unwrap_or(0)));
                     warn!(%id, "recorded as interrupted");
                     let outcome = Box::new(outcome);
                     self.finish(id, outcome, Dispose::Retire, true, clock, &mut out);

@@ -33,6 +33,9 @@ use crate::tasks::LocalTasks;
 use events::Event;
 use lifecycle::{AbortFiled, Arrival, Clock, Dispose, Effect, Fault, Found, Lifecycle, Terms};
 
+/// How often a server with jobs running notes that it is alive.
+const HEARTBEAT: Duration = Duration::from_secs(1);
+
 /// How long `ended.log` keeps its records, at least (spool-layout §7.6).
 pub const RECORDS_KEPT: Duration = Duration::from_secs(7 * 24 * 3600);
 
@@ -65,7 +68,7 @@ const PUBLISH_EVERY: Duration = Duration::from_millis(100);
 pub fn serve(spool: &Spool, config: &ServeConfig) -> Result<()> {
     spool.create_layout()?;
     spool.check_ownership()?;
-    let _lock = ServerLock::acquire(spool)?;
+    let lock = ServerLock::acquire(spool)?;
     // Watch before the first scan, so nothing published in between is missed.
     let (_sources, rx) = events::start(spool)?;
     let meter = Meter::new(config.meter.clone(), SystemLoad::new(), Instant::now())?;
@@ -90,6 +93,7 @@ pub fn serve(spool: &Spool, config: &ServeConfig) -> Result<()> {
         info!(mechanism = %name, available, "{detail}");
     }
     let mut server = Server::new(spool, config, meter, tasks);
+    server.heartbeat = Some(lock);
     server.recover()?;
     server.run(&rx);
     server.exec.shut_down();
@@ -123,6 +127,10 @@ struct Server<'a, E: Executor> {
     spares: Spares,
     /// The records of requests that ended without a result to show.
     memory: ended::Memory,
+    /// The lock, whose time says when this server was last known alive
+    /// while jobs run (for the run time of a job a crash interrupts).
+    heartbeat: Option<ServerLock>,
+    last_beat: Option<Instant>,
 }
 
 impl<'a, E: Executor> Server<'a, E> {
@@ -141,6 +149,8 @@ impl<'a, E: Executor> Server<'a, E> {
             claimed: HashMap::new(),
             spares: Spares::new(&spool.run_dir()),
             memory: ended::Memory::new(RECORDS_KEPT),
+            heartbeat: None,
+            last_beat: None,
             dirty: Dirty {
                 requested: true,
                 aborting: true,
@@ -200,6 +210,9 @@ impl<'a, E: Executor> Server<'a, E> {
     fn next_deadline(&self) -> Instant {
         let now = clock();
         let mut next = self.next_rescan.min(self.memory.next_wake());
+        if let Some(beat) = self.next_beat() {
+            next = next.min(beat);
+        }
         for d in [self.exec.next_deadline(), self.life.next_wake(now)]
             .into_iter()
             .flatten()
@@ -214,6 +227,25 @@ impl<'a, E: Executor> Server<'a, E> {
         next
     }
 
+    /// While jobs run, note every [`HEARTBEAT`] that the server is alive
+    /// (the lock's mtime): a job a crash interrupts then ran until at most
+    /// that long after the last beat, not until the next server started.
+    fn beat(&mut self, now: Instant) {
+        if self.next_beat().is_some_and(|t| now >= t) {
+            if let Some(lock) = &self.heartbeat {
+                lock.beat();
+            }
+            self.last_beat = Some(now);
+        }
+    }
+
+    fn next_beat(&self) -> Option<Instant> {
+        if self.life.running_len() == 0 {
+            return None;
+        }
+        Some(self.last_beat.map_or_else(Instant::now, |t| t + HEARTBEAT))
+    }
+
     /// One pass: reap → drain → intake → aborts → time → starts → publish.
     fn wake(&mut self) {
         self.life.tick_counted();
@@ -224,6 +256,7 @@ impl<'a, E: Executor> Server<'a, E> {
             self.dirty.aborting = true;
         }
         self.memory.tick(self.spool, now);
+        self.beat(now);
         if now >= self.next_tmp_sweep {
             self.next_tmp_sweep = now + TMP_SWEEP_EVERY;
             if let Err(e) = self.spool.clean_stale_tmp() {
@@ -433,18 +466,20 @@ impl<'a, E: Executor> Server<'a, E> {
             } => {
                 // Only an abort removes a result (spool-layout §5).
                 let owner = spool.entry(State::Complete, OsStr::new(id.as_str()));
-                self.memory.removing(*id);
+                let uid = owner.map(|e| e.owner);
+                self.memory.aborted(spool, *id, State::Complete, uid);
                 spool
                     .remove(&spool.path(State::Complete, *id))
                     .map_err(io)?;
-                let uid = owner.map(|e| e.owner);
-                self.memory.aborted(spool, *id, State::Complete, uid);
             }
             Effect::Remove { state, id } => spool.remove(&spool.path(*state, *id)).map_err(io)?,
             Effect::RemoveOutput { id } => spool.remove_output(*id).map_err(io)?,
             Effect::Forget { id } => self.exec.forget(*id),
             Effect::Discard { id, from } => {
+                // Recorded first: a waiter that sees the request vanish
+                // finds the record.
                 let uid = spool.submitter(*id);
+                self.memory.aborted(spool, *id, *from, uid);
                 spool.remove_output(*id).map_err(io)?;
                 if *from == State::Running {
                     self.exec.forget(*id);
@@ -453,7 +488,6 @@ impl<'a, E: Executor> Server<'a, E> {
                 spool
                     .remove(&spool.path(State::Aborting, *id))
                     .map_err(io)?;
-                self.memory.aborted(spool, *id, *from, uid);
             }
         }
         Ok(())
@@ -521,7 +555,7 @@ fn parse_name(name: &OsStr) -> Option<RequestId> {
 
 /// Build the result document for `id`, recording captured output if present.
 fn build_result(spool: &Spool, id: RequestId, o: &Outcome, request: Option<Request>) -> JobResult {
-    let finished_at_us = now_micros();
+    let finished_at_us = o.ended_at_us.unwrap_or_else(now_micros);
     let enqueued_at_us = id.micros();
     let captured = |ext: &str, counted: Option<&Counted>| match counted {
         // A job that ran: its capture knows what it kept. A stream it never

@@ -53,6 +53,7 @@ impl<E: Executor> Server<'_, E> {
             out.push(Leftover {
                 has_result: id.is_some_and(|id| self.spool.has_result_of(id, submitter)),
                 demand: Admission::reservation(&self.meter, mem, cpus),
+                died_by_us: self.heartbeat.as_ref().and_then(|l| l.previous_beat_us()),
                 name,
                 id,
                 job,

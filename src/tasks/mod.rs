@@ -416,6 +416,7 @@ fn outcome(job: &Job, status: ExitStatus, usage: Option<Usage>) -> Outcome {
         signal: ending.signal,
         reason,
         started_at_us: Some(job.started_at_us),
+        ended_at_us: None,
         killed: ending.killed,
         sandbox: Some(Box::new(job.sandbox.clone())),
         usage,

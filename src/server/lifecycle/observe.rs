@@ -95,4 +95,7 @@ pub struct Leftover {
     pub has_result: bool,
     /// Its reservation, for a job that still runs.
     pub demand: Demand,
+    /// When the dead server was last known alive (µs since the epoch): a
+    /// job found ended ran until then at the latest.
+    pub died_by_us: Option<u64>,
 }

@@ -654,12 +654,15 @@ fn recovery_records_interrupted_jobs_and_keeps_published_results() {
         },
         has_result,
         demand: Demand { mem: 0, cpus: 1.0 },
+        died_by_us: Some(1_900_000),
     };
     let mut junk = left(9, false);
     junk.id = None;
     let fx = l.recover(vec![left(1, false), left(2, true), junk], at(0));
+    // It ran until the dead server was last known alive, not until now.
     assert!(matches!(&fx[0], Effect::Write { outcome, .. }
-        if outcome.status == Status::Interrupted && outcome.started_at_us == Some(1_500_000)));
+        if outcome.status == Status::Interrupted && outcome.started_at_us == Some(1_500_000)
+            && outcome.ended_at_us == Some(1_900_000)));
     assert!(matches!(fx[1], Effect::Forget { .. }));
     assert!(matches!(fx[2], Effect::SetAside { .. }));
     assert_eq!(
