@@ -81,6 +81,8 @@ pub struct JobSpec {
     /// The umask its files get (`None`: the server's); see
     /// [`JobSpec::current_umask`].
     pub umask: Option<u32>,
+    /// A name for people.
+    pub name: Option<String>,
 }
 
 /// How a job's stdin, stdout and stderr are wired.
@@ -170,6 +172,7 @@ pub fn submit(spool: &Spool, spec: &JobSpec) -> Result<Request> {
         merge_stderr: spec.io.merge_stderr,
         max_output: spec.io.max_output,
         stdin: spec.io.stdin.is_some(),
+        name: spec.name.clone(),
     };
     match &spec.io.stdin {
         None => spool.publish_request(build),
@@ -492,6 +495,8 @@ pub struct Entry {
     pub owner: Option<u32>,
     /// Its command, if the caller may read its file.
     pub argv: Option<Vec<String>>,
+    /// Its name, if it has one (and the caller may read its file).
+    pub name: Option<String>,
     /// Its result status, when complete (and readable).
     pub status: Option<&'static str>,
     /// Its exit code, when complete and exited.
@@ -517,6 +522,7 @@ pub fn list(spool: &Spool, states: &[State]) -> Result<Vec<Entry>> {
                 state: state.name(),
                 owner: published.map(|(uid, _)| uid),
                 argv: None,
+                name: None,
                 status: None,
                 exit_code: None,
                 submitted_at_us: id.micros(),
@@ -529,6 +535,7 @@ pub fn list(spool: &Spool, states: &[State]) -> Result<Vec<Entry>> {
             if state == State::Complete {
                 if let Ok(r) = spool.read_result(id) {
                     entry.owner = r.submitter().or(entry.owner);
+                    entry.name = r.request.as_ref().and_then(|q| q.name.clone());
                     entry.argv = r.request.map(|q| q.argv);
                     entry.status = Some(r.status.name());
                     entry.exit_code = r.exit_code;
@@ -537,6 +544,7 @@ pub fn list(spool: &Spool, states: &[State]) -> Result<Vec<Entry>> {
                 }
             } else if let Ok(q) = spool.read_request(state, id) {
                 entry.submitted_at_us = q.submitted_at_us;
+                entry.name = q.name;
                 entry.argv = Some(q.argv);
             }
             out.push(entry);

@@ -10,6 +10,7 @@ use clap::{Args, Parser, Subcommand};
 
 use super::duration::{duration, nonzero};
 use crate::meter::{parse_cpus, parse_size, parse_start_rate};
+use crate::protocol::request::check_name;
 use crate::sandbox::policy::{Network, Profile};
 
 /// A filesystem-spooled work queue: run commands in strict FIFO order, a
@@ -276,9 +277,18 @@ pub struct JobArgs {
     /// and stderr are the same file or terminal, as with 2>&1)
     #[arg(long)]
     pub merge_output: bool,
+    /// A name for the request, shown by list and show and accepted for its
+    /// id while it is unique among your requests
+    #[arg(long, visible_alias = "label", value_name = "TEXT", value_parser = parse_name)]
+    pub name: Option<String>,
     /// The command and its arguments (no shell: use `sh -c '…'` for one)
     #[arg(required = true, last = true, value_name = "COMMAND")]
     pub command: Vec<String>,
+}
+
+/// `--name`: what a request's name may be (see [`check_name`]).
+fn parse_name(input: &str) -> Result<String, String> {
+    check_name(input).map(|()| input.to_string())
 }
 
 /// The least `--mem` a job may reserve. It becomes the job's memory limit,

@@ -1,6 +1,7 @@
 //! Naming a request on the command line: its whole id, a prefix of it that
-//! only one request in the spool has (like git's abbreviated hashes), or
-//! `last`, the caller's most recent request. What `list` prints as an id is
+//! only one request in the spool has (like git's abbreviated hashes),
+//! `last`, the caller's most recent request, or the name (`submit --name`)
+//! of one of the caller's requests that no other of them has. What `list` prints as an id is
 //! the shortest prefix that is unique there.
 
 use crate::error::{Error, Result};
@@ -35,12 +36,40 @@ pub fn resolve(spool: &Spool, name: &str) -> Result<RequestId> {
             ))
         });
     }
-    if name.is_empty() || !name.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-') {
-        return Err(Error::Usage(format!(
-            "{name:?} is not a request id, an id's prefix or `last`"
-        )));
+    if !name.is_empty() && name.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-') {
+        return pick(&ids, name);
     }
-    pick(&ids, name)
+    let me = rustix::process::geteuid().as_raw();
+    let named: Vec<RequestId> = ids
+        .iter()
+        .copied()
+        .filter(|id| name_of(spool, *id, me).as_deref() == Some(name))
+        .collect();
+    match named.as_slice() {
+        [one] => Ok(*one),
+        [] => Err(Error::Usage(format!(
+            "{name:?} is not a request id, an id's prefix, `last`, or the name of a request of yours"
+        ))),
+        many => Err(Error::Usage(format!(
+            "{} of your requests are named {name:?}: give an id ({})",
+            many.len(),
+            many.iter().map(|i| i.as_str()).collect::<Vec<_>>().join(", ")
+        ))),
+    }
+}
+
+/// The name of `id`, if it is `me`'s request and has one.
+fn name_of(spool: &Spool, id: RequestId, me: u32) -> Option<String> {
+    match spool.locate(id)? {
+        State::Complete => {
+            let r = spool.read_result(id).ok()?;
+            (r.submitter() == Some(me)).then_some(r.request?.name?)
+        }
+        state => {
+            let sub = spool.read_submission(state, id).ok()?;
+            (sub.owner.0 == me).then_some(sub.request.name?)
+        }
+    }
 }
 
 /// The one id of `ids` that starts with `prefix`.

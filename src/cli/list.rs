@@ -71,11 +71,14 @@ pub fn list(spool: &Spool, a: &ListArgs) -> Result<u8> {
             (None, _) => "-".to_string(),
         };
         let ago = |t: Option<u64>| t.map_or("-".to_string(), |t| when::ago(t, now));
-        let cmd = e
+        let mut cmd = e
             .argv
             .as_deref()
             .map(super::show::shell_words)
             .unwrap_or_else(|| "?".into());
+        if let Some(name) = &e.name {
+            cmd = format!("[{name}] {cmd}");
+        }
         let mut line = format!(
             "{:<short$}  {:<8} {:<9} {:<16} {:<9} {:<9} {:<9} {cmd}",
             &e.id.as_str()[..short.min(e.id.as_str().len())],
@@ -167,6 +170,7 @@ fn as_json(e: &Entry) -> serde_json::Value {
         "id": e.id,
         "owner": e.owner,
         "user": e.owner.and_then(user_name).map(|n| n.to_string_lossy().into_owned()),
+        "name": e.name,
         "state": e.state,
         "status": e.status,
         "exit_code": e.exit_code,

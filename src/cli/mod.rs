@@ -271,5 +271,6 @@ fn job_spec(a: JobArgs) -> Result<JobSpec> {
         },
         io: job_io(a.stdin, a.merge_output, a.max_output)?,
         umask: Some(JobSpec::current_umask()),
+        name: a.name,
     })
 }

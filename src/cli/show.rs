@@ -106,6 +106,9 @@ pub fn show(spool: &Spool, id: RequestId, as_json: bool) -> Result<u8> {
     outln!("id:      {id}");
     outln!("state:   {}", state.name());
     if let Some(q) = &request {
+        if let Some(name) = &q.name {
+            outln!("name:    {name}");
+        }
         outln!("command: {}", shell_words(&q.argv));
         outln!("cwd:     {}", q.cwd.display());
     }

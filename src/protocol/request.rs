@@ -78,6 +78,10 @@ pub struct Request {
     /// The job's stdin is the file `input/ID`, published before the request.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub stdin: bool,
+    /// A name for people (`submit --name`): shown by `list`, `show` and in
+    /// the result, and accepted for the id where it is unique.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
 }
 
 impl Request {
@@ -127,8 +131,35 @@ impl Request {
                 return Err(format!("invalid environment variable {k:?}"));
             }
         }
+        if let Some(name) = &self.name {
+            check_name(name)?;
+        }
         Ok(())
     }
+}
+
+/// The longest request name, in bytes.
+pub const MAX_NAME_BYTES: usize = 128;
+
+/// Whether `name` can name a request: 1 to 128 bytes, no control
+/// characters, not `last`, and not only hexadecimal digits and dashes (that
+/// would read as an id's prefix).
+pub fn check_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > MAX_NAME_BYTES {
+        return Err(format!(
+            "a name is 1 to {MAX_NAME_BYTES} bytes, not {}",
+            name.len()
+        ));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(format!("name {name:?} contains a control character"));
+    }
+    if name == "last" || name.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-') {
+        return Err(format!(
+            "name {name:?} would read as `last` or as an id's prefix: add a letter past f"
+        ));
+    }
+    Ok(())
 }
 
 /// How a request ended.

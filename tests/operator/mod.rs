@@ -332,3 +332,50 @@ fn an_interrupted_jobs_run_time_ends_when_its_server_died() {
     );
     assert!(finished + 1_500_000 >= killed_at, "{r}");
 }
+
+#[test]
+fn a_name_is_listed_shown_kept_in_the_result_and_names_its_request() {
+    let env = Env::new();
+    let _server = env.serve(&[]);
+    let o = env
+        .cmd()
+        .args([
+            "submit",
+            "--name",
+            "nightly build",
+            "--",
+            "sh",
+            "-c",
+            "exit 6",
+        ])
+        .expect_code(0);
+    let id = o.out().trim().to_string();
+    let r = env.result(&id);
+    assert_eq!(r["request"]["name"], "nightly build", "{r}");
+    let listed = env.cmd().arg("list").expect_code(0).out();
+    assert!(listed.contains("[nightly build] sh -c"), "{listed}");
+    let shown = env
+        .cmd()
+        .args(["show", "nightly build"])
+        .expect_code(0)
+        .out();
+    assert!(shown.contains(&format!("id:      {id}")), "{shown}");
+    assert!(shown.contains("name:    nightly build"), "{shown}");
+    // Two of the same name: refused, with the ids.
+    env.cmd()
+        .args(["submit", "--label", "nightly build", "--", "true"])
+        .expect_code(0);
+    let o = env.cmd().args(["show", "nightly build"]).expect_code(125);
+    assert!(
+        o.err().contains("2 of your requests are named"),
+        "{}",
+        o.describe()
+    );
+    env.cmd().args(["wait", &id]).expect_code(6);
+    // Names that would read as something else are refused at once.
+    for bad in ["last", "abc123", ""] {
+        env.cmd()
+            .args(["submit", "--name", bad, "--", "true"])
+            .expect_code(125);
+    }
+}
