@@ -27,6 +27,7 @@ pub(crate) fn spec(argv: &[&str]) -> JobSpec {
         sandbox: None,
         io: Default::default(),
         umask: Some(JobSpec::current_umask()),
+        name: None,
     }
 }
 
