@@ -149,20 +149,36 @@ fn current_umask() -> u32 {
     mask.as_raw_mode() & 0o777
 }
 
-/// Enqueue `spec`: durable once this returns.
-pub fn submit(spool: &Spool, spec: &JobSpec) -> Result<Request> {
-    spool.create_layout()?;
-    let uid = rustix::process::getuid().as_raw();
-    let gid = rustix::process::getgid().as_raw();
-    let build = |id| Request {
+/// Enqueue one request per `argvs` item, each `spec` with that command, in
+/// one go ([`Spool::publish_batch`]): all durable once this returns (those
+/// queued before an error too).
+pub fn submit_batch(spool: &Spool, spec: &JobSpec, argvs: Vec<Vec<String>>) -> crate::spool::Batch {
+    if let Err(e) = spool.create_layout() {
+        return crate::spool::Batch {
+            queued: Vec::new(),
+            error: Some(e),
+        };
+    }
+    let mut spec = spec.clone();
+    spec.io.stdin = None;
+    spool.publish_batch(argvs.len(), |i, id| {
+        let mut r = request_of(&spec, id);
+        r.argv = argvs[i].clone();
+        r
+    })
+}
+
+/// The request document `spec` makes under `id`.
+fn request_of(spec: &JobSpec, id: RequestId) -> Request {
+    Request {
         version: REQUEST_VERSION,
         id,
         argv: spec.argv.clone(),
         cwd: spec.cwd.clone(),
         env: spec.env.clone(),
         submitted_at_us: now_micros(),
-        uid,
-        gid,
+        uid: rustix::process::getuid().as_raw(),
+        gid: rustix::process::getgid().as_raw(),
         umask: spec.umask,
         mem: spec.mem,
         cpus: spec.cpus,
@@ -173,7 +189,13 @@ pub fn submit(spool: &Spool, spec: &JobSpec) -> Result<Request> {
         max_output: spec.io.max_output,
         stdin: spec.io.stdin.is_some(),
         name: spec.name.clone(),
-    };
+    }
+}
+
+/// Enqueue `spec`: durable once this returns.
+pub fn submit(spool: &Spool, spec: &JobSpec) -> Result<Request> {
+    spool.create_layout()?;
+    let build = |id| request_of(spec, id);
     match &spec.io.stdin {
         None => spool.publish_request(build),
         Some(file) => {

@@ -297,6 +297,7 @@ impl Spool {
     }
 }
 
+mod batch;
 mod ended;
 mod files;
 mod publish;
@@ -305,6 +306,7 @@ mod read;
 mod tests;
 mod trust;
 
+pub use batch::Batch;
 pub use files::open_output;
 pub use publish::UNLESS_COMPLETE;
 pub use trust::Trust;

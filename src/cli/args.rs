@@ -281,8 +281,9 @@ pub struct JobArgs {
     /// id while it is unique among your requests
     #[arg(long, visible_alias = "label", value_name = "TEXT", value_parser = parse_name)]
     pub name: Option<String>,
-    /// The command and its arguments (no shell: use `sh -c '…'` for one)
-    #[arg(required = true, last = true, value_name = "COMMAND")]
+    /// The command and its arguments (no shell: use `sh -c '…'` for one);
+    /// with `submit --batch`, the command each input item is appended to
+    #[arg(last = true, value_name = "COMMAND")]
     pub command: Vec<String>,
 }
 
@@ -321,8 +322,21 @@ pub struct SubmitArgs {
     #[command(flatten)]
     pub job: JobArgs,
     /// Print the request document instead of the id
-    #[arg(long)]
+    #[arg(long, conflicts_with = "batch")]
     pub json: bool,
+    /// Queue one request per line of the input (stdin, or --from): each
+    /// line appended as one argument to the command after `--`, or, with no
+    /// command, run by `sh -c`; one process and one flush for all, every id
+    /// printed in order
+    #[arg(long)]
+    pub batch: bool,
+    /// With --batch: items are separated by NUL bytes, not newlines (as
+    /// `xargs -0`, for `find -print0`)
+    #[arg(short = '0', long = "null", requires = "batch")]
+    pub null: bool,
+    /// With --batch: read the items from FILE instead of stdin
+    #[arg(long, value_name = "FILE", requires = "batch")]
+    pub from: Option<PathBuf>,
 }
 
 /// Options of waiting, shared by `wait` and `run`.

@@ -11,6 +11,7 @@ macro_rules! outln {
 }
 
 pub mod args;
+mod batch;
 mod control;
 mod duration;
 mod ids;
@@ -58,8 +59,12 @@ pub fn run(cli: Cli) -> Result<u8> {
             server::serve(&spool, &serve_config(a)?)?;
             Ok(0)
         }
-        Command::Submit(a) => {
+        Command::Submit(a) if a.batch => {
             let spec = job_spec(a.job)?;
+            batch::submit(&spool, &spec, a.null, a.from.as_deref())
+        }
+        Command::Submit(a) => {
+            let spec = job_spec(a.job).and_then(|s| needs_command(s, "submit"))?;
             let request = client::submit(&spool, &spec)?;
             notice::if_terminal(&spool);
             if a.json {
@@ -78,7 +83,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         }
         Command::Run(a) => {
             let how = waiting(a.wait, false)?;
-            let spec = job_spec(a.job)?;
+            let spec = job_spec(a.job).and_then(|s| needs_command(s, "run"))?;
             wait::run(&spool, &spec, &how)
         }
         Command::Follow(a) => {
@@ -227,6 +232,16 @@ fn job_io(stdin: bool, merge_stderr: bool, max_output: Option<u64>) -> Result<Jo
 }
 
 /// Validate the job options into what the client submits.
+/// A spec with no command is only for `submit --batch`.
+fn needs_command(spec: JobSpec, sub: &str) -> Result<JobSpec> {
+    if spec.argv.is_empty() {
+        return Err(Error::Usage(format!(
+            "nothing to run: spoolq {sub} [OPTIONS] -- <COMMAND>…"
+        )));
+    }
+    Ok(spec)
+}
+
 fn job_spec(a: JobArgs) -> Result<JobSpec> {
     let cwd = match a.cwd {
         Some(dir) => absolute(&dir)?,

@@ -59,8 +59,7 @@ impl Spool {
                     Err(e) => return Err(e).at("publishing stdin", input),
                 }
             }
-            let mut bytes = serde_json::to_vec_pretty(&request).expect("requests serialize");
-            bytes.push(b'\n');
+            let bytes = super::batch::document(&request);
             let tmp = self
                 .tmp_dir()
                 .join(format!("{}.{}.req", request.id, std::process::id()));
@@ -394,7 +393,7 @@ impl Spool {
 /// of replacing. `renameat2(RENAME_NOREPLACE)` where the file system has it;
 /// elsewhere (some network file systems) `link` + `unlink`, during which the
 /// file briefly has two links.
-fn publish_noreplace(tmp: &Path, dest: &Path) -> io::Result<()> {
+pub(super) fn publish_noreplace(tmp: &Path, dest: &Path) -> io::Result<()> {
     use rustix::fs::{renameat_with, RenameFlags, CWD};
     match renameat_with(CWD, tmp, CWD, dest, RenameFlags::NOREPLACE) {
         Ok(()) => Ok(()),

@@ -379,3 +379,46 @@ fn a_name_is_listed_shown_kept_in_the_result_and_names_its_request() {
             .expect_code(125);
     }
 }
+
+#[test]
+fn a_batch_queues_one_request_per_item_in_order_and_all_of_them_run() {
+    let env = Env::new();
+    // Lines run by `sh -c`, blank lines skipped.
+    let o = env
+        .shell(
+            "sh",
+            "printf 'echo one\\n\\necho \"two  words\"\\nexit 3\\n' | SPOOLQ submit --batch",
+        )
+        .expect_code(0);
+    let ids: Vec<String> = o.out().lines().map(str::to_string).collect();
+    assert_eq!(ids.len(), 3, "{}", o.describe());
+    let mut sorted = ids.clone();
+    sorted.sort();
+    assert_eq!(sorted, ids, "printed in submission order");
+    // NUL-separated items appended to a command, read from a file.
+    let items = env.path("items");
+    fs::write(&items, "it's\0a \"quoted\"\nline\0\u{e9}t\u{e9}\0").unwrap();
+    let o = env
+        .cmd()
+        .args(["submit", "--batch", "-0", "--from"])
+        .arg(&items)
+        .args(["--", "printf", "[%s]"])
+        .expect_code(0);
+    let more: Vec<String> = o.out().lines().map(str::to_string).collect();
+    assert_eq!(more.len(), 3, "{}", o.describe());
+    assert!(env.names("tmp").is_empty(), "no temporary file left");
+    let _server = env.serve(&[]);
+    let out = |id: &str, code| env.cmd().args(["wait", id]).expect_code(code).out();
+    assert_eq!(out(&ids[0], 0), "one\n");
+    assert_eq!(out(&ids[1], 0), "two  words\n");
+    assert_eq!(out(&ids[2], 3), "");
+    assert_eq!(out(&more[0], 0), "[it's]");
+    assert_eq!(out(&more[1], 0), "[a \"quoted\"\nline]");
+    assert_eq!(out(&more[2], 0), "[\u{e9}t\u{e9}]");
+    // What cannot go together is refused before anything is queued.
+    env.shell("sh", "echo x | SPOOLQ submit --batch --stdin")
+        .expect_code(125);
+    env.cmd()
+        .args(["submit", "-0", "--", "true"])
+        .expect_code(125);
+}
