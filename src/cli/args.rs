@@ -48,6 +48,8 @@ mod about {
     pub const STATUS: &str = "Show whether a server runs and what the queue holds";
     pub const LIST: &str = "List requests";
     pub const SHOW: &str = "Show one request and its result";
+    pub const CLEAN: &str =
+        "Remove finished requests' results and output (yours; an operator's: anyone's)";
     pub const FOLLOW: &str =
         "Show a job's output as it is written, waiting for it to start; leaves the result";
     pub const DRAIN: &str = "Tell the server to start nothing new, finish what runs, and exit";
@@ -97,6 +99,9 @@ pub enum Command {
     Drain(DrainArgs),
     /// Withdraw a drain: the server goes back to starting jobs
     Resume,
+    /// `spoolq clean`
+    #[command(about = about::CLEAN)]
+    Clean(CleanArgs),
     /// `spoolq sandbox-check`
     #[command(about = about::SANDBOX_CHECK)]
     SandboxCheck(SandboxArgs),
@@ -424,6 +429,25 @@ pub struct ListArgs {
     /// Print JSON (times in RFC 3339)
     #[arg(long)]
     pub json: bool,
+}
+
+/// `spoolq clean`.
+#[derive(Debug, Args)]
+#[command(about = about::CLEAN)]
+pub struct CleanArgs {
+    /// Only results that finished at least this long ago (e.g. 1h, 7d)
+    #[arg(long, value_name = "DURATION", value_parser = duration)]
+    pub older_than: Option<Duration>,
+    /// Only results that ended so: succeeded, failed, signaled, timed_out,
+    /// interrupted, rejected, exec_failed, setup_failed, expired, oom
+    #[arg(long, value_name = "STATUS")]
+    pub status: Option<String>,
+    /// Only this user's (a name or a uid; another user's needs an operator)
+    #[arg(long, value_name = "USER")]
+    pub user: Option<String>,
+    /// Say what would be removed, remove nothing
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 /// `spoolq follow`.

@@ -1,4 +1,5 @@
-//! `spoolq list`: the spool's requests as people read them — the newest
+//! `spoolq list` and `spoolq clean` (the results a `list`-like filter
+//! selects, removed): the spool's requests as people read them — the newest
 //! last (so `| tail` shows the latest), one line each with a short id, the
 //! owner, where it is, how it ended, when, and its command cut to the
 //! terminal's width — with filters, or as JSON with RFC 3339 times.
@@ -8,7 +9,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use super::args::ListArgs;
+use super::args::{CleanArgs, ListArgs};
 use super::{duration, ids, when};
 use crate::client::{self, Entry};
 use crate::error::{Error, Result};
@@ -101,6 +102,71 @@ pub fn list(spool: &Spool, a: &ListArgs) -> Result<u8> {
     Ok(0)
 }
 
+/// `spoolq clean`: collect, without showing them, the results the filters
+/// select among those the caller may handle (its own; an operator's: all).
+/// Removing is what a client's collection does: the server records each as
+/// collected.
+pub fn clean(spool: &Spool, a: &CleanArgs) -> Result<u8> {
+    if !spool.exists() {
+        return Err(Error::Usage(format!(
+            "{} is not a spool",
+            spool.root().display()
+        )));
+    }
+    let trust = spool.trust();
+    let status = a.status.as_deref().map(status_named).transpose()?;
+    let user = a.user.as_deref().map(user_named).transpose()?;
+    if let Some(u) = user.filter(|u| !trust.may_handle(*u)) {
+        return Err(Error::Usage(format!(
+            "only root or the server's user may clean uid {u}'s results"
+        )));
+    }
+    let cutoff = a
+        .older_than
+        .map(|d| now_micros().saturating_sub(d.as_micros() as u64));
+    let mut removed = 0;
+    for e in client::list(spool, &[State::Complete])? {
+        let (Some(owner), Some(finished)) = (e.owner, e.finished_at_us) else {
+            // Not believed or not readable: not ours to judge.
+            continue;
+        };
+        let chosen = trust.may_handle(owner)
+            && user.is_none_or(|u| u == owner)
+            && status.is_none_or(|s| e.status == Some(s))
+            && cutoff.is_none_or(|c| finished <= c);
+        if !chosen {
+            continue;
+        }
+        if a.dry_run {
+            outln!("would remove {} ({})", e.id, e.status.unwrap_or("?"));
+        } else {
+            client::collect(spool, e.id)?;
+        }
+        removed += 1;
+    }
+    let verb = if a.dry_run { "would remove" } else { "removed" };
+    eprintln!("spoolq: {verb} {removed} result(s)");
+    Ok(0)
+}
+
+fn status_named(s: &str) -> Result<&'static str> {
+    Status::ALL
+        .iter()
+        .map(|st| st.name())
+        .find(|n| *n == s)
+        .ok_or_else(|| {
+            let names: Vec<&str> = Status::ALL.iter().map(|st| st.name()).collect();
+            Error::Usage(format!("unknown status {s:?}: use {}", names.join(", ")))
+        })
+}
+
+fn user_named(u: &str) -> Result<u32> {
+    u.parse::<u32>()
+        .ok()
+        .or_else(|| uid_named(u))
+        .ok_or_else(|| Error::Usage(format!("--user {u:?}: no such user")))
+}
+
 fn filter(a: &ListArgs) -> Result<Filter> {
     let mut states = Vec::new();
     for s in a.state.iter().flat_map(|s| s.split(',')) {
@@ -113,19 +179,7 @@ fn filter(a: &ListArgs) -> Result<Filter> {
             })?;
         states.push(state);
     }
-    let status = match &a.status {
-        None => None,
-        Some(s) => Some(
-            Status::ALL
-                .iter()
-                .map(|st| st.name())
-                .find(|n| n == s)
-                .ok_or_else(|| {
-                    let names: Vec<&str> = Status::ALL.iter().map(|st| st.name()).collect();
-                    Error::Usage(format!("unknown status {s:?}: use {}", names.join(", ")))
-                })?,
-        ),
-    };
+    let status = a.status.as_deref().map(status_named).transpose()?;
     if states.is_empty() {
         states = if status.is_some() {
             vec![State::Complete]
@@ -138,15 +192,7 @@ fn filter(a: &ListArgs) -> Result<Filter> {
             ]
         };
     }
-    let user = match &a.user {
-        None => None,
-        Some(u) => Some(
-            u.parse::<u32>()
-                .ok()
-                .or_else(|| uid_named(u))
-                .ok_or_else(|| Error::Usage(format!("--user {u:?}: no such user")))?,
-        ),
-    };
+    let user = a.user.as_deref().map(user_named).transpose()?;
     let since_us = match &a.since {
         None => None,
         Some(d) => {

@@ -102,6 +102,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Show(a) => show::show(&spool, ids::resolve(&spool, &a.id)?, a.json),
         Command::Drain(a) => control::drain(&spool, a.wait),
         Command::Resume => control::resume(&spool),
+        Command::Clean(a) => list::clean(&spool, &a),
         Command::SandboxCheck(a) => sandbox_check(&spool, a),
     }
 }

@@ -422,3 +422,43 @@ fn a_batch_queues_one_request_per_item_in_order_and_all_of_them_run() {
         .args(["submit", "-0", "--", "true"])
         .expect_code(125);
 }
+
+#[test]
+fn clean_removes_what_its_filters_select_among_what_the_caller_may_handle() {
+    if !root_or_skip("clean_removes_what_its_filters_select") {
+        return;
+    }
+    let user = test_user();
+    let env = shared_env();
+    let _server = env.serve(&[]);
+    let mine_ok = submit_as(&env, user, "true");
+    let mine_bad = submit_as(&env, user, "exit 2");
+    let roots = env.submit_sh("exit 2");
+    for id in [&mine_ok, &mine_bad, &roots] {
+        env.result(id);
+    }
+    let clean = |who: Option<(u32, u32)>, args: &[&str]| {
+        let mut c = env.cmd();
+        if let Some((u, g)) = who {
+            c = c.user(u, g);
+        }
+        c.arg("clean").args(args).expect_code(0)
+    };
+    // Nothing is old enough; a dry run removes nothing.
+    clean(Some(user), &["--older-than", "1h"]);
+    let o = clean(Some(user), &["--dry-run"]);
+    assert_eq!(o.out().lines().count(), 2, "{}", o.describe());
+    assert_eq!(env.names("4-complete").len(), 3);
+    // The user cleans its failed results; root's is not its to clean.
+    clean(Some(user), &["--status", "failed"]);
+    let left = env.names("4-complete");
+    assert!(left.contains(&mine_ok) && left.contains(&roots), "{left:?}");
+    assert!(!left.contains(&mine_bad), "{left:?}");
+    env.cmd()
+        .user(user.0, user.1)
+        .args(["clean", "--user", "root"])
+        .expect_code(125);
+    // The operator cleans the user's.
+    clean(None, &["--user", "spoolq-test"]);
+    assert_eq!(env.names("4-complete"), [roots.as_str()]);
+}
