@@ -300,6 +300,7 @@ impl Spool {
 mod batch;
 mod ended;
 mod files;
+mod links;
 mod publish;
 mod read;
 #[cfg(test)]
@@ -308,6 +309,7 @@ mod trust;
 
 pub use batch::Batch;
 pub use files::open_output;
+pub use links::{links_verdict, Links, PUBLISH_GRACE_US};
 pub use publish::UNLESS_COMPLETE;
 pub use trust::Trust;
 

@@ -1,10 +1,15 @@
 //! The server's one event channel. inotify events on the directories
 //! clients write to (`1-requested/`, `5-aborting/`, `control/`, and the
-//! unlinks of collected results in `4-complete/`), Unix signals, and (through the loop's receive timeout)
+//! unlinks of collected results in `4-complete/`; and on a request file
+//! whose publisher has not removed its temporary name yet: its link count
+//! dropping is reported to the file's own watch only, never to its
+//! directory's), Unix signals, and (through the loop's receive timeout)
 //! timers all arrive as [`Event`]s on a single `mpsc` channel that the server
 //! loop blocks on; between events the server sleeps.
 
 use std::sync::mpsc::{self, Receiver, Sender};
+
+use std::path::Path;
 
 use notify::event::{EventKind, ModifyKind, RemoveKind, RenameMode};
 use notify::{RecommendedWatcher, RecursiveMode, Watcher};
@@ -36,9 +41,29 @@ pub enum Event {
 /// Keeps the event sources alive; dropping it stops the watcher. It holds a
 /// sender of its own, so the channel stays open while it lives.
 pub struct Sources {
-    _watcher: RecommendedWatcher,
+    watcher: RecommendedWatcher,
     _tx: Sender<Event>,
     signals: signal_hook::iterator::Handle,
+}
+
+impl Sources {
+    /// Watch one request file in `1-requested/` until [`unwatch`]
+    /// (Self::unwatch): a change of its link count (IN_ATTRIB) arrives as
+    /// `Changed(Requested)`.
+    pub fn watch(&mut self, file: &Path) -> Result<()> {
+        self.watcher
+            .watch(file, RecursiveMode::NonRecursive)
+            .map_err(|cause| Error::Watch {
+                path: file.to_path_buf(),
+                cause: with_hint(cause),
+            })
+    }
+
+    /// Stop watching a file given to [`watch`](Self::watch). One already
+    /// unwatched (the watcher drops a watch whose file went) is no error.
+    pub fn unwatch(&mut self, file: &Path) {
+        let _ = self.watcher.unwatch(file);
+    }
 }
 
 impl Drop for Sources {
@@ -76,7 +101,7 @@ pub fn start(spool: &Spool) -> Result<(Sources, Receiver<Event>)> {
                     _ => return,
                 }
             }
-            Ok(ev) if !is_arrival(&ev.kind) => return,
+            Ok(ev) if !is_arrival(&ev.kind) && !is_link_change(&ev.kind) => return,
             Ok(ev) => match ev.paths.first().and_then(|p| p.parent()) {
                 Some(dir) if dir == req_dir => Event::Changed(State::Requested),
                 Some(dir) if dir == abort_dir => Event::Changed(State::Aborting),
@@ -123,7 +148,7 @@ pub fn start(spool: &Spool) -> Result<(Sources, Receiver<Event>)> {
 
     Ok((
         Sources {
-            _watcher: watcher,
+            watcher,
             _tx: tx,
             signals: handle,
         },
@@ -142,6 +167,13 @@ fn is_arrival(kind: &EventKind) -> bool {
             | EventKind::Any
             | EventKind::Other
     )
+}
+
+/// A file's attributes changed: among them its link count. Only the
+/// watches of files still being published ask for it; on the directories
+/// it is rare (a chmod or touch of a file in them) and costs one look.
+fn is_link_change(kind: &EventKind) -> bool {
+    matches!(kind, EventKind::Modify(ModifyKind::Metadata(_)))
 }
 
 /// Say which sysctl to raise when inotify runs out of watches or instances.

@@ -70,7 +70,7 @@ pub fn serve(spool: &Spool, config: &ServeConfig) -> Result<()> {
     spool.check_ownership()?;
     let lock = ServerLock::acquire(spool)?;
     // Watch before the first scan, so nothing published in between is missed.
-    let (_sources, rx) = events::start(spool)?;
+    let (sources, rx) = events::start(spool)?;
     let meter = Meter::new(config.meter.clone(), SystemLoad::new(), Instant::now())?;
     let budgets = meter.budgets();
     info!(
@@ -94,6 +94,7 @@ pub fn serve(spool: &Spool, config: &ServeConfig) -> Result<()> {
     }
     let mut server = Server::new(spool, config, meter, tasks);
     server.heartbeat = Some(lock);
+    server.sources = Some(sources);
     server.recover()?;
     server.run(&rx);
     server.exec.shut_down();
@@ -131,6 +132,14 @@ struct Server<'a, E: Executor> {
     /// while jobs run (for the run time of a job a crash interrupts).
     heartbeat: Option<ServerLock>,
     last_beat: Option<Instant>,
+    /// The event sources (`None` only until `serve` hands them over): the
+    /// files below are watched through them.
+    sources: Option<events::Sources>,
+    /// Request files in `1-requested/` whose publisher has not removed its
+    /// temporary name yet (a link-then-unlink publication), each watched
+    /// for its link count to drop, with when that link starts to count as
+    /// persisting (µs since the epoch).
+    publishing: HashMap<RequestId, u64>,
 }
 
 impl<'a, E: Executor> Server<'a, E> {
@@ -151,6 +160,8 @@ impl<'a, E: Executor> Server<'a, E> {
             memory: ended::Memory::new(RECORDS_KEPT),
             heartbeat: None,
             last_beat: None,
+            sources: None,
+            publishing: HashMap::new(),
             dirty: Dirty {
                 requested: true,
                 aborting: true,
@@ -209,6 +220,10 @@ impl<'a, E: Executor> Server<'a, E> {
 
     fn next_deadline(&self) -> Instant {
         let now = clock();
+        if self.dirty.requested {
+            // Set during the last pass: look again at once.
+            return now.now;
+        }
         let mut next = self.next_rescan.min(self.memory.next_wake());
         if let Some(beat) = self.next_beat() {
             next = next.min(beat);
@@ -218,6 +233,10 @@ impl<'a, E: Executor> Server<'a, E> {
             .flatten()
         {
             next = next.min(d);
+        }
+        if let Some(until_us) = self.publishing.values().min() {
+            let left = until_us.saturating_sub(now.now_us);
+            next = next.min(now.now + Duration::from_micros(left));
         }
         if self.dirty.status {
             if let Some(last) = self.last_publish {
@@ -263,6 +282,10 @@ impl<'a, E: Executor> Server<'a, E> {
                 warn!(error = %e, "cannot clean up tmp/");
             }
         }
+        let now_us = now_micros();
+        if self.publishing.values().any(|&until_us| now_us >= until_us) {
+            self.dirty.requested = true;
+        }
         self.exec.enforce(now);
         let ended = self.exec.collect();
         if !ended.is_empty() {
@@ -296,10 +319,85 @@ impl<'a, E: Executor> Server<'a, E> {
             Ok(names) => names,
             Err(e) => return warn!(error = %e, "cannot list requests; will retry"),
         };
+        if state == State::Requested {
+            self.forget_vanished_publications(&names);
+        }
         for name in names {
-            let arrival = self.arrival(state, &name);
+            let mut arrival = self.arrival(state, &name);
+            let refused = arrival.found.as_ref().is_some_and(|f| f.read.is_err());
+            let watched = arrival
+                .id
+                .is_some_and(|id| self.publishing.contains_key(&id));
+            if refused || watched {
+                if arrival
+                    .id
+                    .is_some_and(|id| self.not_yet_published(state, id))
+                {
+                    continue;
+                }
+                if refused {
+                    // Its temporary name may have gone between the read
+                    // and the look at its links: read it again.
+                    arrival = self.arrival(state, &name);
+                }
+            }
             let effects = self.life.arrived(arrival, &self.meter, clock());
             self.carry_out(effects);
+        }
+    }
+
+    /// Whether the refused request file `id` in `state` is one whose
+    /// publisher has yet to remove its temporary name
+    /// ([`Spool::publishing`]): then it is watched, so that its link count
+    /// dropping wakes us to take it in, and left alone until then. Stops
+    /// watching a file that no longer is.
+    fn not_yet_published(&mut self, state: State, id: RequestId) -> bool {
+        let path = self.spool.path(state, id);
+        let until = (state == State::Requested)
+            .then(|| self.spool.publishing(id, now_micros()))
+            .flatten();
+        let Some(until_us) = until else {
+            self.stop_watching(id);
+            return false;
+        };
+        if self.publishing.insert(id, until_us).is_none() {
+            if let Some(Err(e)) = self.sources.as_mut().map(|s| s.watch(&path)) {
+                warn!(%id, error = %e, "cannot watch a request being published; looking again at the next rescan");
+            }
+            debug!(%id, "its publisher has not removed its temporary name yet: taken in when it has");
+            // The name may have gone before the watch was set: look again
+            // on this wake (the next pass reads the file afresh).
+            if self.spool.publishing(id, now_micros()).is_none() {
+                self.dirty.requested = true;
+            }
+        }
+        true
+    }
+
+    /// Stop watching files being published that are no longer in
+    /// `1-requested/` (`names`, sorted): their submitter removed them.
+    fn forget_vanished_publications(&mut self, names: &[std::ffi::OsString]) {
+        let vanished: Vec<RequestId> = self
+            .publishing
+            .keys()
+            .filter(|id| {
+                names
+                    .binary_search(&std::ffi::OsString::from(id.to_string()))
+                    .is_err()
+            })
+            .copied()
+            .collect();
+        for id in vanished {
+            self.stop_watching(id);
+        }
+    }
+
+    /// Forget a request being published, and stop watching its file.
+    fn stop_watching(&mut self, id: RequestId) {
+        if self.publishing.remove(&id).is_some() {
+            if let Some(sources) = self.sources.as_mut() {
+                sources.unwatch(&self.spool.path(State::Requested, id));
+            }
         }
     }
 
