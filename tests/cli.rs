@@ -10,6 +10,7 @@ mod sandbox;
 mod signals;
 mod spool_default;
 mod stream;
+mod unix;
 mod util;
 mod world;
 

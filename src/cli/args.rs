@@ -20,22 +20,26 @@ use crate::sandbox::policy::{Network, Profile};
 pub struct Cli {
     /// Spool directory [default: /var/spool/spoolq for root,
     /// ${XDG_STATE_HOME:-~/.local/state}/spoolq for other users]
-    #[arg(long, global = true, env = "SPOOLQ_DIR", value_name = "DIR")]
+    #[arg(long, global = true, env = "SPOOLQ_DIR", value_name = "DIR", help_heading = GLOBAL)]
     pub spool: Option<PathBuf>,
 
     /// Do not fsync: faster, but a power failure may lose recent requests
     /// and results (a crash of spoolq alone loses nothing)
-    #[arg(long, global = true, env = "SPOOLQ_NO_FSYNC")]
+    #[arg(long, global = true, env = "SPOOLQ_NO_FSYNC", help_heading = GLOBAL)]
     pub no_fsync: bool,
 
     /// More log output on stderr (-v info, -vv debug); RUST_LOG overrides
-    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, help_heading = GLOBAL)]
     pub verbose: u8,
 
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
 }
+
+/// The heading of the options every subcommand takes, so that each
+/// subcommand's `--help` lists its own options apart from them.
+const GLOBAL: &str = "Global options";
 
 /// One-line descriptions of the subcommands, as `spoolq --help` lists them
 /// and `spoolq SUBCOMMAND --help` starts.
@@ -53,6 +57,9 @@ mod about {
     pub const FOLLOW: &str =
         "Show a job's output as it is written, waiting for it to start; leaves the result";
     pub const DRAIN: &str = "Tell the server to start nothing new, finish what runs, and exit";
+    pub const MANPAGES: &str = "Write spoolq.1 and a page per subcommand into DIR (for packaging)";
+    pub const COMPLETIONS: &str =
+        "Print a completion script for bash, zsh or fish (see the README to install it)";
     pub const SANDBOX_CHECK: &str = "Show which confinement mechanisms this host offers and what a server with these flags would apply";
 }
 
@@ -105,6 +112,30 @@ pub enum Command {
     /// `spoolq sandbox-check`
     #[command(about = about::SANDBOX_CHECK)]
     SandboxCheck(SandboxArgs),
+    /// `spoolq completions`
+    #[command(about = about::COMPLETIONS)]
+    Completions(CompletionsArgs),
+    /// `spoolq manpages` (hidden: packaging runs it)
+    #[command(about = about::MANPAGES, hide = true)]
+    Manpages(ManpagesArgs),
+}
+
+/// `spoolq completions`.
+#[derive(Debug, Args)]
+#[command(about = about::COMPLETIONS)]
+pub struct CompletionsArgs {
+    /// The shell: bash, zsh or fish
+    #[arg(value_name = "SHELL", value_parser = ["bash", "zsh", "fish"])]
+    pub shell: String,
+}
+
+/// `spoolq manpages` (hidden: packaging runs it).
+#[derive(Debug, Args)]
+#[command(about = about::MANPAGES)]
+pub struct ManpagesArgs {
+    /// Directory to write the pages into (created if missing)
+    #[arg(value_name = "DIR")]
+    pub dir: PathBuf,
 }
 
 /// `spoolq drain`.

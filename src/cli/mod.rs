@@ -14,6 +14,7 @@ pub mod args;
 mod batch;
 mod control;
 mod duration;
+mod generate;
 mod ids;
 mod list;
 mod notice;
@@ -53,8 +54,14 @@ pub const EXIT_STDOUT_CLOSED: u8 = 141;
 
 /// Run one command; returns the process exit code.
 pub fn run(cli: Cli) -> Result<u8> {
+    // These two describe the command line itself: no spool is involved.
+    let command = match cli.command {
+        Command::Completions(a) => return generate::completions(&a.shell),
+        Command::Manpages(a) => return generate::manpages(&a.dir),
+        command => command,
+    };
     let spool = Spool::new(spool_dir(cli.spool)?, !cli.no_fsync);
-    match cli.command {
+    match command {
         Command::Serve(a) => {
             server::serve(&spool, &serve_config(a)?)?;
             Ok(0)
@@ -104,6 +111,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Resume => control::resume(&spool),
         Command::Clean(a) => list::clean(&spool, &a),
         Command::SandboxCheck(a) => sandbox_check(&spool, a),
+        Command::Completions(_) | Command::Manpages(_) => unreachable!("handled above"),
     }
 }
 
