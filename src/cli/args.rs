@@ -24,8 +24,10 @@ pub struct Cli {
     pub spool: Option<PathBuf>,
 
     /// Do not fsync: faster, but a power failure may lose recent requests
-    /// and results (a crash of spoolq alone loses nothing)
-    #[arg(long, global = true, env = "SPOOLQ_NO_FSYNC", help_heading = GLOBAL)]
+    /// and results (a crash of spoolq alone loses nothing). SPOOLQ_NO_FSYNC=1
+    /// (any value but 0, false, no, off or empty) does the same
+    #[arg(long, global = true, env = "SPOOLQ_NO_FSYNC", help_heading = GLOBAL,
+          value_parser = clap::builder::FalseyValueParser::new())]
     pub no_fsync: bool,
 
     /// More log output on stderr (-v info, -vv debug); RUST_LOG overrides
