@@ -18,4 +18,6 @@ gzip -9n "$out"/man/*.1
 "$bin" completions bash >"$out/completions/spoolq"
 "$bin" completions zsh >"$out/completions/_spoolq"
 "$bin" completions fish >"$out/completions/spoolq.fish"
-cargo deb --no-build --locked "$@"
+# --strip: the release profile keeps line tables (debug = 1) for profiling;
+# the package ships the binary without them.
+cargo deb --no-build --locked --strip "$@"

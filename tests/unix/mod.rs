@@ -3,6 +3,7 @@
 //! NO_COLOR. The POSIX sh client and the README's quick start have their
 //! own files.
 
+mod quick_start;
 mod sh_client;
 
 use std::fs;
