@@ -268,3 +268,43 @@ fn the_server_log_honours_no_color() {
         "NO_COLOR= (empty) turned colour off: {empty:?}"
     );
 }
+
+#[test]
+fn every_state_and_status_is_named_where_a_flag_takes_one() {
+    let help = TestCommand::new(bin())
+        .args(["list", "--help"])
+        .expect_code(0)
+        .out()
+        // clap wraps long help lines: words may be split across them.
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    let states = [
+        spoolq::spool::State::Requested,
+        spoolq::spool::State::Pending,
+        spoolq::spool::State::Running,
+        spoolq::spool::State::Complete,
+    ];
+    for state in states {
+        assert!(
+            help.contains(state.name()),
+            "list --help does not name the state {}",
+            state.name()
+        );
+    }
+    for status in spoolq::protocol::request::Status::ALL {
+        assert!(
+            help.contains(status.name()),
+            "list --help does not name the status {}",
+            status.name()
+        );
+    }
+    // And the global options stand apart from the subcommand's own.
+    let (own, global) = help
+        .split_once("Global options:")
+        .expect("a Global options heading");
+    assert!(
+        global.contains("--spool") && !own.contains("--spool"),
+        "{help}"
+    );
+}
