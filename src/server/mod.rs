@@ -246,11 +246,13 @@ impl<'a, E: Executor> Server<'a, E> {
         next
     }
 
-    /// While jobs run, note every [`HEARTBEAT`] that the server is alive
-    /// (the lock's mtime): a job a crash interrupts then ran until at most
-    /// that long after the last beat, not until the next server started.
+    /// While jobs run, note every [`HEARTBEAT`] (and after each wake that
+    /// started one) that the server is alive (the lock's mtime): a job a
+    /// crash interrupts then ran until at most that long after the last
+    /// beat, not until the next server started.
     fn beat(&mut self, now: Instant) {
-        if self.next_beat().is_some_and(|t| now >= t) {
+        let due = self.last_beat.is_none_or(|t| now >= t + HEARTBEAT);
+        if self.life.running_len() > 0 && due {
             if let Some(lock) = &self.heartbeat {
                 lock.beat();
             }
@@ -275,7 +277,6 @@ impl<'a, E: Executor> Server<'a, E> {
             self.dirty.aborting = true;
         }
         self.memory.tick(self.spool, now);
-        self.beat(now);
         if now >= self.next_tmp_sweep {
             self.next_tmp_sweep = now + TMP_SWEEP_EVERY;
             if let Err(e) = self.spool.clean_stale_tmp() {
@@ -306,6 +307,7 @@ impl<'a, E: Executor> Server<'a, E> {
         self.meter.resample(Instant::now());
         let effects = self.life.plan(&self.meter, clock());
         self.carry_out(effects);
+        self.beat(Instant::now());
         if let Err(e) = self.publish(false) {
             warn!(error = %e, "cannot publish status");
         }
@@ -513,6 +515,9 @@ impl<'a, E: Executor> Server<'a, E> {
                 }
                 self.meter.note_started(Instant::now());
                 self.life.started(*id, clock());
+                // Beat at the end of this wake: a crash right after still
+                // counts the job's run from its start.
+                self.last_beat = None;
                 debug!(%id, "started");
             }
             Effect::Kill { id, why } => self.exec.terminate(*id, *why, Instant::now()),
