@@ -7,6 +7,7 @@ mod codes;
 mod operator;
 mod reliability;
 mod sandbox;
+mod share;
 mod signals;
 mod spool_default;
 mod stream;

@@ -31,7 +31,9 @@ use crate::spares::Spares;
 use crate::spool::{Spool, State, Submission};
 use crate::tasks::LocalTasks;
 use events::Event;
-use lifecycle::{AbortFiled, Arrival, Clock, Dispose, Effect, Fault, Found, Lifecycle, Terms};
+use lifecycle::{
+    AbortFiled, Arrival, Clock, Dispose, Effect, Fault, Found, Lifecycle, Terms, Waits,
+};
 
 /// How often a server with jobs running notes that it is alive.
 const HEARTBEAT: Duration = Duration::from_secs(1);
@@ -53,6 +55,8 @@ pub struct ServeConfig {
     /// On SIGTERM/SIGINT, how long running jobs may go on before they are
     /// stopped and recorded as interrupted.
     pub shutdown_grace: Duration,
+    /// Most jobs of one submitter running at once (`None`: no limit).
+    pub max_jobs_per_user: Option<usize>,
 }
 
 /// How often a running server removes clients' abandoned files in `tmp/`
@@ -149,7 +153,8 @@ impl<'a, E: Executor> Server<'a, E> {
             spool,
             config,
             meter,
-            life: Lifecycle::new(config.shutdown_grace, uid),
+            life: Lifecycle::new(config.shutdown_grace, uid)
+                .with_per_user_limit(config.max_jobs_per_user),
             exec,
             started_at_us: now_micros(),
             next_rescan: Instant::now() + config.poll_interval,
@@ -411,6 +416,7 @@ impl<'a, E: Executor> Server<'a, E> {
                 mem: r.mem,
                 cpus: r.cpus,
                 queue_timeout_us: r.queue_timeout_us,
+                owner,
             });
             Some(Found {
                 ctime_us,
@@ -617,7 +623,7 @@ impl<'a, E: Executor> Server<'a, E> {
             running_ids,
             head: self.life.head().map(|(id, why)| HeadWaiting {
                 id,
-                reason: why.to_string(),
+                reason: waits_text(why),
             }),
             metrics: self.life.metrics().clone(),
         };
@@ -631,6 +637,24 @@ impl<'a, E: Executor> Server<'a, E> {
             .prometheus(status.pending, status.running);
         self.spool
             .replace_file(&self.spool.metrics_path(), prom.as_bytes(), false)
+    }
+}
+
+/// Why the head waits, as `status` says it: a user by name when it has one.
+fn waits_text(why: &Waits) -> String {
+    match why {
+        Waits::User {
+            uid,
+            running,
+            limit,
+        } => match crate::sandbox::identity::user_name(*uid) {
+            Some(name) => format!(
+                "user {}: {running} of {limit} jobs running",
+                name.to_string_lossy()
+            ),
+            None => why.to_string(),
+        },
+        _ => why.to_string(),
     }
 }
 

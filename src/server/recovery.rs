@@ -54,6 +54,7 @@ impl<E: Executor> Server<'_, E> {
                 has_result: id.is_some_and(|id| self.spool.has_result_of(id, submitter)),
                 demand: Admission::reservation(&self.meter, mem, cpus),
                 died_by_us: self.heartbeat.as_ref().and_then(|l| l.previous_beat_us()),
+                owner: submitter,
                 name,
                 id,
                 job,
