@@ -631,10 +631,11 @@ impl<'a, E: Executor> Server<'a, E> {
         bytes.push(b'\n');
         self.spool
             .replace_file(&self.spool.status_path(), &bytes, false)?;
-        let prom = self
-            .life
-            .metrics()
-            .prometheus(status.pending, status.running);
+        let prom = self.life.metrics().prometheus(
+            &self.spool.root().to_string_lossy(),
+            status.pending,
+            status.running,
+        );
         self.spool
             .replace_file(&self.spool.metrics_path(), prom.as_bytes(), false)
     }

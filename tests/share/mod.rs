@@ -98,3 +98,77 @@ fn a_user_at_its_job_limit_waits_while_another_users_job_starts() {
         assert_eq!(env.result(id)["status"], "succeeded");
     }
 }
+
+// ---------------------------------------------------------------------------
+// Metrics
+// ---------------------------------------------------------------------------
+
+/// True when promtool is on PATH (`.ci/install.d/metrics.sh` installs it);
+/// under CI its absence fails the test instead of skipping it.
+fn promtool_or_skip(name: &str) -> bool {
+    let found = TestCommand::new("sh")
+        .args(["-c", "command -v promtool"])
+        .output()
+        .status
+        .success();
+    if !found {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "promtool is missing: .ci/install.d/metrics.sh installs it"
+        );
+        println!("SKIPPED {name}: no promtool (bash .ci/install.d/metrics.sh)");
+    }
+    found
+}
+
+/// The series (name and labels) of an exposition-format text.
+fn series(text: &str) -> Vec<String> {
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .map(|l| {
+            l.rsplit_once(' ')
+                .expect("a sample has a value")
+                .0
+                .to_string()
+        })
+        .collect()
+}
+
+#[test]
+fn metrics_prom_passes_promtool_and_two_spools_series_never_collide() {
+    if !promtool_or_skip("metrics_prom_passes_promtool_and_two_spools_series_never_collide") {
+        return;
+    }
+    let (one, two) = (Env::new(), Env::new());
+    let _servers = (one.serve(&[]), two.serve(&[]));
+    for env in [&one, &two] {
+        let id = env.submit(&["true"]);
+        env.cmd().args(["wait", &id]).expect_code(0);
+        let failed = env.submit(&["false"]);
+        env.cmd().args(["wait", &failed]).expect_code(1);
+    }
+    let mut all = Vec::new();
+    for env in [&one, &two] {
+        let path = env.dir("metrics.prom");
+        let label = format!("spool=\"{}\"", env.spool.display());
+        let done = format!("spoolq_completed_total{{{label},status=\"failed\"}} 1");
+        wait_until("metrics.prom to count the failed job", || {
+            fs::read_to_string(&path).is_ok_and(|t| t.lines().any(|l| l == done))
+        });
+        let o = TestCommand::new("sh")
+            .args(["-c", "promtool check metrics < \"$0\"; echo \"rc=$?\""])
+            .arg(&path)
+            .expect_code(0);
+        // promtool prints nothing for a clean file; lint problems and
+        // parse errors go to stdout or stderr with a non-zero code.
+        assert_eq!(o.out(), "rc=0\n", "{}", o.describe());
+        assert_eq!(o.err(), "", "{}", o.describe());
+        let text = fs::read_to_string(&path).unwrap();
+        for s in series(&text) {
+            assert!(s.contains(&label), "{s} has no spool label");
+        }
+        all.extend(series(&text));
+    }
+    let distinct: std::collections::BTreeSet<&String> = all.iter().collect();
+    assert_eq!(distinct.len(), all.len(), "two spools share a series");
+}
