@@ -191,6 +191,10 @@ pub struct ServeArgs {
     /// How jobs are confined.
     #[command(flatten)]
     pub sandbox: SandboxArgs,
+    /// Remove an uncollected result, with its output, once it finished
+    /// longer ago than TIME (90m, 7d) [default: keep until collected]
+    #[arg(long, value_name = "TIME", value_parser = nonzero)]
+    pub keep_results: Option<Duration>,
     /// Time between rescans that catch events inotify missed
     #[arg(long, value_name = "TIME", value_parser = nonzero, default_value = "10s")]
     pub poll_interval: Duration,

@@ -160,6 +160,7 @@ fn serve_config(a: args::ServeArgs) -> Result<ServeConfig> {
         kill_grace: a.kill_grace,
         shutdown_grace: a.shutdown_grace,
         max_jobs_per_user: a.max_jobs_per_user.map(|n| n as usize),
+        keep_results: a.keep_results,
     })
 }
 

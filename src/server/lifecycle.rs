@@ -216,6 +216,12 @@ impl Lifecycle {
         &self.metrics
     }
 
+    /// Count an uncollected result removed by retention.
+    pub fn result_expired(&mut self) {
+        self.metrics.results_expired += 1;
+        self.changed = true;
+    }
+
     /// Count one pass of the server loop.
     pub fn tick_counted(&mut self) {
         self.metrics.ticks += 1;

@@ -6,8 +6,10 @@
 
 mod ended;
 mod events;
+mod expire;
 pub mod lifecycle;
 mod recovery;
+pub mod retention;
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
@@ -34,6 +36,7 @@ use events::Event;
 use lifecycle::{
     AbortFiled, Arrival, Clock, Dispose, Effect, Fault, Found, Lifecycle, Terms, Waits,
 };
+use retention::Retention;
 
 /// How often a server with jobs running notes that it is alive.
 const HEARTBEAT: Duration = Duration::from_secs(1);
@@ -57,6 +60,9 @@ pub struct ServeConfig {
     pub shutdown_grace: Duration,
     /// Most jobs of one submitter running at once (`None`: no limit).
     pub max_jobs_per_user: Option<usize>,
+    /// How long an uncollected result is kept after it finished (`None`:
+    /// until collected).
+    pub keep_results: Option<Duration>,
 }
 
 /// How often a running server removes clients' abandoned files in `tmp/`
@@ -144,6 +150,8 @@ struct Server<'a, E: Executor> {
     /// for its link count to drop, with when that link starts to count as
     /// persisting (µs since the epoch).
     publishing: HashMap<RequestId, u64>,
+    /// Results to remove once older than `--keep-results`.
+    retention: Option<Retention>,
 }
 
 impl<'a, E: Executor> Server<'a, E> {
@@ -167,6 +175,7 @@ impl<'a, E: Executor> Server<'a, E> {
             last_beat: None,
             sources: None,
             publishing: HashMap::new(),
+            retention: config.keep_results.map(Retention::new),
             dirty: Dirty {
                 requested: true,
                 aborting: true,
@@ -233,9 +242,13 @@ impl<'a, E: Executor> Server<'a, E> {
         if let Some(beat) = self.next_beat() {
             next = next.min(beat);
         }
-        for d in [self.exec.next_deadline(), self.life.next_wake(now)]
-            .into_iter()
-            .flatten()
+        for d in [
+            self.exec.next_deadline(),
+            self.life.next_wake(now),
+            self.next_expiry(now),
+        ]
+        .into_iter()
+        .flatten()
         {
             next = next.min(d);
         }
@@ -286,6 +299,7 @@ impl<'a, E: Executor> Server<'a, E> {
             if let Err(e) = self.spool.clean_stale_tmp() {
                 warn!(error = %e, "cannot clean up tmp/");
             }
+            self.forget_collected();
         }
         let now_us = now_micros();
         if self.publishing.values().any(|&until_us| now_us >= until_us) {
@@ -308,6 +322,7 @@ impl<'a, E: Executor> Server<'a, E> {
         }
         let effects = self.life.tick(clock());
         self.carry_out(effects);
+        self.expire();
         self.meter.resample(Instant::now());
         let effects = self.life.plan(&self.meter, clock());
         self.carry_out(effects);
@@ -544,6 +559,9 @@ impl<'a, E: Executor> Server<'a, E> {
                 };
                 if let Some(ending) = ending {
                     self.memory.ended(spool, *id, ending, result.submitter());
+                }
+                if let Some(retention) = &mut self.retention {
+                    retention.track(*id, result.finished_at_us, result.submitter());
                 }
             }
             Effect::Dispose { id, how } => match how {

@@ -27,6 +27,7 @@ impl<E: Executor> Server<'_, E> {
         self.intake(State::Pending);
         self.intake(State::Requested);
         self.aborts();
+        self.learn_kept_results();
         let (pending, complete) = (self.life.pending_len(), self.spool.count(State::Complete)?);
         info!(pending, complete, "recovered");
         Ok(())

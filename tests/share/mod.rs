@@ -4,11 +4,15 @@
 //! checked by a real exposition-format linter. Part of the `cli` test
 //! binary.
 
+use std::collections::BTreeSet;
 use std::fs;
 use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+
+use rustix::process::Signal;
 
 use crate::sandbox::{root_or_skip, shared_env};
-use crate::util::{held, is_id, wait_until, Env, TestCommand};
+use crate::util::{fake_id, held, is_id, now_us, read_json, wait_until, Env, TestCommand};
 
 /// An unprivileged user made for one test, removed on drop.
 pub(crate) struct TestUser {
@@ -169,6 +173,146 @@ fn metrics_prom_passes_promtool_and_two_spools_series_never_collide() {
         }
         all.extend(series(&text));
     }
-    let distinct: std::collections::BTreeSet<&String> = all.iter().collect();
+    let distinct: BTreeSet<&String> = all.iter().collect();
     assert_eq!(distinct.len(), all.len(), "two spools share a series");
+}
+
+// ---------------------------------------------------------------------------
+// Retention
+// ---------------------------------------------------------------------------
+
+const HOUR_US: u64 = 3_600_000_000;
+
+/// Every path under `root`, relative, but the server's own bookkeeping
+/// (`run/`, `server.lock`, `status.json`, `metrics.prom`).
+fn tree(root: &Path) -> BTreeSet<String> {
+    fn walk(root: &Path, dir: &Path, out: &mut BTreeSet<String>) {
+        for e in fs::read_dir(dir).unwrap().flatten() {
+            let rel = e.path().strip_prefix(root).unwrap().display().to_string();
+            let server_own = rel.starts_with("run")
+                || ["server.lock", "status.json", "metrics.prom"].contains(&rel.as_str());
+            if server_own {
+                continue;
+            }
+            if e.file_type().unwrap().is_dir() {
+                walk(root, &e.path(), out);
+            }
+            out.insert(rel);
+        }
+    }
+    let mut out = BTreeSet::new();
+    walk(root, root, &mut out);
+    out
+}
+
+/// Make the result of `id` say it finished at `at_us`, as one kept from
+/// long ago would.
+fn backdate(env: &Env, id: &str, at_us: u64) {
+    let path = env.dir("4-complete").join(id);
+    let mut doc = read_json(&path);
+    doc["finished_at_us"] = at_us.into();
+    fs::write(&path, serde_json::to_vec(&doc).unwrap()).unwrap();
+}
+
+#[test]
+fn keep_results_removes_an_old_result_with_its_output_and_nothing_else() {
+    let env = shared_env();
+    // Two real results and their output, left uncollected by a server
+    // without a retention period.
+    let mut first = env.serve(&[]);
+    let (old, young) = (env.submit(&["echo", "old"]), env.submit(&["echo", "young"]));
+    let (old_result, young_result) = (env.result(&old), env.result(&young));
+    assert!(old_result["stdout"].is_object() && young_result["stdout"].is_object());
+    first.signal(Signal::TERM);
+    first.wait_exit();
+    let now = now_us();
+    backdate(&env, &old, now - 2 * HOUR_US);
+    backdate(&env, &young, now - 60_000_000);
+    // What is not a result of the server's: a link to an old-looking
+    // result elsewhere and, on a shared spool, another user's file that
+    // claims to be someone else's result.
+    let elsewhere = env.path("elsewhere.json");
+    fs::copy(env.dir("4-complete").join(&old), &elsewhere).unwrap();
+    let link = fake_id();
+    std::os::unix::fs::symlink(&elsewhere, env.dir("4-complete").join(&link)).unwrap();
+    let _forger = rustix::process::geteuid().is_root().then(|| {
+        let forger = TestUser::create("fr");
+        let forged = env.dir("4-complete").join(fake_id());
+        fs::copy(env.dir("4-complete").join(&old), &forged).unwrap();
+        std::os::unix::fs::chown(&forged, Some(forger.uid), Some(forger.gid)).unwrap();
+        forger
+    });
+    let before = tree(&env.spool);
+
+    let server = env.serve(&["--keep-results", "1h"]);
+    let gone = env.dir("4-complete").join(&old);
+    wait_until("the old result to expire", || !gone.exists());
+    wait_until("metrics to count it", || {
+        env.metrics().get("spoolq_results_expired_total") == Some(&1.0)
+    });
+    let after = tree(&env.spool);
+    let removed: Vec<&String> = before.difference(&after).collect();
+    let out = format!("output/{old}.out");
+    let result = format!("4-complete/{old}");
+    assert_eq!(removed, [&result, &out], "removed");
+    let new: Vec<&String> = after.difference(&before).collect();
+    assert_eq!(new, ["ended.log"], "nothing new but the record of it");
+    let ended = fs::read_to_string(env.dir("ended.log")).unwrap();
+    let records: Vec<serde_json::Value> = ended
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(
+        records
+            .iter()
+            .any(|r| r["id"] == old.as_str() && r["ended"] == "removed"),
+        "{ended}"
+    );
+    assert_eq!(env.result(&young)["finished_at_us"], now - 60_000_000);
+    assert!(fs::read_to_string(&elsewhere).unwrap().contains(&old));
+    let status = server.status().expect("status");
+    assert_eq!(status["metrics"]["results_expired"], 1, "{status}");
+    // The young one is still collected as usual.
+    let o = env.cmd().args(["wait", &young]).expect_code(0);
+    assert_eq!(o.out(), "young\n");
+    // Its collection is recorded after the old result's unlink was seen:
+    // that unlink was the server's removal, not a collection.
+    let record = |id: &str, how: &str| {
+        let ended = fs::read_to_string(env.dir("ended.log")).unwrap_or_default();
+        ended.lines().any(|l| {
+            let r: serde_json::Value = serde_json::from_str(l).unwrap();
+            r["id"] == id && r["ended"] == how
+        })
+    };
+    wait_until("the young one's collection to be recorded", || {
+        record(&young, "collected")
+    });
+    assert!(
+        !record(&old, "collected"),
+        "the removal was taken for a collection"
+    );
+}
+
+#[test]
+fn a_result_the_server_wrote_expires_once_older_than_keep_results() {
+    let env = Env::new();
+    let _server = env.serve(&["--keep-results", "1s"]);
+    let id = env.submit(&["echo", "unread"]);
+    let finished = env.result(&id)["finished_at_us"].as_u64().unwrap();
+    let (result, out) = (
+        env.dir("4-complete").join(&id),
+        env.dir("output").join(format!("{id}.out")),
+    );
+    assert!(out.exists());
+    wait_until("the result to expire", || !result.exists());
+    let seen_gone = now_us();
+    assert!(!out.exists(), "its output goes with it");
+    assert!(
+        seen_gone >= finished + 1_000_000,
+        "removed {} µs after it finished, before its 1 s were over",
+        seen_gone - finished
+    );
+    wait_until("metrics to count it", || {
+        env.metrics().get("spoolq_results_expired_total") == Some(&1.0)
+    });
 }
