@@ -226,7 +226,12 @@ impl<'a, E: Executor> Server<'a, E> {
                 self.dirty.control = true;
             }
             Event::Control => self.dirty.control = true,
-            Event::Unlinked(id) => self.memory.unlinked(self.spool, id),
+            Event::Unlinked(id) => {
+                self.memory.unlinked(self.spool, id);
+                if let Some(retention) = &mut self.retention {
+                    retention.forget(id);
+                }
+            }
             Event::ChildExited => {}
             Event::Stop => self.life.stop(clock()),
         }

@@ -2,10 +2,11 @@
 //! results are due for removal, given when each finished and the clock, and
 //! when the next one will be — decided here with no I/O, carried out by the
 //! server a bounded batch per wake. The server tells it of every result it
-//! writes and, at start, of those already in `4-complete/`; results that
-//! clients collected meanwhile are dropped when found gone, or by
-//! [`Retention::retain`] on the server's periodic sweep, so the index does
-//! not grow with results no longer there.
+//! writes and, at start, of those already in `4-complete/`; a result a
+//! client collects is forgotten when the server sees its unlink
+//! ([`Retention::forget`]), or at the latest on the server's periodic sweep
+//! ([`Retention::retain`]), so the index holds about what `4-complete/`
+//! does and no wake is spent on results no longer there.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
@@ -77,6 +78,13 @@ impl Retention {
     /// When the next result is due, µs since the epoch.
     pub fn next_due_us(&self) -> Option<u64> {
         self.due.first_key_value().map(|((at, _), _)| *at)
+    }
+
+    /// Forget `id`: its result was collected (or removed).
+    pub fn forget(&mut self, id: RequestId) {
+        if let Some(at) = self.index.remove(&id) {
+            self.due.remove(&(at, id));
+        }
     }
 
     /// Forget the results for which `present` is false (collected).
@@ -157,6 +165,9 @@ mod tests {
         assert!(r.take_due(HOUR + 10, 10).is_empty(), "one entry per id");
         assert_eq!(r.next_due_us(), Some(HOUR + 20));
         r.track(id(2), 5, None);
+        r.track(id(3), 6, None);
+        r.forget(id(3));
+        r.forget(id(3));
         r.retain(|i| i != id(1));
         assert_eq!(r.take_due(u64::MAX, 10), vec![(id(2), None)]);
         assert_eq!(r.next_due_us(), None);
