@@ -68,6 +68,9 @@ pub struct Metrics {
     pub time_running: Histogram,
     /// Submission to the abort taking effect.
     pub time_to_abort: Histogram,
+    /// Uncollected results removed once older than `--keep-results`.
+    #[serde(default)]
+    pub results_expired: u64,
 }
 
 impl Metrics {
@@ -81,37 +84,62 @@ impl Metrics {
     }
 
     /// Render in the Prometheus text exposition format, with the current
-    /// task counts by state.
-    pub fn prometheus(&self, pending: usize, running: usize) -> String {
+    /// task counts by state. Every series carries `spool="<spool>"`, so
+    /// that the files of several spools can be collected side by side
+    /// (one node-exporter textfile directory) without their series
+    /// colliding; names follow Prometheus' conventions as `promtool check
+    /// metrics` checks them (counters end in `_total`, durations are
+    /// `_seconds`, no gauge ends in `_count`).
+    pub fn prometheus(&self, spool: &str, pending: usize, running: usize) -> String {
         let mut out = String::new();
-        let p = "spoolq";
-        let _ = writeln!(
+        let spool = format!("spool=\"{}\"", label_value(spool));
+        self.render(&mut out, &spool, pending, running);
+        out
+    }
+
+    /// Each family's HELP and TYPE, then its samples, each labelled with
+    /// `spool` (already written as `spool="…"`) first.
+    fn render(&self, out: &mut String, spool: &str, pending: usize, running: usize) {
+        let head = |out: &mut String, name: &str, kind: &str, help: &str| {
+            let _ = writeln!(out, "# HELP spoolq_{name} {help}");
+            let _ = writeln!(out, "# TYPE spoolq_{name} {kind}");
+        };
+        let sample = |out: &mut String, name: &str, labels: &str, value: &dyn std::fmt::Display| {
+            let _ = writeln!(out, "spoolq_{name}{{{spool}{labels}}} {value}");
+        };
+        head(
             out,
-            "# HELP {p}_ticks_total Passes through the server loop."
+            "ticks_total",
+            "counter",
+            "Passes through the server loop.",
         );
-        let _ = writeln!(out, "# TYPE {p}_ticks_total counter");
-        let _ = writeln!(out, "{p}_ticks_total {}", self.ticks);
-        let _ = writeln!(
+        sample(out, "ticks_total", "", &self.ticks);
+        head(
             out,
-            "# HELP {p}_received_total Requests taken into the queue."
+            "received_total",
+            "counter",
+            "Requests taken into the queue.",
         );
-        let _ = writeln!(out, "# TYPE {p}_received_total counter");
-        let _ = writeln!(out, "{p}_received_total {}", self.total_received);
-        let _ = writeln!(
+        sample(out, "received_total", "", &self.total_received);
+        head(
             out,
-            "# HELP {p}_completed_total Requests that left the queue, by status."
+            "completed_total",
+            "counter",
+            "Requests that left the queue, by status.",
         );
-        let _ = writeln!(out, "# TYPE {p}_completed_total counter");
         for (status, n) in &self.total_completed {
-            let _ = writeln!(out, "{p}_completed_total{{status=\"{status}\"}} {n}");
+            sample(out, "completed_total", &format!(",status=\"{status}\""), n);
         }
-        let _ = writeln!(
+        head(
             out,
-            "# HELP {p}_task_count Requests in the queue, by state."
+            "results_expired_total",
+            "counter",
+            "Uncollected results removed after --keep-results.",
         );
-        let _ = writeln!(out, "# TYPE {p}_task_count gauge");
-        let _ = writeln!(out, "{p}_task_count{{state=\"pending\"}} {pending}");
-        let _ = writeln!(out, "{p}_task_count{{state=\"running\"}} {running}");
+        sample(out, "results_expired_total", "", &self.results_expired);
+        head(out, "tasks", "gauge", "Requests in the queue, by state.");
+        sample(out, "tasks", ",state=\"pending\"", &pending);
+        sample(out, "tasks", ",state=\"running\"", &running);
         for (name, help, h) in [
             (
                 "time_waiting_seconds",
@@ -129,18 +157,32 @@ impl Metrics {
                 &self.time_to_abort,
             ),
         ] {
-            let _ = writeln!(out, "# HELP {p}_{name} {help}");
-            let _ = writeln!(out, "# TYPE {p}_{name} histogram");
+            head(out, name, "histogram", help);
+            let bucket = format!("{name}_bucket");
             for (i, bound) in BUCKETS.iter().enumerate() {
                 let n = h.buckets.get(i).copied().unwrap_or(0);
-                let _ = writeln!(out, "{p}_{name}_bucket{{le=\"{bound}\"}} {n}");
+                sample(out, &bucket, &format!(",le=\"{bound}\""), &n);
             }
-            let _ = writeln!(out, "{p}_{name}_bucket{{le=\"+Inf\"}} {}", h.count);
-            let _ = writeln!(out, "{p}_{name}_sum {}", h.sum);
-            let _ = writeln!(out, "{p}_{name}_count {}", h.count);
+            sample(out, &bucket, ",le=\"+Inf\"", &h.count);
+            sample(out, &format!("{name}_sum"), "", &h.sum);
+            sample(out, &format!("{name}_count"), "", &h.count);
         }
-        out
     }
+}
+
+/// A label value as the exposition format writes it: backslash, double
+/// quote and line feed escaped.
+fn label_value(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    for c in v.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -159,19 +201,34 @@ mod tests {
     }
 
     #[test]
-    fn prometheus_text_has_every_family() {
+    fn prometheus_text_has_every_family_each_series_labelled_with_its_spool() {
         let mut m = Metrics::default();
         m.completed(Completed::Status(Status::Succeeded));
         m.time_waiting.observe_us(10);
-        let text = m.prometheus(3, 1);
+        m.results_expired = 2;
+        let text = m.prometheus("/var/spool/spoolq", 3, 1);
+        let s = "spool=\"/var/spool/spoolq\"";
         for needle in [
-            "spoolq_ticks_total 0",
-            "spoolq_completed_total{status=\"succeeded\"} 1",
-            "spoolq_task_count{state=\"pending\"} 3",
-            "spoolq_time_waiting_seconds_count 1",
-            "spoolq_time_to_abort_seconds_bucket{le=\"+Inf\"} 0",
+            format!("spoolq_ticks_total{{{s}}} 0"),
+            format!("spoolq_completed_total{{{s},status=\"succeeded\"}} 1"),
+            format!("spoolq_results_expired_total{{{s}}} 2"),
+            format!("spoolq_tasks{{{s},state=\"pending\"}} 3"),
+            format!("spoolq_time_waiting_seconds_count{{{s}}} 1"),
+            format!("spoolq_time_to_abort_seconds_bucket{{{s},le=\"+Inf\"}} 0"),
+            "# TYPE spoolq_tasks gauge".to_string(),
         ] {
-            assert!(text.contains(needle), "missing {needle}\n{text}");
+            assert!(text.contains(&needle), "missing {needle}\n{text}");
         }
+        let samples = text.lines().filter(|l| !l.starts_with('#'));
+        for line in samples {
+            assert!(line.contains(s), "no spool label: {line}");
+        }
+    }
+
+    #[test]
+    fn a_spool_path_is_escaped_as_a_label_value() {
+        let text = Metrics::default().prometheus("/srv/a\"b\\c\nd", 0, 0);
+        let want = "spoolq_ticks_total{spool=\"/srv/a\\\"b\\\\c\\nd\"} 0";
+        assert!(text.lines().any(|l| l == want), "{text}");
     }
 }

@@ -299,6 +299,7 @@ impl Spool {
 
 mod batch;
 mod ended;
+mod expire;
 mod files;
 mod links;
 mod publish;
@@ -308,6 +309,7 @@ mod tests;
 mod trust;
 
 pub use batch::Batch;
+pub use expire::{Expired, KeptResult};
 pub use files::open_output;
 pub use links::{links_verdict, Links, PUBLISH_GRACE_US};
 pub use publish::UNLESS_COMPLETE;

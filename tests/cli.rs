@@ -7,6 +7,7 @@ mod codes;
 mod operator;
 mod reliability;
 mod sandbox;
+mod share;
 mod signals;
 mod spool_default;
 mod stream;
@@ -1149,7 +1150,7 @@ fn metrics_count_received_and_completed() {
         .then_some(m)
     });
     assert_eq!(m.get("spoolq_received_total"), Some(&4.0));
-    assert_eq!(m.get("spoolq_task_count{state=\"running\"}"), Some(&0.0));
+    assert_eq!(m.get("spoolq_tasks{state=\"running\"}"), Some(&0.0));
     assert_eq!(m.get("spoolq_time_running_seconds_count"), Some(&4.0));
     assert_eq!(m.get("spoolq_time_waiting_seconds_count"), Some(&4.0));
 }

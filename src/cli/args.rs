@@ -156,6 +156,10 @@ pub struct ServeArgs {
     /// Most jobs running at once [default: number of CPUs]
     #[arg(long, value_name = "N")]
     pub max_jobs: Option<usize>,
+    /// Most jobs of one user running at once: a user's further requests
+    /// wait without holding up other users' [default: no limit]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_jobs_per_user: Option<u32>,
     /// Memory that running jobs may reserve in all, e.g. 16G [default:
     /// available memory (or the server's cgroup limit) minus 10 % headroom]
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
@@ -187,6 +191,10 @@ pub struct ServeArgs {
     /// How jobs are confined.
     #[command(flatten)]
     pub sandbox: SandboxArgs,
+    /// Remove an uncollected result, with its output, once it finished
+    /// longer ago than TIME (90m, 7d) [default: keep until collected]
+    #[arg(long, value_name = "TIME", value_parser = nonzero)]
+    pub keep_results: Option<Duration>,
     /// Time between rescans that catch events inotify missed
     #[arg(long, value_name = "TIME", value_parser = nonzero, default_value = "10s")]
     pub poll_interval: Duration,

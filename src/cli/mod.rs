@@ -159,6 +159,8 @@ fn serve_config(a: args::ServeArgs) -> Result<ServeConfig> {
         poll_interval: a.poll_interval.max(Duration::from_millis(10)),
         kill_grace: a.kill_grace,
         shutdown_grace: a.shutdown_grace,
+        max_jobs_per_user: a.max_jobs_per_user.map(|n| n as usize),
+        keep_results: a.keep_results,
     })
 }
 

@@ -37,11 +37,13 @@ mod failure;
 mod observe;
 #[cfg(test)]
 mod property;
+mod share;
 #[cfg(test)]
 mod tests;
 
 pub use effect::{Dispose, Effect, Fault, Recovery};
 pub use observe::{AbortFiled, Arrival, Clock, Found, Leftover, Terms};
+use share::Share;
 
 /// How soon to retry writing results that could not be written.
 pub const RETRY_EVERY: Duration = Duration::from_secs(1);
@@ -55,6 +57,15 @@ pub enum Waits {
     Stopping,
     /// `spoolq drain` is in force.
     Draining,
+    /// Its owner already runs as many jobs as `--max-jobs-per-user` allows.
+    User {
+        /// The owner (submitter).
+        uid: u32,
+        /// Jobs of that owner running now.
+        running: usize,
+        /// `--max-jobs-per-user`.
+        limit: usize,
+    },
 }
 
 impl fmt::Display for Waits {
@@ -63,6 +74,11 @@ impl fmt::Display for Waits {
             Waits::Capacity(block) => block.fmt(f),
             Waits::Stopping => f.write_str("the server is shutting down"),
             Waits::Draining => f.write_str("the server is draining (spoolq resume to undo)"),
+            Waits::User {
+                uid,
+                running,
+                limit,
+            } => write!(f, "user {uid}: {running} of {limit} jobs running"),
         }
     }
 }
@@ -74,6 +90,8 @@ struct Pending {
     expires_at_us: Option<u64>,
     /// What it reserves.
     demand: Demand,
+    /// Its submitter (the owner of its file).
+    owner: u32,
 }
 
 /// A started request.
@@ -99,6 +117,11 @@ struct Unwritten {
 #[derive(Debug)]
 pub struct Lifecycle {
     pending: BTreeMap<RequestId, Pending>,
+    /// The ids of `pending` by owner, so that a user at its limit is passed
+    /// over without looking at each of its requests.
+    queues: HashMap<u32, BTreeSet<RequestId>>,
+    /// `--max-jobs-per-user`.
+    per_user: Option<usize>,
     running: HashMap<RequestId, Running>,
     /// Queue deadlines of pending requests, soonest first.
     deadlines: BTreeSet<(u64, RequestId)>,
@@ -132,6 +155,8 @@ impl Lifecycle {
     pub fn new(shutdown_grace: Duration, server_uid: u32) -> Lifecycle {
         Lifecycle {
             pending: BTreeMap::new(),
+            queues: HashMap::new(),
+            per_user: None,
             running: HashMap::new(),
             deadlines: BTreeSet::new(),
             unwritten: BTreeMap::new(),
@@ -149,6 +174,12 @@ impl Lifecycle {
             metrics: Metrics::default(),
             changed: true,
         }
+    }
+
+    /// At most `limit` jobs of one owner run at once (`None`: no limit).
+    pub fn with_per_user_limit(mut self, limit: Option<usize>) -> Lifecycle {
+        self.per_user = limit;
+        self
     }
 
     // ---- what the server asks ----
@@ -183,6 +214,12 @@ impl Lifecycle {
     /// The server's metrics.
     pub fn metrics(&self) -> &Metrics {
         &self.metrics
+    }
+
+    /// Count an uncollected result removed by retention.
+    pub fn result_expired(&mut self) {
+        self.metrics.results_expired += 1;
+        self.changed = true;
     }
 
     /// Count one pass of the server loop.
@@ -311,6 +348,7 @@ impl Lifecycle {
                         .queue_timeout_us
                         .map(|t| id.micros().saturating_add(t)),
                     demand,
+                    owner: terms.owner,
                 };
                 self.admit(id, pending);
                 self.metrics.total_received += 1;
@@ -539,9 +577,11 @@ impl Lifecycle {
         out
     }
 
-    /// Decide which pending requests start now: strictly in FIFO order,
-    /// while `admission` says there is room; nothing behind a waiting head
-    /// starts, and nothing at all while stopping or draining.
+    /// Decide which pending requests start now: in FIFO order, while
+    /// `admission` says there is room; nothing behind a waiting head
+    /// starts, and nothing at all while stopping or draining. Under
+    /// `--max-jobs-per-user` the requests of an owner at its limit are
+    /// passed over (they hold up no one) and FIFO holds among the rest.
     pub fn plan(&mut self, admission: &dyn Admission, clock: Clock) -> Vec<Effect> {
         let mut out = Vec::new();
         let hold = if self.stopping.is_some() {
@@ -555,20 +595,30 @@ impl Lifecycle {
         let mut wake = None;
         let mut round = Vec::new();
         let mut reserved = self.reserved();
-        while let Some((&id, p)) = self.pending.first_key_value() {
-            if let Some(h) = hold {
-                head = Some((id, h));
+        let mut share = self.per_user.map(|limit| {
+            let owners = self.running.values().map(|r| r.pending.owner);
+            Share::new(limit, owners)
+        });
+        if let Some(h) = hold.clone() {
+            head = self.pending.first_key_value().map(|(&id, _)| (id, h));
+        }
+        while head.is_none() {
+            let Some(id) = self.next_startable(share.as_ref()) else {
                 break;
-            }
+            };
+            let p = &self.pending[&id];
             match admission.admit(&p.demand, &reserved, clock.now) {
                 Verdict::Start => {
-                    let pending = self.take_pending(id).expect("head exists");
+                    let pending = self.take_pending(id).expect("candidate exists");
                     let held = Held {
                         mem: pending.demand.mem,
                         cpus: pending.demand.cpus,
                         started: clock.now,
                     };
                     reserved.add(held.mem, held.cpus, held.started);
+                    if let Some(share) = &mut share {
+                        share.add(pending.owner);
+                    }
                     round.push((id, pending.demand.clone()));
                     let aborting = false;
                     let running = Running {
@@ -585,8 +635,23 @@ impl Lifecycle {
                 Verdict::Wait(block) => {
                     wake = admission.wake_for(&block, clock.now);
                     head = Some((id, Waits::Capacity(block)));
-                    break;
                 }
+            }
+        }
+        // The head `status` names is the oldest request: when its owner is
+        // at its limit, that is why it waits (whatever a later one waits
+        // for).
+        if let (Some(share), Some((&first, p))) = (&share, self.pending.first_key_value()) {
+            if hold.is_none() && share.full(p.owner) {
+                let (uid, running, limit) = (p.owner, share.running(p.owner), share.limit);
+                head = Some((
+                    first,
+                    Waits::User {
+                        uid,
+                        running,
+                        limit,
+                    },
+                ));
             }
         }
         self.head_wake = wake;
@@ -645,9 +710,11 @@ impl Lifecycle {
                         cpus: l.demand.cpus,
                         started: clock.now,
                     };
+                    // It counts toward its owner's limit like any other.
                     let pending = Pending {
                         expires_at_us: None,
                         demand: l.demand,
+                        owner: l.owner,
                     };
                     let aborting = false;
                     let r = Running {
@@ -771,9 +838,26 @@ impl Lifecycle {
         self.changed = true;
     }
 
+    /// The oldest pending request that may be considered now: the oldest
+    /// of all, or under a per-user limit the oldest of the owners below it.
+    fn next_startable(&self, share: Option<&Share>) -> Option<RequestId> {
+        let Some(share) = share else {
+            return self.pending.first_key_value().map(|(&id, _)| id);
+        };
+        self.queues
+            .iter()
+            .filter(|(owner, _)| !share.full(**owner))
+            .filter_map(|(_, q)| q.first())
+            .min()
+            .copied()
+    }
+
     fn admit(&mut self, id: RequestId, p: Pending) {
         if let Some(at) = p.expires_at_us {
             self.deadlines.insert((at, id));
+        }
+        if self.per_user.is_some() {
+            self.queues.entry(p.owner).or_default().insert(id);
         }
         self.pending.insert(id, p);
     }
@@ -782,6 +866,12 @@ impl Lifecycle {
         let p = self.pending.remove(&id)?;
         if let Some(at) = p.expires_at_us {
             self.deadlines.remove(&(at, id));
+        }
+        if let Some(q) = self.queues.get_mut(&p.owner) {
+            q.remove(&id);
+            if q.is_empty() {
+                self.queues.remove(&p.owner);
+            }
         }
         self.changed = true;
         Some(p)

@@ -6,8 +6,10 @@
 
 mod ended;
 mod events;
+mod expire;
 pub mod lifecycle;
 mod recovery;
+pub mod retention;
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
@@ -31,7 +33,10 @@ use crate::spares::Spares;
 use crate::spool::{Spool, State, Submission};
 use crate::tasks::LocalTasks;
 use events::Event;
-use lifecycle::{AbortFiled, Arrival, Clock, Dispose, Effect, Fault, Found, Lifecycle, Terms};
+use lifecycle::{
+    AbortFiled, Arrival, Clock, Dispose, Effect, Fault, Found, Lifecycle, Terms, Waits,
+};
+use retention::Retention;
 
 /// How often a server with jobs running notes that it is alive.
 const HEARTBEAT: Duration = Duration::from_secs(1);
@@ -53,6 +58,11 @@ pub struct ServeConfig {
     /// On SIGTERM/SIGINT, how long running jobs may go on before they are
     /// stopped and recorded as interrupted.
     pub shutdown_grace: Duration,
+    /// Most jobs of one submitter running at once (`None`: no limit).
+    pub max_jobs_per_user: Option<usize>,
+    /// How long an uncollected result is kept after it finished (`None`:
+    /// until collected).
+    pub keep_results: Option<Duration>,
 }
 
 /// How often a running server removes clients' abandoned files in `tmp/`
@@ -140,6 +150,8 @@ struct Server<'a, E: Executor> {
     /// for its link count to drop, with when that link starts to count as
     /// persisting (µs since the epoch).
     publishing: HashMap<RequestId, u64>,
+    /// Results to remove once older than `--keep-results`.
+    retention: Option<Retention>,
 }
 
 impl<'a, E: Executor> Server<'a, E> {
@@ -149,7 +161,8 @@ impl<'a, E: Executor> Server<'a, E> {
             spool,
             config,
             meter,
-            life: Lifecycle::new(config.shutdown_grace, uid),
+            life: Lifecycle::new(config.shutdown_grace, uid)
+                .with_per_user_limit(config.max_jobs_per_user),
             exec,
             started_at_us: now_micros(),
             next_rescan: Instant::now() + config.poll_interval,
@@ -162,6 +175,7 @@ impl<'a, E: Executor> Server<'a, E> {
             last_beat: None,
             sources: None,
             publishing: HashMap::new(),
+            retention: config.keep_results.map(Retention::new),
             dirty: Dirty {
                 requested: true,
                 aborting: true,
@@ -212,7 +226,12 @@ impl<'a, E: Executor> Server<'a, E> {
                 self.dirty.control = true;
             }
             Event::Control => self.dirty.control = true,
-            Event::Unlinked(id) => self.memory.unlinked(self.spool, id),
+            Event::Unlinked(id) => {
+                self.memory.unlinked(self.spool, id);
+                if let Some(retention) = &mut self.retention {
+                    retention.forget(id);
+                }
+            }
             Event::ChildExited => {}
             Event::Stop => self.life.stop(clock()),
         }
@@ -228,9 +247,13 @@ impl<'a, E: Executor> Server<'a, E> {
         if let Some(beat) = self.next_beat() {
             next = next.min(beat);
         }
-        for d in [self.exec.next_deadline(), self.life.next_wake(now)]
-            .into_iter()
-            .flatten()
+        for d in [
+            self.exec.next_deadline(),
+            self.life.next_wake(now),
+            self.next_expiry(now),
+        ]
+        .into_iter()
+        .flatten()
         {
             next = next.min(d);
         }
@@ -282,6 +305,7 @@ impl<'a, E: Executor> Server<'a, E> {
             if let Err(e) = self.spool.clean_stale_tmp() {
                 warn!(error = %e, "cannot clean up tmp/");
             }
+            self.forget_collected();
         }
         let now_us = now_micros();
         if self.publishing.values().any(|&until_us| now_us >= until_us) {
@@ -304,6 +328,7 @@ impl<'a, E: Executor> Server<'a, E> {
         }
         let effects = self.life.tick(clock());
         self.carry_out(effects);
+        self.expire();
         self.meter.resample(Instant::now());
         let effects = self.life.plan(&self.meter, clock());
         self.carry_out(effects);
@@ -413,6 +438,7 @@ impl<'a, E: Executor> Server<'a, E> {
                 mem: r.mem,
                 cpus: r.cpus,
                 queue_timeout_us: r.queue_timeout_us,
+                owner,
             });
             Some(Found {
                 ctime_us,
@@ -544,6 +570,9 @@ impl<'a, E: Executor> Server<'a, E> {
                 if let Some(ending) = ending {
                     self.memory.ended(spool, *id, ending, result.submitter());
                 }
+                if let Some(retention) = &mut self.retention {
+                    retention.track(*id, result.finished_at_us, result.submitter());
+                }
             }
             Effect::Dispose { id, how } => match how {
                 Dispose::Retire => {
@@ -622,7 +651,7 @@ impl<'a, E: Executor> Server<'a, E> {
             running_ids,
             head: self.life.head().map(|(id, why)| HeadWaiting {
                 id,
-                reason: why.to_string(),
+                reason: waits_text(why),
             }),
             metrics: self.life.metrics().clone(),
         };
@@ -630,12 +659,31 @@ impl<'a, E: Executor> Server<'a, E> {
         bytes.push(b'\n');
         self.spool
             .replace_file(&self.spool.status_path(), &bytes, false)?;
-        let prom = self
-            .life
-            .metrics()
-            .prometheus(status.pending, status.running);
+        let prom = self.life.metrics().prometheus(
+            &self.spool.root().to_string_lossy(),
+            status.pending,
+            status.running,
+        );
         self.spool
             .replace_file(&self.spool.metrics_path(), prom.as_bytes(), false)
+    }
+}
+
+/// Why the head waits, as `status` says it: a user by name when it has one.
+fn waits_text(why: &Waits) -> String {
+    match why {
+        Waits::User {
+            uid,
+            running,
+            limit,
+        } => match crate::sandbox::identity::user_name(*uid) {
+            Some(name) => format!(
+                "user {}: {running} of {limit} jobs running",
+                name.to_string_lossy()
+            ),
+            None => why.to_string(),
+        },
+        _ => why.to_string(),
     }
 }
 

@@ -27,6 +27,7 @@ impl<E: Executor> Server<'_, E> {
         self.intake(State::Pending);
         self.intake(State::Requested);
         self.aborts();
+        self.learn_kept_results();
         let (pending, complete) = (self.life.pending_len(), self.spool.count(State::Complete)?);
         info!(pending, complete, "recovered");
         Ok(())
@@ -54,6 +55,7 @@ impl<E: Executor> Server<'_, E> {
                 has_result: id.is_some_and(|id| self.spool.has_result_of(id, submitter)),
                 demand: Admission::reservation(&self.meter, mem, cpus),
                 died_by_us: self.heartbeat.as_ref().and_then(|l| l.previous_beat_us()),
+                owner: submitter,
                 name,
                 id,
                 job,

@@ -639,15 +639,22 @@ impl Env {
         })
     }
 
-    /// `metrics.prom` as a map from sample (name with labels) to value.
+    /// `metrics.prom` as a map from sample (name with labels) to value,
+    /// the `spool` label of this spool left out of the names
+    /// (`spoolq_tasks{state="running"}`); a series without it keeps its
+    /// labels whole.
     pub fn metrics(&self) -> BTreeMap<String, f64> {
+        let label = format!("spool=\"{}\"", self.spool.display());
         fs::read_to_string(self.spool.join("metrics.prom"))
             .unwrap_or_default()
             .lines()
             .filter(|l| !l.starts_with('#'))
             .filter_map(|l| {
                 let (k, v) = l.rsplit_once(' ')?;
-                Some((k.to_string(), v.parse().ok()?))
+                let k = k
+                    .replace(&format!("{{{label}}}"), "")
+                    .replace(&format!("{{{label},"), "{");
+                Some((k, v.parse().ok()?))
             })
             .collect()
     }

@@ -55,6 +55,9 @@ pub struct Terms {
     pub cpus: Option<f64>,
     /// Queue timeout, µs.
     pub queue_timeout_us: Option<u64>,
+    /// Its submitter: the owner of its file (the request's `uid` is checked
+    /// to be the same), for `--max-jobs-per-user`.
+    pub owner: u32,
 }
 
 /// An abort marker the server found in `5-aborting/`.
@@ -98,4 +101,6 @@ pub struct Leftover {
     /// When the dead server was last known alive (µs since the epoch): a
     /// job found ended ran until then at the latest.
     pub died_by_us: Option<u64>,
+    /// Its submitter, whose limit a job that still runs counts toward.
+    pub owner: u32,
 }

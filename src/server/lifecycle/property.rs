@@ -2,15 +2,22 @@
 //! with failures injected into the effects, a job starts only after its
 //! `3-running/` entry is durable and at most once, a finished request's
 //! file goes only after its result is durable, and no request is lost;
-//! without failures, starts follow id order.
+//! without failures, starts follow id order. Requests belong to three
+//! owners; under a per-user limit no owner runs more than it allows and a
+//! request is passed over only while its owner is at that limit.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use proptest::prelude::*;
 
-use super::tests::{abort, arrival, at, id, life, ran, Slots, ALICE};
+use super::tests::{abort, arrival, at, id, life, ran, Slots, ALICE, BOB};
 use super::*;
 use crate::spool::Rejection;
+
+/// Who submitted request `n`.
+fn owner(n: u8) -> u32 {
+    [ALICE, BOB, 1002][usize::from(n % 3)]
+}
 
 /// One generated observation.
 #[derive(Debug, Clone)]
@@ -281,9 +288,13 @@ impl Harness {
                     } => Terms {
                         mem: big.then_some(1000),
                         queue_timeout_us: timeout_ms.map(|t| u64::from(t) * 1000),
+                        owner: owner(n),
                         ..Terms::default()
                     },
-                    _ => Terms::default(),
+                    _ => Terms {
+                        owner: owner(n),
+                        ..Terms::default()
+                    },
                 };
                 let mut a = arrival(n.into(), terms);
                 if matches!(op, Op::ArriveInvalid(_)) {
@@ -306,7 +317,7 @@ impl Harness {
             }
             Op::Abort(n) => {
                 let i = id(n.into());
-                let mut a = abort(n.into(), ALICE, Some(ALICE));
+                let mut a = abort(n.into(), owner(n), Some(owner(n)));
                 a.complete = self.disk.durable.contains(&i);
                 self.disk.markers.insert(i);
                 let files = self.disk.files.get(&i).cloned().unwrap_or_default();
@@ -345,6 +356,33 @@ impl Harness {
         self.carry_out(effects)
     }
 
+    /// Jobs of `owner` the lifecycle runs.
+    fn running_of(&self, owner: u32) -> usize {
+        let running = self.life.running.values();
+        running.filter(|r| r.pending.owner == owner).count()
+    }
+
+    /// Under a per-user limit: no owner runs more, and the per-owner
+    /// queues hold exactly the pending requests.
+    fn check_share(&self) -> Result<(), TestCaseError> {
+        let Some(limit) = self.life.per_user else {
+            return Ok(());
+        };
+        for who in [ALICE, BOB, 1002] {
+            let n = self.running_of(who);
+            prop_assert!(n <= limit, "uid {who} runs {n} jobs, over {limit}");
+        }
+        let queued: usize = self.life.queues.values().map(BTreeSet::len).sum();
+        prop_assert_eq!(queued, self.life.pending.len());
+        for (who, q) in &self.life.queues {
+            for i in q {
+                let p = self.life.pending.get(i);
+                prop_assert!(p.is_some_and(|p| p.owner == *who), "{i} queued for {who}");
+            }
+        }
+        Ok(())
+    }
+
     /// Nothing lost: every request the disk holds is in a state directory
     /// or has a result; the lifecycle knows every pending file.
     fn check_nothing_lost(&self) -> Result<(), TestCaseError> {
@@ -373,9 +411,9 @@ impl Harness {
     }
 }
 
-fn run(ops: Vec<Op>, faults: Vec<u8>) -> Result<(), TestCaseError> {
+fn run(ops: Vec<Op>, faults: Vec<u8>, limit: Option<usize>) -> Result<(), TestCaseError> {
     let mut h = Harness {
-        life: life(),
+        life: life().with_per_user_limit(limit),
         disk: Disk::default(),
         ms: 0,
         faults,
@@ -384,6 +422,7 @@ fn run(ops: Vec<Op>, faults: Vec<u8>) -> Result<(), TestCaseError> {
     for op in ops {
         h.step(op)?;
         h.check_nothing_lost()?;
+        h.check_share()?;
     }
     // Every request that left the queue is counted once, whatever retries
     // its effects took.
@@ -404,20 +443,29 @@ proptest! {
     fn effects_keep_the_durability_order_and_lose_nothing(
         ops in proptest::collection::vec(op(), 1..80),
         faults in proptest::collection::vec(0u8..40, 0..400),
+        limit in proptest::option::of(1usize..3),
     ) {
-        run(ops, faults)?;
+        run(ops, faults, limit)?;
     }
 
     #[test]
-    fn without_faults_starts_follow_id_order(ops in proptest::collection::vec(op(), 1..80)) {
-        let mut h = Harness { life: life(), disk: Disk::default(), ms: 0, faults: vec![], n: 0 };
+    fn without_faults_starts_follow_id_order(
+        ops in proptest::collection::vec(op(), 1..80),
+        limit in proptest::option::of(1usize..3),
+    ) {
+        let life = life().with_per_user_limit(limit);
+        let mut h = Harness { life, disk: Disk::default(), ms: 0, faults: vec![], n: 0 };
         for op in ops {
             let before = h.disk.started.clone();
             h.step(op)?;
-            // What a round started precedes everything it left pending.
-            let round = h.disk.started.difference(&before).max().copied();
-            if let (Some(last), Some((&head, _))) = (round, h.life.pending.first_key_value()) {
-                prop_assert!(last < head, "{head} waits behind a later start {last}");
+            // What a round started precedes everything it left pending,
+            // but for the requests of owners at their limit.
+            let Some(last) = h.disk.started.difference(&before).max().copied() else {
+                continue;
+            };
+            for (&waiting, p) in h.life.pending.range(..last) {
+                let full = limit.is_some_and(|l| h.running_of(p.owner) >= l);
+                prop_assert!(full, "{waiting} waits behind a later start {last}");
             }
         }
     }
