@@ -83,6 +83,22 @@ pub struct JobSpec {
     pub umask: Option<u32>,
     /// A name for people.
     pub name: Option<String>,
+    /// When it may start, and what it must not run alongside.
+    pub order: Order,
+}
+
+/// When a request may start: not before a time, after other requests, and
+/// never while another of the same user with the same key is live.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Order {
+    /// Not before this, µs since the epoch.
+    pub not_before_us: Option<u64>,
+    /// After these ended, however.
+    pub after: Vec<RequestId>,
+    /// After these succeeded (else it is skipped).
+    pub after_ok: Vec<RequestId>,
+    /// At most one live request of the caller's holds this key.
+    pub unique: Option<String>,
 }
 
 /// How a job's stdin, stdout and stderr are wired.
@@ -189,6 +205,79 @@ fn request_of(spec: &JobSpec, id: RequestId) -> Request {
         max_output: spec.io.max_output,
         stdin: spec.io.stdin.is_some(),
         name: spec.name.clone(),
+        not_before_us: spec.order.not_before_us,
+        after: spec.order.after.clone(),
+        after_ok: spec.order.after_ok.clone(),
+        unique: spec.order.unique.clone(),
+    }
+}
+
+/// What [`submit_unique`] did.
+#[derive(Debug)]
+pub enum Unique {
+    /// Queued: the server took it in, no other live request of ours holds
+    /// the key.
+    Queued(Box<Request>),
+    /// Not queued: this live request of ours holds the key.
+    Duplicate(RequestId),
+    /// Queued, but no server has looked yet (none runs, or it did not
+    /// answer in time): the server will keep only the first.
+    Unchecked(Box<Request>),
+}
+
+/// How long [`submit_unique`] waits for the server's verdict.
+const VERDICT_PATIENCE: Duration = Duration::from_secs(10);
+
+/// Enqueue `spec`, whose `order.unique` is set, unless a live request of
+/// ours holds its key. The server has the last word (two submitters racing
+/// get one queued): this waits until it took the request in or refused it
+/// as a duplicate, and then removes the refusal's result.
+pub fn submit_unique(spool: &Spool, spec: &JobSpec) -> Result<Unique> {
+    let key = spec.order.unique.as_deref().unwrap_or_default();
+    let me = rustix::process::getuid().as_raw();
+    // The common case, at no cost to the server: one the server took in is
+    // there already (one still in 1-requested/ may be refused itself).
+    for state in [State::Pending, State::Running] {
+        for id in spool.ids(state)? {
+            let Ok(sub) = spool.read_submission(state, id) else {
+                continue;
+            };
+            if sub.owner.0 == me && sub.request.unique.as_deref() == Some(key) {
+                return Ok(Unique::Duplicate(id));
+            }
+        }
+    }
+    let request = submit(spool, spec)?;
+    let id = request.id;
+    let started = Instant::now();
+    let mut pause = Duration::from_micros(250);
+    loop {
+        match spool.locate(id) {
+            Some(State::Pending | State::Running) => return Ok(Unique::Queued(Box::new(request))),
+            Some(State::Complete) => {
+                let r = spool.read_result(id)?;
+                let holder = r
+                    .reason
+                    .as_deref()
+                    .and_then(|w| w.strip_prefix("duplicate: "))
+                    .and_then(|w| w.split_whitespace().next())
+                    .and_then(|h| h.parse().ok());
+                match holder {
+                    Some(holder) if r.status == crate::protocol::request::Status::Rejected => {
+                        collect(spool, id)?;
+                        return Ok(Unique::Duplicate(holder));
+                    }
+                    // It ran already (a fast server): it was queued.
+                    _ => return Ok(Unique::Queued(Box::new(request))),
+                }
+            }
+            _ => {}
+        }
+        if crate::lock::server_pid(spool).is_none() || started.elapsed() > VERDICT_PATIENCE {
+            return Ok(Unique::Unchecked(Box::new(request)));
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(20));
     }
 }
 

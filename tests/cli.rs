@@ -5,6 +5,7 @@
 mod capacity;
 mod codes;
 mod operator;
+mod order;
 mod reliability;
 mod sandbox;
 mod share;

@@ -28,6 +28,7 @@ pub(crate) fn spec(argv: &[&str]) -> JobSpec {
         io: Default::default(),
         umask: Some(JobSpec::current_umask()),
         name: None,
+        order: Default::default(),
     }
 }
 

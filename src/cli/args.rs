@@ -323,6 +323,23 @@ pub struct JobArgs {
     /// and stderr are the same file or terminal, as with 2>&1)
     #[arg(long)]
     pub merge_output: bool,
+    /// Start no earlier than TIME: +10m (from now), 10:30 (local, the next
+    /// one), 2026-12-01T10:30:00Z, @SECONDS
+    #[arg(long, value_name = "TIME")]
+    pub not_before: Option<String>,
+    /// Start only after these requests ended, however they ended (ids,
+    /// prefixes, names or `last`, comma-separated or repeated)
+    #[arg(long, value_name = "ID,…")]
+    pub after: Vec<String>,
+    /// Start only after these requests succeeded; if one did not, end as
+    /// `skipped` without running
+    #[arg(long, value_name = "ID,…")]
+    pub after_ok: Vec<String>,
+    /// Queue nothing if a request of yours with this key is requested,
+    /// pending or running: submit prints that one's id and exits 4; run
+    /// waits on it instead
+    #[arg(long, value_name = "KEY")]
+    pub unique: Option<String>,
     /// A name for the request, shown by list and show and accepted for its
     /// id while it is unique among your requests
     #[arg(long, visible_alias = "label", value_name = "TEXT", value_parser = parse_name)]
@@ -455,7 +472,7 @@ pub struct ListArgs {
     pub state: Option<String>,
     /// Only complete requests that ended so: succeeded, failed, signaled,
     /// timed_out, interrupted, rejected, exec_failed, setup_failed, expired,
-    /// oom
+    /// oom, skipped
     #[arg(long, value_name = "STATUS")]
     pub status: Option<String>,
     /// Only this user's requests (a name or a uid)
@@ -480,7 +497,8 @@ pub struct CleanArgs {
     #[arg(long, value_name = "DURATION", value_parser = duration)]
     pub older_than: Option<Duration>,
     /// Only results that ended so: succeeded, failed, signaled, timed_out,
-    /// interrupted, rejected, exec_failed, setup_failed, expired, oom
+    /// interrupted, rejected, exec_failed, setup_failed, expired, oom,
+    /// skipped
     #[arg(long, value_name = "STATUS")]
     pub status: Option<String>,
     /// Only this user's (a name or a uid; another user's needs an operator)

@@ -29,8 +29,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::client::{self, JobIo, JobSpec};
+use crate::client::{self, JobIo, JobSpec, Order, Unique};
 use crate::error::{Error, Result};
+use crate::id::RequestId;
 use crate::meter::MeterConfig;
 use crate::sandbox::policy::{Policy, Profile, SandboxRequest};
 use crate::sandbox::Sandbox;
@@ -42,6 +43,9 @@ use args::{Cli, Command, JobArgs};
 pub const EXIT_TIMEOUT: u8 = 124;
 /// Exit code: spoolq itself failed, or the request was rejected.
 pub const EXIT_FAILURE: u8 = 125;
+/// Exit code of `submit --unique`: a live request of the caller's holds
+/// the key, and nothing was queued (its id is printed instead).
+pub const EXIT_DUPLICATE: u8 = 4;
 /// Exit code: the caller may not do that to another user's request
 /// (sysexits' EX_NOPERM).
 pub const EXIT_NOPERM: u8 = 77;
@@ -67,12 +71,33 @@ pub fn run(cli: Cli) -> Result<u8> {
             Ok(0)
         }
         Command::Submit(a) if a.batch => {
-            let spec = job_spec(a.job)?;
+            let spec = job_spec(&spool, a.job)?;
             batch::submit(&spool, &spec, a.null, a.from.as_deref())
         }
         Command::Submit(a) => {
-            let spec = job_spec(a.job).and_then(|s| needs_command(s, "submit"))?;
-            let request = client::submit(&spool, &spec)?;
+            let spec = job_spec(&spool, a.job).and_then(|s| needs_command(s, "submit"))?;
+            let request = match spec.order.unique.is_some() {
+                false => client::submit(&spool, &spec)?,
+                true => match client::submit_unique(&spool, &spec)? {
+                    Unique::Queued(r) => *r,
+                    Unique::Unchecked(r) => {
+                        eprintln!(
+                            "spoolq: no server has taken {} in yet: it will keep only the \
+                             first request of yours with this --unique key",
+                            r.id
+                        );
+                        *r
+                    }
+                    Unique::Duplicate(holder) => {
+                        outln!("{holder}");
+                        eprintln!(
+                            "spoolq: {holder} holds this --unique key (requested, pending or \
+                             running): nothing queued"
+                        );
+                        return Ok(EXIT_DUPLICATE);
+                    }
+                },
+            };
             notice::if_terminal(&spool);
             if a.json {
                 outln!(
@@ -90,7 +115,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         }
         Command::Run(a) => {
             let how = waiting(a.wait, false)?;
-            let spec = job_spec(a.job).and_then(|s| needs_command(s, "run"))?;
+            let spec = job_spec(&spool, a.job).and_then(|s| needs_command(s, "run"))?;
             wait::run(&spool, &spec, &how)
         }
         Command::Follow(a) => {
@@ -253,7 +278,33 @@ fn needs_command(spec: JobSpec, sub: &str) -> Result<JobSpec> {
     Ok(spec)
 }
 
-fn job_spec(a: JobArgs) -> Result<JobSpec> {
+/// When the job may start, from the flags: ids resolved as everywhere.
+fn order(spool: &Spool, a: &JobArgs) -> Result<Order> {
+    let deps = |items: &[String]| -> Result<Vec<RequestId>> {
+        items
+            .iter()
+            .flat_map(|s| s.split(','))
+            .filter(|s| !s.trim().is_empty())
+            .map(|s| ids::resolve(spool, s))
+            .collect()
+    };
+    let not_before_us = match &a.not_before {
+        None => None,
+        Some(t) => Some(
+            when::parse_when(t, crate::id::now_micros())
+                .map_err(|e| Error::Usage(format!("--not-before: {e}")))?,
+        ),
+    };
+    Ok(Order {
+        not_before_us,
+        after: deps(&a.after)?,
+        after_ok: deps(&a.after_ok)?,
+        unique: a.unique.clone(),
+    })
+}
+
+fn job_spec(spool: &Spool, a: JobArgs) -> Result<JobSpec> {
+    let order = order(spool, &a)?;
     let cwd = match a.cwd {
         Some(dir) => absolute(&dir)?,
         None => std::env::current_dir()
@@ -298,5 +349,6 @@ fn job_spec(a: JobArgs) -> Result<JobSpec> {
         io: job_io(a.stdin, a.merge_output, a.max_output)?,
         umask: Some(JobSpec::current_umask()),
         name: a.name,
+        order,
     })
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 use super::queued::QueueLine;
 use super::signals::{self, interrupt_on_signals};
 use super::{EXIT_FAILURE, EXIT_STDOUT_CLOSED, EXIT_TIMEOUT, EXIT_TRUNCATED};
-use crate::client::{self, JobSpec, Seen, Sinks, WaitOutcome, Waiter};
+use crate::client::{self, JobSpec, Seen, Sinks, Unique, WaitOutcome, Waiter};
 use crate::error::Result;
 use crate::id::RequestId;
 use crate::protocol::request::{JobResult, Status};
@@ -69,9 +69,20 @@ pub fn run(spool: &Spool, spec: &JobSpec, how: &Waiting) -> Result<u8> {
     let _signals = interrupt_on_signals(&waiter)?;
     let mut spec = spec.clone();
     spec.io.merge_stderr |= stdout_is_stderr();
-    let request = client::submit(spool, &spec)?;
+    let (id, role) = match spec.order.unique.is_some() {
+        false => (client::submit(spool, &spec)?.id, Role::Run),
+        true => match client::submit_unique(spool, &spec)? {
+            Unique::Queued(r) | Unique::Unchecked(r) => (r.id, Role::Run),
+            Unique::Duplicate(holder) => {
+                // Wait for the one that holds the key, as `wait` would:
+                // it is not ours to abort.
+                eprintln!("spoolq: {holder} holds this --unique key: waiting for it");
+                (holder, Role::Wait)
+            }
+        },
+    };
     let _notice = super::notice::later(spool);
-    finish(spool, &waiter, request.id, how, Role::Run)
+    finish(spool, &waiter, id, how, role)
 }
 
 /// True when our stdout and stderr are the same file, pipe or terminal

@@ -82,6 +82,20 @@ pub struct Request {
     /// the result, and accepted for the id where it is unique.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// Start no earlier than this (`submit --not-before`), µs since the epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_before_us: Option<u64>,
+    /// Start only after these requests ended, however (`submit --after`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub after: Vec<RequestId>,
+    /// Start only after these requests succeeded; if one did not, end as
+    /// `skipped` without running (`submit --after-ok`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub after_ok: Vec<RequestId>,
+    /// A key no other live request of the same user may hold: a second one
+    /// is refused as a duplicate (`submit --unique`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unique: Option<String>,
 }
 
 impl Request {
@@ -134,9 +148,30 @@ impl Request {
         if let Some(name) = &self.name {
             check_name(name)?;
         }
+        if let Some(dep) = self
+            .after
+            .iter()
+            .chain(&self.after_ok)
+            .find(|d| **d == self.id)
+        {
+            return Err(format!("request {dep} depends on itself"));
+        }
+        if self.after.len() + self.after_ok.len() > MAX_DEPENDENCIES {
+            return Err(format!("more than {MAX_DEPENDENCIES} dependencies"));
+        }
+        if let Some(key) = &self.unique {
+            if key.is_empty() || key.len() > MAX_NAME_BYTES || key.chars().any(char::is_control) {
+                return Err(format!(
+                    "unique key {key:?}: 1 to {MAX_NAME_BYTES} bytes, no control characters"
+                ));
+            }
+        }
         Ok(())
     }
 }
+
+/// The most dependencies one request may have.
+pub const MAX_DEPENDENCIES: usize = 256;
 
 /// The longest request name, in bytes.
 pub const MAX_NAME_BYTES: usize = 128;
@@ -187,11 +222,14 @@ pub enum Status {
     /// Its sandbox set-up or its limits stopped it before its program ran:
     /// the reason names the step (`enrol_cgroup`, `identity`, `exec`, …).
     SetupFailed,
+    /// Never ran: a request it was to run after (`after_ok`) did not
+    /// succeed; the reason names it.
+    Skipped,
 }
 
 impl Status {
     /// Every status, in a stable order (for metrics).
-    pub const ALL: [Status; 10] = [
+    pub const ALL: [Status; 11] = [
         Status::Succeeded,
         Status::Failed,
         Status::Signaled,
@@ -202,6 +240,7 @@ impl Status {
         Status::Expired,
         Status::Oom,
         Status::SetupFailed,
+        Status::Skipped,
     ];
 
     /// The snake_case name used in JSON and metrics.
@@ -217,6 +256,7 @@ impl Status {
             Status::Expired => "expired",
             Status::Oom => "oom",
             Status::SetupFailed => "setup_failed",
+            Status::Skipped => "skipped",
         }
     }
 }
@@ -312,7 +352,7 @@ impl JobResult {
             Status::Signaled => 128u8.saturating_add(self.signal.unwrap_or(0).clamp(0, 127) as u8),
             Status::TimedOut => 124,
             Status::ExecFailed => self.exit_code.map(|c| c as u8).unwrap_or(126),
-            Status::Interrupted | Status::Rejected => 125,
+            Status::Interrupted | Status::Rejected | Status::Skipped => 125,
             // sysexits EX_TEMPFAIL: try again later.
             Status::Expired => 75,
             // As a shell reports a SIGKILL.

@@ -34,6 +34,7 @@ use crate::spool::{State, MAX_ID_AGE_AT_PUBLISH};
 
 mod effect;
 mod failure;
+mod gates;
 mod observe;
 #[cfg(test)]
 mod property;
@@ -42,7 +43,8 @@ mod share;
 mod tests;
 
 pub use effect::{Dispose, Effect, Fault, Recovery};
-pub use observe::{AbortFiled, Arrival, Clock, Found, Leftover, Terms};
+use gates::{Admit, Gates};
+pub use observe::{AbortFiled, Arrival, Clock, Dep, DepFact, Found, Gate, Leftover, Terms};
 use share::Share;
 
 /// How soon to retry writing results that could not be written.
@@ -148,6 +150,8 @@ pub struct Lifecycle {
     metrics: Metrics,
     /// Something `status.json` shows has changed.
     changed: bool,
+    /// Start times, dependencies and keys of pending requests.
+    gates: Gates,
 }
 
 impl Lifecycle {
@@ -173,6 +177,7 @@ impl Lifecycle {
             head_wake: None,
             metrics: Metrics::default(),
             changed: true,
+            gates: Gates::default(),
         }
     }
 
@@ -277,7 +282,11 @@ impl Lifecycle {
             .first()
             .map(|(at, _)| clock.now + Duration::from_micros(at.saturating_sub(clock.now_us)));
         let stop = self.stopping.filter(|_| !self.stop_forced);
-        [expiry, stop, self.head_wake, self.retry_at]
+        let start_time = self
+            .gates
+            .next_time(clock.now_us)
+            .map(|at| clock.now + Duration::from_micros(at - clock.now_us));
+        [expiry, stop, self.head_wake, self.retry_at, start_time]
             .into_iter()
             .flatten()
             .min()
@@ -335,6 +344,31 @@ impl Lifecycle {
         }
         match found.read {
             Ok(terms) => {
+                match self.gates.admit(id, terms.owner, &terms.gate) {
+                    Admit::Queued => {}
+                    Admit::Duplicate(holder) => {
+                        let key = terms.gate.unique.as_deref().unwrap_or_default();
+                        let reason = format!(
+                            "duplicate: {holder} of the same user holds the unique key {key:?}"
+                        );
+                        self.metrics.total_received += 1;
+                        self.reject(id, a.state, reason, None, clock, out);
+                        return;
+                    }
+                    Admit::Refused(reason) => {
+                        self.metrics.total_received += 1;
+                        self.reject(id, a.state, reason, None, clock, out);
+                        return;
+                    }
+                    Admit::Skip(why) => {
+                        self.metrics.total_received += 1;
+                        info!(%id, reason = %why, "skipped");
+                        let outcome = Outcome::not_run(Status::Skipped, None, why);
+                        let dispose = Dispose::Remove(a.state);
+                        self.finish(id, Box::new(outcome), dispose, true, clock, out);
+                        return;
+                    }
+                }
                 if requested {
                     out.push(Effect::Move {
                         id,
@@ -412,11 +446,11 @@ impl Lifecycle {
                 self.metrics.total_received += 1;
             }
             self.discard(id, state, &mut out);
-            self.count_abort(id, clock);
+            self.count_abort(id, clock, &mut out);
             info!(%id, "aborted before it was queued");
         } else if self.take_pending(id).is_some() {
             self.discard(id, State::Pending, &mut out);
-            self.count_abort(id, clock);
+            self.count_abort(id, clock, &mut out);
             info!(%id, "aborted while pending");
         } else if let Some(r) = self.running.get_mut(&id) {
             if !r.aborting {
@@ -458,7 +492,7 @@ impl Lifecycle {
             self.running.remove(&id);
             if outcome.killed == Some(KillReason::Abort) {
                 self.discard(id, State::Running, &mut out);
-                self.count_abort(id, clock);
+                self.count_abort(id, clock, &mut out);
                 info!(%id, "aborted while running");
                 continue;
             }
@@ -603,7 +637,7 @@ impl Lifecycle {
             head = self.pending.first_key_value().map(|(&id, _)| (id, h));
         }
         while head.is_none() {
-            let Some(id) = self.next_startable(share.as_ref()) else {
+            let Some(id) = self.next_startable(share.as_ref(), clock.now_us) else {
                 break;
             };
             let p = &self.pending[&id];
@@ -723,6 +757,7 @@ impl Lifecycle {
                         aborting,
                     };
                     self.running.insert(id, r);
+                    self.gates.hold_key(id, l.owner, l.unique.as_deref());
                     info!(%id, "re-attached to a job that still runs");
                 }
                 Reattach::Ended { started_at_us } => {
@@ -756,6 +791,7 @@ impl Lifecycle {
         clock: Clock,
         out: &mut Vec<Effect>,
     ) {
+        self.ended(id, DepFact::Ended(outcome.status), clock, out);
         if let Some(started) = outcome.started_at_us {
             let ran = clock.now_us.saturating_sub(started);
             self.metrics.time_running.observe_us(ran);
@@ -831,7 +867,8 @@ impl Lifecycle {
         out.push(Effect::Discard { id, from });
     }
 
-    fn count_abort(&mut self, id: RequestId, clock: Clock) {
+    fn count_abort(&mut self, id: RequestId, clock: Clock, out: &mut Vec<Effect>) {
+        self.ended(id, DepFact::Aborted, clock, out);
         self.metrics.completed(Completed::Aborted);
         let waited = clock.now_us.saturating_sub(id.micros());
         self.metrics.time_to_abort.observe_us(waited);
@@ -840,16 +877,36 @@ impl Lifecycle {
 
     /// The oldest pending request that may be considered now: the oldest
     /// of all, or under a per-user limit the oldest of the owners below it.
-    fn next_startable(&self, share: Option<&Share>) -> Option<RequestId> {
+    /// The oldest pending request that may start but for capacity: not
+    /// held by its start time or dependencies, its owner under its limit.
+    fn next_startable(&self, share: Option<&Share>, now_us: u64) -> Option<RequestId> {
+        let free = |id: &&RequestId| !self.gates.holds(**id, now_us);
         let Some(share) = share else {
-            return self.pending.first_key_value().map(|(&id, _)| id);
+            if !self.gates.any() {
+                return self.pending.first_key_value().map(|(&id, _)| id);
+            }
+            return self.pending.keys().find(free).copied();
         };
         self.queues
             .iter()
             .filter(|(owner, _)| !share.full(**owner))
-            .filter_map(|(_, q)| q.first())
+            .filter_map(|(_, q)| q.iter().find(free))
             .min()
             .copied()
+    }
+
+    /// `id` ended as `fact`: its dependents learn it, and those that were
+    /// to run only after its success end as `skipped`.
+    fn ended(&mut self, id: RequestId, fact: DepFact, clock: Clock, out: &mut Vec<Effect>) {
+        for (waiter, why) in self.gates.ended(id, fact) {
+            if self.take_pending(waiter).is_some() {
+                info!(id = %waiter, reason = %why, "skipped");
+                let outcome = Outcome::not_run(Status::Skipped, None, why);
+                let dispose = Dispose::Remove(State::Pending);
+                self.finish(waiter, Box::new(outcome), dispose, true, clock, out);
+            }
+        }
+        self.changed = true;
     }
 
     fn admit(&mut self, id: RequestId, p: Pending) {
@@ -864,6 +921,7 @@ impl Lifecycle {
 
     fn take_pending(&mut self, id: RequestId) -> Option<Pending> {
         let p = self.pending.remove(&id)?;
+        self.gates.unqueued(id);
         if let Some(at) = p.expires_at_us {
             self.deadlines.remove(&(at, id));
         }

@@ -34,7 +34,8 @@ use crate::spool::{Spool, State, Submission};
 use crate::tasks::LocalTasks;
 use events::Event;
 use lifecycle::{
-    AbortFiled, Arrival, Clock, Dispose, Effect, Fault, Found, Lifecycle, Terms, Waits,
+    AbortFiled, Arrival, Clock, Dep, DepFact, Dispose, Effect, Fault, Found, Gate, Lifecycle,
+    Terms, Waits,
 };
 use retention::Retention;
 
@@ -439,6 +440,7 @@ impl<'a, E: Executor> Server<'a, E> {
                 cpus: r.cpus,
                 queue_timeout_us: r.queue_timeout_us,
                 owner,
+                gate: self.gate(&r),
             });
             Some(Found {
                 ctime_us,
@@ -451,6 +453,43 @@ impl<'a, E: Executor> Server<'a, E> {
             name: name.to_owned(),
             id,
             found,
+        }
+    }
+
+    /// A request's start time, key, and what the spool says of each request
+    /// it runs after.
+    fn gate(&self, r: &Request) -> Gate {
+        let deps = r.after.iter().map(|d| (d, false));
+        let deps = deps.chain(r.after_ok.iter().map(|d| (d, true)));
+        Gate {
+            not_before_us: r.not_before_us,
+            unique: r.unique.clone(),
+            deps: deps
+                .map(|(&id, ok_only)| Dep {
+                    id,
+                    ok_only,
+                    fact: self.dep_fact(id),
+                })
+                .collect(),
+        }
+    }
+
+    /// Where a dependency is: known or queued, ended with a result, or
+    /// recorded in `ended.log`.
+    fn dep_fact(&self, id: RequestId) -> DepFact {
+        let live = [State::Requested, State::Pending, State::Running];
+        if self.life.knows(id) || live.iter().any(|s| self.spool.path(*s, id).exists()) {
+            return DepFact::Live;
+        }
+        if let Ok(r) = self.spool.read_result(id) {
+            return DepFact::Ended(r.status);
+        }
+        match self.spool.ended(id).last().map(|r| r.ended) {
+            Some(Ending::Aborted) => DepFact::Aborted,
+            Some(Ending::Rejected) => DepFact::Ended(Status::Rejected),
+            Some(Ending::Expired) => DepFact::Ended(Status::Expired),
+            Some(Ending::Collected | Ending::Removed) => DepFact::Gone,
+            None => DepFact::Unknown,
         }
     }
 

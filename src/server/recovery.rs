@@ -49,13 +49,14 @@ impl<E: Executor> Server<'_, E> {
             // results to their submitter), and its terms, for a job that
             // still runs.
             let request = id.and_then(|id| self.spool.read_request(State::Running, id).ok());
-            let (submitter, mem, cpus) =
-                request.map_or((0, None, None), |r| (r.uid, r.mem, r.cpus));
+            let (submitter, mem, cpus, unique) =
+                request.map_or((0, None, None, None), |r| (r.uid, r.mem, r.cpus, r.unique));
             out.push(Leftover {
                 has_result: id.is_some_and(|id| self.spool.has_result_of(id, submitter)),
                 demand: Admission::reservation(&self.meter, mem, cpus),
                 died_by_us: self.heartbeat.as_ref().and_then(|l| l.previous_beat_us()),
                 owner: submitter,
+                unique,
                 name,
                 id,
                 job,

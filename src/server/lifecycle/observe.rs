@@ -9,6 +9,7 @@ use std::time::Instant;
 use crate::executor::Reattach;
 use crate::id::RequestId;
 use crate::meter::Demand;
+use crate::protocol::request::Status;
 use crate::spool::{Rejection, State};
 
 /// The time, as the server read it for this observation: the monotonic
@@ -47,7 +48,7 @@ pub struct Found {
 }
 
 /// What the lifecycle needs of a valid request.
-#[derive(Debug, Clone, Copy, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct Terms {
     /// Declared memory reservation, bytes.
     pub mem: Option<u64>,
@@ -58,6 +59,46 @@ pub struct Terms {
     /// Its submitter: the owner of its file (the request's `uid` is checked
     /// to be the same), for `--max-jobs-per-user`.
     pub owner: u32,
+    /// When it may start (see [`super::gates`]).
+    pub gate: Gate,
+}
+
+/// A request's start time, dependencies and key, with what the server
+/// found of each dependency.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Gate {
+    /// Not before this, µs since the epoch.
+    pub not_before_us: Option<u64>,
+    /// The requests it runs after.
+    pub deps: Vec<Dep>,
+    /// Its `unique` key.
+    pub unique: Option<String>,
+}
+
+/// One request another runs after.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Dep {
+    /// Its id.
+    pub id: RequestId,
+    /// It must have succeeded (`after_ok`).
+    pub ok_only: bool,
+    /// Where it is.
+    pub fact: DepFact,
+}
+
+/// What the server found of a dependency.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DepFact {
+    /// Queued or running (known to the lifecycle, or its file is there).
+    Live,
+    /// Ended so (its result, or the record of its rejection or expiry).
+    Ended(Status),
+    /// Aborted (recorded in `ended.log`).
+    Aborted,
+    /// Ended, and its result was collected or removed: how is not known.
+    Gone,
+    /// Nothing of it is known.
+    Unknown,
 }
 
 /// An abort marker the server found in `5-aborting/`.
@@ -103,4 +144,6 @@ pub struct Leftover {
     pub died_by_us: Option<u64>,
     /// Its submitter, whose limit a job that still runs counts toward.
     pub owner: u32,
+    /// Its `unique` key, which a job that still runs holds.
+    pub unique: Option<String>,
 }

@@ -186,6 +186,7 @@ mod tests {
             demand: Demand { mem: 0, cpus: 1.0 },
             died_by_us: None,
             owner: ALICE,
+            unique: None,
         };
         assert!(l.recover(vec![left], at(0)).is_empty());
         arrive(&mut l, 2, ALICE);

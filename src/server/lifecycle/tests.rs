@@ -655,6 +655,7 @@ fn recovery_records_interrupted_jobs_and_keeps_published_results() {
         has_result,
         demand: Demand { mem: 0, cpus: 1.0 },
         died_by_us: Some(1_900_000),
+        unique: None,
         owner: ALICE,
     };
     let mut junk = left(9, false);
