@@ -110,6 +110,17 @@ pub fn show(spool: &Spool, id: RequestId, as_json: bool) -> Result<u8> {
             outln!("name:    {name}");
         }
         outln!("command: {}", shell_words(&q.argv));
+        if let Some(t) = q.not_before_us {
+            outln!("not before: {}", when::rfc3339(t));
+        }
+        let deps = q.after.iter().map(|d| (d, "after"));
+        for (dep, how) in deps.chain(q.after_ok.iter().map(|d| (d, "after-ok"))) {
+            let at = spool.locate(*dep).map_or("ended", |s| s.name());
+            outln!("{how}: {dep} ({at})");
+        }
+        if let Some(key) = &q.unique {
+            outln!("unique:  {key}");
+        }
         outln!("cwd:     {}", q.cwd.display());
     }
     if let Some(r) = &result {

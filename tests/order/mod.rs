@@ -88,6 +88,11 @@ fn after_and_after_ok_survive_a_kill_and_a_failed_dependency_skips() {
         .trim()
         .to_string();
     env.wait_state(&anyway, "2-pending");
+    let shown = env.cmd().args(["show", &second]).expect_code(0).out();
+    assert!(
+        shown.contains(&format!("after-ok: {first} (pending)")),
+        "{shown}"
+    );
     // The server dies and comes back: the order is in the request files.
     server.signal(Signal::KILL);
     server.wait_exit();
