@@ -682,3 +682,94 @@ fn recovery_records_interrupted_jobs_and_keeps_published_results() {
     assert!(l.recover(vec![still], at(0)).is_empty());
     assert_eq!(l.running_ids(), vec![id(3)]);
 }
+
+// ---- start times, dependencies, keys ----
+
+fn gated(gate: Gate) -> Terms {
+    Terms {
+        owner: ALICE,
+        gate,
+        ..Terms::default()
+    }
+}
+
+fn after_ok(n: u64) -> Gate {
+    Gate {
+        deps: vec![Dep {
+            id: id(n),
+            ok_only: true,
+            fact: DepFact::Live,
+        }],
+        ..Gate::default()
+    }
+}
+
+fn statuses(effects: &[Effect]) -> Vec<(RequestId, Status)> {
+    effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Write { id, outcome, .. } => Some((*id, outcome.status)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_held_request_lets_the_ones_behind_it_start_and_starts_when_its_time_comes() {
+    let mut l = life();
+    let later = Gate {
+        not_before_us: Some(at(50).now_us),
+        ..Gate::default()
+    };
+    l.arrived(arrival(1, gated(later)), &Slots(2), at(0));
+    l.arrived(arrival(2, gated(Gate::default())), &Slots(2), at(0));
+    assert_eq!(started(&l.plan(&Slots(2), at(0))), vec![id(2)]);
+    // The server is woken for it.
+    assert_eq!(l.next_wake(at(0)), Some(at(50).now));
+    assert!(started(&l.plan(&Slots(2), at(49))).is_empty());
+    assert_eq!(started(&l.plan(&Slots(2), at(50))), vec![id(1)]);
+}
+
+#[test]
+fn a_failure_skips_a_whole_chain_of_after_ok_requests_and_spares_plain_after() {
+    let mut l = life();
+    l.arrived(arrival(1, gated(Gate::default())), &Slots(1), at(0));
+    l.arrived(arrival(2, gated(after_ok(1))), &Slots(1), at(0));
+    l.arrived(arrival(3, gated(after_ok(2))), &Slots(1), at(0));
+    let plain = Gate {
+        deps: vec![Dep {
+            id: id(1),
+            ok_only: false,
+            fact: DepFact::Live,
+        }],
+        ..Gate::default()
+    };
+    l.arrived(arrival(4, gated(plain)), &Slots(1), at(0));
+    assert_eq!(started(&l.plan(&Slots(1), at(0))), vec![id(1)]);
+    let fx = l.exited(vec![(id(1), ran(3))], at(1));
+    let ended = statuses(&fx);
+    assert!(ended.contains(&(id(1), Status::Failed)), "{ended:?}");
+    assert!(ended.contains(&(id(2), Status::Skipped)), "{ended:?}");
+    assert!(ended.contains(&(id(3), Status::Skipped)), "{ended:?}");
+    assert_eq!(l.pending_len(), 1);
+    assert_eq!(started(&l.plan(&Slots(1), at(2))), vec![id(4)]);
+}
+
+#[test]
+fn a_second_request_with_a_live_key_is_refused_naming_the_first() {
+    let mut l = life();
+    let key = || Gate {
+        unique: Some("nightly".into()),
+        ..Gate::default()
+    };
+    l.arrived(arrival(1, gated(key())), &Slots(1), at(0));
+    let fx = l.arrived(arrival(2, gated(key())), &Slots(1), at(0));
+    let refused = fx.iter().any(|e| matches!(e, Effect::Write { id: w, outcome, .. }
+        if *w == id(2) && outcome.status == Status::Rejected
+            && outcome.reason.as_deref().is_some_and(|r| r.starts_with(&format!("duplicate: {} ", id(1))))));
+    assert!(refused, "{fx:?}");
+    assert_eq!(started(&l.plan(&Slots(1), at(0))), vec![id(1)]);
+    l.exited(vec![(id(1), ran(0))], at(1));
+    l.arrived(arrival(3, gated(key())), &Slots(1), at(2));
+    assert_eq!(l.pending_len(), 1, "the key is free once the first ended");
+}
