@@ -137,6 +137,12 @@ pub trait Executor {
     /// The server is exiting cleanly: release what the executor holds for
     /// the spool as a whole.
     fn shut_down(&mut self);
+
+    /// `pids` are children of the server that are not jobs and that the
+    /// server reaps itself (its `--on-finish` hooks), replacing the last
+    /// list: an executor that reaps the server's other children must leave
+    /// them alone. The default has no children to reap.
+    fn spare(&mut self, _pids: Vec<u32>) {}
 }
 
 /// A duration in µs for messages: "1.5s".

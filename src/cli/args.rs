@@ -195,6 +195,18 @@ pub struct ServeArgs {
     /// longer ago than TIME (90m, 7d) [default: keep until collected]
     #[arg(long, value_name = "TIME", value_parser = nonzero)]
     pub keep_results: Option<Duration>,
+    /// Run `sh -c CMD` once for each request that gets a result, as its
+    /// submitter, told in SPOOLQ_ID, SPOOLQ_NAME, SPOOLQ_STATUS,
+    /// SPOOLQ_EXIT_CODE, SPOOLQ_SIGNAL, SPOOLQ_REASON, SPOOLQ_RESULT, … how it
+    /// ended (README: on-finish hooks) [default: none]
+    #[arg(long, value_name = "CMD")]
+    pub on_finish: Option<String>,
+    /// Most --on-finish hooks running at once; the others wait in memory
+    #[arg(long, value_name = "N", default_value = "4", value_parser = clap::value_parser!(u32).range(1..))]
+    pub on_finish_max: u32,
+    /// Time an --on-finish hook may run before its process group is killed
+    #[arg(long, value_name = "TIME", value_parser = nonzero, default_value = "60s")]
+    pub on_finish_timeout: Duration,
     /// Time between rescans that catch events inotify missed
     #[arg(long, value_name = "TIME", value_parser = nonzero, default_value = "10s")]
     pub poll_interval: Duration,

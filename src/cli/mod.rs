@@ -35,6 +35,7 @@ use crate::id::RequestId;
 use crate::meter::MeterConfig;
 use crate::sandbox::policy::{Policy, Profile, SandboxRequest};
 use crate::sandbox::Sandbox;
+use crate::server::hooks::HookConfig;
 use crate::server::{self, ServeConfig};
 use crate::spool::Spool;
 use args::{Cli, Command, JobArgs};
@@ -186,6 +187,11 @@ fn serve_config(a: args::ServeArgs) -> Result<ServeConfig> {
         shutdown_grace: a.shutdown_grace,
         max_jobs_per_user: a.max_jobs_per_user.map(|n| n as usize),
         keep_results: a.keep_results,
+        on_finish: a.on_finish.map(|command| HookConfig {
+            command,
+            timeout: a.on_finish_timeout,
+            max_running: a.on_finish_max as usize,
+        }),
     })
 }
 

@@ -40,6 +40,21 @@ pub fn supplementary_groups(uid: u32, gid: u32) -> Vec<u32> {
 
 /// The login name of `uid`, from the user database.
 pub fn user_name(uid: u32) -> Option<std::ffi::CString> {
+    passwd_of(uid, |pwd| pwd.pw_name)
+}
+
+/// The home directory of `uid`, from the user database.
+pub fn home_dir(uid: u32) -> Option<std::path::PathBuf> {
+    use std::os::unix::ffi::OsStringExt;
+    let dir = passwd_of(uid, |pwd| pwd.pw_dir)?;
+    Some(std::ffi::OsString::from_vec(dir.into_bytes()).into())
+}
+
+/// One string field of `uid`'s entry in the user database.
+fn passwd_of(
+    uid: u32,
+    field: impl Fn(&libc::passwd) -> *mut libc::c_char,
+) -> Option<std::ffi::CString> {
     let mut buf: Vec<libc::c_char> = vec![0; 1024];
     loop {
         // SAFETY: passwd is plain data; getpwuid_r fills it with pointers
@@ -52,11 +67,12 @@ pub fn user_name(uid: u32) -> Option<std::ffi::CString> {
             buf.resize(buf.len() * 2, 0);
             continue;
         }
-        if rc != 0 || found.is_null() || pwd.pw_name.is_null() {
+        let value = field(&pwd);
+        if rc != 0 || found.is_null() || value.is_null() {
             return None;
         }
-        // SAFETY: pw_name points to a NUL-terminated string in `buf`.
-        return Some(unsafe { CStr::from_ptr(pwd.pw_name) }.to_owned());
+        // SAFETY: the field points to a NUL-terminated string in `buf`.
+        return Some(unsafe { CStr::from_ptr(value) }.to_owned());
     }
 }
 
@@ -94,6 +110,7 @@ mod tests {
     fn root_is_found_by_name_and_uid() {
         assert_eq!(uid_named("root"), Some(0));
         assert_eq!(user_name(0).unwrap().to_str(), Ok("root"));
+        assert!(home_dir(0).is_some_and(|h| h.is_absolute()));
         assert_eq!(uid_named("no such user, surely"), None);
     }
 

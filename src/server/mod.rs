@@ -7,6 +7,7 @@
 mod ended;
 mod events;
 mod expire;
+pub mod hooks;
 pub mod lifecycle;
 mod recovery;
 pub mod retention;
@@ -64,6 +65,8 @@ pub struct ServeConfig {
     /// How long an uncollected result is kept after it finished (`None`:
     /// until collected).
     pub keep_results: Option<Duration>,
+    /// `--on-finish`: the command run for each finished request.
+    pub on_finish: Option<hooks::HookConfig>,
 }
 
 /// How often a running server removes clients' abandoned files in `tmp/`
@@ -153,6 +156,8 @@ struct Server<'a, E: Executor> {
     publishing: HashMap<RequestId, u64>,
     /// Results to remove once older than `--keep-results`.
     retention: Option<Retention>,
+    /// The `--on-finish` hooks.
+    hooks: Option<hooks::run::Hooks>,
 }
 
 impl<'a, E: Executor> Server<'a, E> {
@@ -177,6 +182,7 @@ impl<'a, E: Executor> Server<'a, E> {
             sources: None,
             publishing: HashMap::new(),
             retention: config.keep_results.map(Retention::new),
+            hooks: config.on_finish.as_ref().map(hooks::run::Hooks::new),
             dirty: Dirty {
                 requested: true,
                 aborting: true,
@@ -200,6 +206,9 @@ impl<'a, E: Executor> Server<'a, E> {
                 self.dirty.status = true;
                 if let Err(e) = self.publish(true) {
                     warn!(error = %e, "cannot publish status");
+                }
+                if let Some(hooks) = &mut self.hooks {
+                    hooks.settle(rx);
                 }
                 return;
             }
@@ -252,6 +261,7 @@ impl<'a, E: Executor> Server<'a, E> {
             self.exec.next_deadline(),
             self.life.next_wake(now),
             self.next_expiry(now),
+            self.hooks.as_ref().and_then(|h| h.next_deadline()),
         ]
         .into_iter()
         .flatten()
@@ -313,6 +323,7 @@ impl<'a, E: Executor> Server<'a, E> {
             self.dirty.requested = true;
         }
         self.exec.enforce(now);
+        self.run_hooks();
         let ended = self.exec.collect();
         if !ended.is_empty() {
             let effects = self.life.exited(ended, clock());
@@ -334,6 +345,7 @@ impl<'a, E: Executor> Server<'a, E> {
         let effects = self.life.plan(&self.meter, clock());
         self.carry_out(effects);
         self.beat(Instant::now());
+        self.run_hooks();
         if let Err(e) = self.publish(false) {
             warn!(error = %e, "cannot publish status");
         }
@@ -558,7 +570,13 @@ impl<'a, E: Executor> Server<'a, E> {
         let spool = self.spool;
         match effect {
             Effect::Move { id, from, to } => spool.move_request(*id, *from, *to).map_err(io)?,
-            Effect::Sync { state, .. } => spool.sync_state(*state).map_err(io)?,
+            Effect::Sync { state, ids } => {
+                let synced = spool.sync_state(*state).map_err(io);
+                if let (Some(hooks), State::Complete) = (&mut self.hooks, state) {
+                    hooks.synced(ids);
+                }
+                synced?
+            }
             Effect::Claim { id } => {
                 let sub = match spool.read_submission(State::Pending, *id) {
                     Ok(sub) => sub,
@@ -612,6 +630,9 @@ impl<'a, E: Executor> Server<'a, E> {
                 if let Some(retention) = &mut self.retention {
                     retention.track(*id, result.finished_at_us, result.submitter());
                 }
+                if let Some(hooks) = &mut self.hooks {
+                    hooks.written(spool, &result, dispose.state());
+                }
             }
             Effect::Dispose { id, how } => match how {
                 Dispose::Retire => {
@@ -662,6 +683,15 @@ impl<'a, E: Executor> Server<'a, E> {
             }
         }
         Ok(())
+    }
+
+    /// Reap, kill and start `--on-finish` hooks, and tell the executor
+    /// which children are theirs.
+    fn run_hooks(&mut self) {
+        if let Some(hooks) = &mut self.hooks {
+            hooks.step(Instant::now());
+            self.exec.spare(hooks.pids());
+        }
     }
 
     fn publish(&mut self, force: bool) -> Result<()> {

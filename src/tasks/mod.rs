@@ -57,6 +57,8 @@ pub struct LocalTasks {
     table: JobTable,
     spawner: Spawner,
     hub: Option<CaptureHub>,
+    /// The server's other children, which it reaps itself (its hooks).
+    spared: Vec<u32>,
 }
 
 impl LocalTasks {
@@ -71,15 +73,18 @@ impl LocalTasks {
             table,
             spawner: Spawner::default(),
             hub: None,
+            spared: Vec::new(),
         }
     }
 
     /// Reap exited children that are not jobs (adopted orphans), by pid:
     /// peek with `WNOWAIT` and never collect a job's status here, which its
-    /// `Child` must see. Raw `waitid`: rustix's `WaitIdStatus` does not give
-    /// the pid that the peek is for.
+    /// `Child` must see, nor a spared child's (a hook: the server reaps
+    /// it). Raw `waitid`: rustix's `WaitIdStatus` does not give the pid
+    /// that the peek is for.
     fn reap_orphans(&self) {
         let jobs: Vec<u32> = self.jobs.values().map(|j| j.child.id()).collect();
+        let jobs = [jobs, self.spared.clone()].concat();
         loop {
             // SAFETY: waitid fills the zeroed siginfo it is given.
             let pid = unsafe {
@@ -136,6 +141,7 @@ impl LocalTasks {
             return;
         };
         let jobs: Vec<u32> = self.jobs.values().map(|j| j.child.id()).collect();
+        let jobs = [jobs, self.spared.clone()].concat();
         let children = tasks
             .flatten()
             .filter_map(|t| std::fs::read_to_string(t.path().join("children")).ok())
@@ -391,6 +397,10 @@ impl Executor for LocalTasks {
 
     fn shut_down(&mut self) {
         self.remove_cgroup_parents();
+    }
+
+    fn spare(&mut self, pids: Vec<u32>) {
+        self.spared = pids;
     }
 }
 
