@@ -4,6 +4,7 @@
 
 mod capacity;
 mod codes;
+mod hooks;
 mod operator;
 mod order;
 mod reliability;

@@ -115,6 +115,12 @@ impl Hooks {
         // Every hook running started before now: all are past their
         // limit by then, and a killed one dies at once.
         let give_up = Instant::now() + self.timeout + Duration::from_secs(5);
+        if self.queue.busy() {
+            info!(
+                running = self.queue.pids().len(),
+                "stopping: waiting for the on-finish hooks that run"
+            );
+        }
         loop {
             let now = Instant::now();
             self.step(now);
