@@ -11,7 +11,7 @@
 //! reaping and killing processes is in [`run`]. A hook never holds up the
 //! queue: the server only ever looks at its processes without blocking.
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -182,8 +182,10 @@ impl Queue {
         }
     }
 
-    /// A request's result is written: its hook waits for the sync.
+    /// A request's result is written: its hook waits for the sync. A
+    /// result written again before that (a retried write) has one hook.
     pub fn written(&mut self, f: Finished) {
+        self.unsynced.retain(|u| u.id != f.id);
         self.unsynced.push(f);
     }
 
@@ -191,6 +193,7 @@ impl Queue {
     /// order their results were written. Returns the ids of those not
     /// queued because [`MAX_WAITING`] wait already.
     pub fn synced(&mut self, ids: &[RequestId]) -> Vec<RequestId> {
+        let ids: HashSet<&RequestId> = ids.iter().collect();
         let (due, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut self.unsynced)
             .into_iter()
             .partition(|f| ids.contains(&f.id));
@@ -363,10 +366,15 @@ mod tests {
         let mut q = Queue::new(4, Duration::from_secs(60));
         q.written(finished(1));
         q.written(finished(2));
+        q.written(finished(2));
         assert_eq!(q.next(), None, "not synced yet");
         assert!(q.synced(&[id(2)]).is_empty());
         assert_eq!(q.next().map(|f| f.id), Some(id(2)));
-        assert_eq!(q.next(), None, "1 is still unsynced");
+        assert_eq!(
+            q.next(),
+            None,
+            "1 is still unsynced, 2 written twice runs once"
+        );
         q.synced(&[id(1)]);
         assert_eq!(q.next().map(|f| f.id), Some(id(1)));
     }
@@ -414,11 +422,12 @@ mod tests {
     #[test]
     fn beyond_the_waiting_limit_hooks_are_dropped_and_named() {
         let mut q = Queue::new(1, Duration::from_secs(1));
-        for _ in 0..MAX_WAITING {
-            q.written(finished(1));
+        let ids: Vec<RequestId> = (1..=MAX_WAITING as u64 + 1).map(id).collect();
+        for n in 1..=MAX_WAITING as u64 + 1 {
+            q.written(finished(n));
         }
-        q.written(finished(2));
-        assert_eq!(q.synced(&[id(1), id(2)]), vec![id(2)]);
+        let last = *ids.last().expect("ids");
+        assert_eq!(q.synced(&ids), vec![last]);
         assert_eq!(q.abandon().len(), MAX_WAITING);
         assert_eq!(q.next(), None);
     }
