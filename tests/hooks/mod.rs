@@ -2,8 +2,9 @@
 //! request's submitter (a real unprivileged user, root server) with the
 //! request's variables, in its working directory; a failing or hanging
 //! hook does not hold up the queue and one past its time is killed; at most
-//! `--on-finish-max` run at once; a rejected request gets its hook, an
-//! aborted one none. Part of the `cli` test binary (shares `util`).
+//! `--on-finish-max` run at once; a rejected (and a skipped) request gets
+//! its hook, an aborted one none; a stopping server waits for running
+//! hooks. Part of the `cli` test binary (shares `util`).
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -259,6 +260,16 @@ fn a_rejected_request_gets_its_hook_and_an_aborted_one_none() {
     );
     assert_eq!(v["pwd"], "/", "no working directory known: {v:?}");
     assert!(!v.contains_key("SPOOLQ_EXIT_CODE"), "{v:?}");
+
+    // Skipped for a failed dependency: never ran, has a result and a hook.
+    let failed = env.submit(&["false"]);
+    let skipped = env
+        .cmd()
+        .args(["submit", "--after-ok", &failed, "--", "true"])
+        .expect_code(0);
+    let v = recorded(&env, skipped.out().trim());
+    assert_eq!(v["SPOOLQ_STATUS"], "skipped", "{v:?}");
+    assert_eq!(recorded(&env, &failed)["SPOOLQ_EXIT_CODE"], "1");
 
     // Aborted while running: no result, no hook. The request after it
     // finishes later, and hooks run in finishing order.
