@@ -186,6 +186,7 @@ fn serve_config(a: args::ServeArgs) -> Result<ServeConfig> {
         shutdown_grace: a.shutdown_grace,
         max_jobs_per_user: a.max_jobs_per_user.map(|n| n as usize),
         keep_results: a.keep_results,
+        tmp_max_age: a.tmp_max_age,
     })
 }
 

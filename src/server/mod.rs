@@ -64,12 +64,18 @@ pub struct ServeConfig {
     /// How long an uncollected result is kept after it finished (`None`:
     /// until collected).
     pub keep_results: Option<Duration>,
+    /// Age past which a client's file in `tmp/` is an abandoned write.
+    pub tmp_max_age: Duration,
 }
 
-/// How often a running server removes clients' abandoned files in `tmp/`
-/// (start-up does it too): a look at one directory, on a wake that happens
-/// anyway (the rescan), so an idle server costs nothing more.
-const TMP_SWEEP_EVERY: Duration = Duration::from_secs(600);
+impl ServeConfig {
+    /// How often a running server removes clients' abandoned files in
+    /// `tmp/` (start-up does it too): a sixth of their age, so none lingers
+    /// much past it, but at most every 10 minutes (one directory listing).
+    fn tmp_sweep_every(&self) -> Duration {
+        (self.tmp_max_age / 6).min(Duration::from_secs(600))
+    }
+}
 
 /// Least time between two writes of `status.json` / `metrics.prom`.
 const PUBLISH_EVERY: Duration = Duration::from_millis(100);
@@ -167,7 +173,7 @@ impl<'a, E: Executor> Server<'a, E> {
             exec,
             started_at_us: now_micros(),
             next_rescan: Instant::now() + config.poll_interval,
-            next_tmp_sweep: Instant::now() + TMP_SWEEP_EVERY,
+            next_tmp_sweep: Instant::now() + config.tmp_sweep_every(),
             last_publish: None,
             claimed: HashMap::new(),
             spares: Spares::new(&spool.run_dir()),
@@ -244,7 +250,10 @@ impl<'a, E: Executor> Server<'a, E> {
             // Set during the last pass: look again at once.
             return now.now;
         }
-        let mut next = self.next_rescan.min(self.memory.next_wake());
+        let mut next = self
+            .next_rescan
+            .min(self.memory.next_wake())
+            .min(self.next_tmp_sweep);
         if let Some(beat) = self.next_beat() {
             next = next.min(beat);
         }
@@ -302,8 +311,8 @@ impl<'a, E: Executor> Server<'a, E> {
         }
         self.memory.tick(self.spool, now);
         if now >= self.next_tmp_sweep {
-            self.next_tmp_sweep = now + TMP_SWEEP_EVERY;
-            if let Err(e) = self.spool.clean_stale_tmp() {
+            self.next_tmp_sweep = now + self.config.tmp_sweep_every();
+            if let Err(e) = self.spool.clean_stale_tmp(self.config.tmp_max_age) {
                 warn!(error = %e, "cannot clean up tmp/");
             }
             self.forget_collected();

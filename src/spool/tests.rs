@@ -140,7 +140,7 @@ fn start_up_clean_up_removes_only_the_servers_leftovers_and_stale_client_files()
         },
     };
     rustix::fs::utimensat(rustix::fs::CWD, &stale, &old, rustix::fs::AtFlags::empty()).unwrap();
-    spool.clean_leftovers().expect("clean");
+    spool.clean_leftovers(super::STALE_TMP_AGE).expect("clean");
     let left: Vec<String> = fs::read_dir(&run)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
