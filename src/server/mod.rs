@@ -625,8 +625,16 @@ impl<'a, E: Executor> Server<'a, E> {
             Effect::Dispose { id, how } => match how {
                 Dispose::Retire => {
                     let path = spool.path(State::Running, *id);
-                    let retired = self.spares.retire(&path);
-                    retired.map_err(|e| Fault::Io(format!("{}: {e}", path.display())))?;
+                    if std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir()) {
+                        // Planted there (only root can): it cannot be
+                        // unlinked, so it would be retried for ever.
+                        let to = spool.set_aside(State::Running, OsStr::new(id.as_str()));
+                        let to = to.map_err(io)?;
+                        warn!(%id, moved_to = %to.display(), "a directory in 3-running/; set aside");
+                    } else {
+                        let retired = self.spares.retire(&path);
+                        retired.map_err(|e| Fault::Io(format!("{}: {e}", path.display())))?;
+                    }
                 }
                 Dispose::Remove(state) => spool.remove(&spool.path(*state, *id)).map_err(io)?,
                 Dispose::SetAside(state) => {
@@ -637,8 +645,9 @@ impl<'a, E: Executor> Server<'a, E> {
             },
             Effect::SetAside { state, name, why } => {
                 let to = spool.set_aside(*state, name).map_err(io)?;
-                let file = name.to_string_lossy();
-                warn!(%file, moved_to = %to.display(), "{why}; set aside");
+                // Quoted and escaped: a planted name's newline or bytes
+                // cannot forge a log line.
+                warn!(file = ?name, moved_to = ?to, "{why}; set aside");
             }
             Effect::Remove {
                 state: State::Complete,

@@ -368,11 +368,14 @@ impl Spool {
             .collect();
         // The plain name first; when taken, a fresh unique suffix (never a
         // scan of `.1`, `.2`, … that grows with what was set aside before).
+        // Both cut to fit a file name's 255 bytes (a planted 255-byte name,
+        // or one whose bytes grew as U+FFFD, could never be set aside).
         for n in 0u32.. {
             let dest = if n == 0 {
-                dir.join(&safe)
+                dir.join(fit(&safe, NAME_MAX))
             } else {
-                dir.join(format!("{safe}.{}", RequestId::generate()))
+                let suffix = format!(".{}", RequestId::generate());
+                dir.join(format!("{}{suffix}", fit(&safe, NAME_MAX - suffix.len())))
             };
             match rustix::fs::renameat_with(
                 rustix::fs::CWD,
@@ -388,6 +391,18 @@ impl Spool {
         }
         unreachable!("u32 range exhausted")
     }
+}
+
+/// Longest file name in bytes (Linux file systems).
+const NAME_MAX: usize = 255;
+
+/// `name` cut to at most `max` bytes, on a character boundary.
+fn fit(name: &str, max: usize) -> &str {
+    let mut end = name.len().min(max);
+    while !name.is_char_boundary(end) {
+        end -= 1;
+    }
+    &name[..end]
 }
 
 /// Move `tmp` to `dest` in one step that fails with `AlreadyExists` instead
