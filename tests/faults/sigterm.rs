@@ -62,6 +62,13 @@ pub fn run(size: &Size, rows: &mut Rows) {
     let status = server.wait_exit();
     let took = t.elapsed();
     let exited_at = now_ns();
+    // When the server took the signal in, by its own log.
+    let stop_at = server
+        .log()
+        .lines()
+        .find(|l| l.contains("stopping: starting nothing new"))
+        .and_then(log_time_ns)
+        .unwrap_or(term_at);
     for s in submitters {
         s.join().expect("submitter");
     }
@@ -80,7 +87,7 @@ pub fn run(size: &Size, rows: &mut Rows) {
         *statuses.entry(st).or_default() += 1;
         // The server's own record of the start.
         let at = u128::from(r["started_at_us"].as_u64().unwrap_or(0)) * 1000;
-        started_while_stopping += usize::from(at > term_at && at < exited_at);
+        started_while_stopping += usize::from(at > stop_at && at < exited_at);
     }
     let text = fs::read_to_string(&log).unwrap_or_default();
     let mut starts: BTreeMap<&str, usize> = BTreeMap::new();
@@ -108,8 +115,14 @@ pub fn run(size: &Size, rows: &mut Rows) {
         format!("{:.2}", took.as_secs_f64()),
         took <= bound,
     );
+    // (Also proves the log time was read right.)
     rows.check(
-        "jobs started while stopping",
+        "server took SIGTERM in after, ms",
+        format!("{:.1}", (stop_at as f64 - term_at as f64) / 1e6),
+        stop_at + 1_000_000 >= term_at && stop_at <= exited_at,
+    );
+    rows.check(
+        "jobs started after the server took SIGTERM in",
         started_while_stopping,
         started_while_stopping == 0,
     );
@@ -124,4 +137,33 @@ pub fn run(size: &Size, rows: &mut Rows) {
     rows.check("jobs run twice", twice, twice == 0);
     let ended = statuses.values().sum::<usize>();
     rows.check("requests lost", ids.len() - ended, ended == ids.len());
+}
+
+/// The time of a tracing log line (`2026-12-01T10:34:38.533699Z …`), in
+/// nanoseconds since the epoch.
+fn log_time_ns(line: &str) -> Option<u128> {
+    let stamp = line.split_whitespace().next()?.strip_suffix('Z')?;
+    let (date, time) = stamp.split_once('T')?;
+    let d: Vec<i64> = date
+        .split('-')
+        .map(|p| p.parse().ok())
+        .collect::<Option<_>>()?;
+    let (hms, frac) = time.split_once('.')?;
+    let t: Vec<i64> = hms
+        .split(':')
+        .map(|p| p.parse().ok())
+        .collect::<Option<_>>()?;
+    // Days from the civil date (Howard Hinnant's algorithm).
+    let (y, m) = if d[1] <= 2 {
+        (d[0] - 1, d[1] + 9)
+    } else {
+        (d[0], d[1] - 3)
+    };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * m + 2) / 5 + d[2] - 1;
+    let days = era * 146_097 + yoe * 365 + yoe / 4 - yoe / 100 + doy - 719_468;
+    let secs = days * 86_400 + t[0] * 3600 + t[1] * 60 + t[2];
+    let nanos: u128 = format!("{frac:0<9}")[..9].parse().ok()?;
+    Some(secs as u128 * 1_000_000_000 + nanos)
 }
