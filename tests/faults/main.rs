@@ -8,7 +8,9 @@
 //! - `parent`: server deaths aimed at job starts (no job runs orphaned);
 //! - `disk`: a full disk under a running server;
 //! - `hostile`: planted entries of every kind in every state directory;
-//! - `sigterm`: SIGTERM under load.
+//! - `sigterm`: SIGTERM under load;
+//! - `durable`: the fsync order of submit and of the server, traced (what a
+//!   power cut would test, which this kernel cannot simulate).
 //!
 //! `cargo test --test faults` runs the quick size (CI, about a minute);
 //! `cargo test --release --test faults -- --full` the full size (about
@@ -17,6 +19,7 @@
 //! wait for a condition polls against a deadline.
 
 mod disk;
+mod durable;
 mod hostile;
 mod kill;
 mod parent;
@@ -46,6 +49,8 @@ pub struct Size {
     pub parent_rounds: usize,
     /// Jobs queued when SIGTERM comes.
     pub sigterm_jobs: usize,
+    /// Requests whose durability order is traced.
+    pub durable_requests: usize,
 }
 
 impl Size {
@@ -59,6 +64,7 @@ impl Size {
             killed_submits: 60,
             parent_rounds: 15,
             sigterm_jobs: 40,
+            durable_requests: 10,
         }
     }
 
@@ -72,6 +78,7 @@ impl Size {
             killed_submits: 600,
             parent_rounds: 100,
             sigterm_jobs: 200,
+            durable_requests: 50,
         }
     }
 }
@@ -144,12 +151,13 @@ fn main() {
     let full = args.iter().any(|a| a == "--full");
     let size = if full { Size::full() } else { Size::quick() };
     let chosen: Vec<&String> = args.iter().filter(|a| !a.starts_with('-')).collect();
-    let all: [(&'static str, Scenario); 5] = [
+    let all: [(&'static str, Scenario); 6] = [
         ("kill", kill::run),
         ("parent", parent::run),
         ("disk", disk::run),
         ("hostile", hostile::run),
         ("sigterm", sigterm::run),
+        ("durable", durable::run),
     ];
     let root = rustix::process::geteuid().is_root();
     let mut table = Vec::new();
