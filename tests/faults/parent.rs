@@ -77,10 +77,21 @@ pub fn run(size: &Size, rows: &mut Rows) {
             orphaned += 1;
         }
     }
-    let interrupted = ids
-        .iter()
-        .filter(|id| env.result(id)["status"] == "interrupted")
-        .count();
+    let started: std::collections::BTreeSet<&str> = text
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    let (mut interrupted, mut succeeded, mut other, mut never_ran) = (0, 0, 0, 0);
+    for id in &ids {
+        match env.result(id)["status"].as_str() {
+            Some("interrupted") => interrupted += 1,
+            Some("succeeded") => {
+                succeeded += 1;
+                never_ran += usize::from(!started.contains(id.as_str()));
+            }
+            _ => other += 1,
+        }
+    }
     drop(server);
     let alive = std::process::Command::new("pgrep")
         .args(["-f", &marker])
@@ -96,8 +107,18 @@ pub fn run(size: &Size, rows: &mut Rows) {
         among_starts,
     );
     rows.figure(
-        "jobs submitted / started / interrupted",
-        format!("{} / {recorded} / {interrupted}", ids.len()),
+        "jobs submitted / started",
+        format!("{} / {recorded}", ids.len()),
+    );
+    rows.check(
+        "results: succeeded / interrupted / other",
+        format!("{succeeded} / {interrupted} / {other}"),
+        other == 0 && succeeded + interrupted == ids.len(),
+    );
+    rows.check(
+        "results for a job that never ran",
+        never_ran,
+        never_ran == 0,
     );
     rows.check(
         "jobs started with a parent other than a server",
