@@ -62,7 +62,7 @@ impl Size {
             waiters: 8,
             max_jobs: 2,
             killed_submits: 60,
-            parent_rounds: 15,
+            parent_rounds: 40,
             sigterm_jobs: 40,
             durable_requests: 10,
         }

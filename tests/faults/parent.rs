@@ -7,7 +7,10 @@
 //!
 //! The window is a few system calls wide, so this is a statistical check:
 //! it counts how many job starts a kill landed among, and asserts that no
-//! job ever recorded a parent other than a server.
+//! job ever recorded a parent other than a server. With the check after
+//! `PR_SET_PDEATHSIG` removed, 13 of 400 jobs (100 aimed kills, debug
+//! build) started with another parent; the quick size (40 kills) catches
+//! that with a probability of about 99 %.
 
 use std::collections::BTreeSet;
 use std::fs;
