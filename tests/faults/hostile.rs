@@ -124,7 +124,7 @@ impl Planter<'_> {
         let id = fake_id();
         rustix::fs::mknodat(
             rustix::fs::CWD,
-            &dir.join(&id),
+            dir.join(&id),
             rustix::fs::FileType::CharacterDevice,
             rustix::fs::Mode::from_raw_mode(0o666),
             rustix::fs::makedev(1, 3),

@@ -208,7 +208,7 @@ pub fn run(size: &Size, rows: &mut Rows) {
                     .stdout(Stdio::piped())
                     .spawn()
                     .expect("submit");
-                std::thread::sleep(Duration::from_micros(rng.next() % span));
+                std::thread::sleep(Duration::from_micros(rng.draw() % span));
                 let _ = child.kill();
                 let out = child.wait_with_output().expect("reaping a submit");
                 let id = String::from_utf8_lossy(&out.stdout).trim().to_string();

@@ -131,7 +131,7 @@ impl Rng {
     }
 
     /// The next number.
-    pub fn next(&mut self) -> u64 {
+    pub fn draw(&mut self) -> u64 {
         self.0 ^= self.0 << 13;
         self.0 ^= self.0 >> 7;
         self.0 ^= self.0 << 17;
@@ -140,7 +140,7 @@ impl Rng {
 
     /// A duration in `[lo, hi)` milliseconds.
     pub fn millis(&mut self, lo: u64, hi: u64) -> Duration {
-        Duration::from_millis(lo + self.next() % (hi - lo).max(1))
+        Duration::from_millis(lo + self.draw() % (hi - lo).max(1))
     }
 }
 

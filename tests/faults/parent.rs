@@ -46,7 +46,7 @@ pub fn run(size: &Size, rows: &mut Rows) {
         while claimed() == 0 && Instant::now() < deadline {
             std::hint::spin_loop();
         }
-        std::thread::sleep(Duration::from_micros(rng.next() % 2000));
+        std::thread::sleep(Duration::from_micros(rng.draw() % 2000));
         // Were some of the burst claimed but not yet started (being set up)?
         let claimed = claimed();
         let log_text = fs::read_to_string(&log).unwrap_or_default();
