@@ -315,7 +315,8 @@ pub use links::{links_verdict, Links, PUBLISH_GRACE_US};
 pub use publish::UNLESS_COMPLETE;
 pub use trust::Trust;
 
-/// Client files in `tmp/` older than this are abandoned writes.
+/// Client files in `tmp/` older than this are abandoned writes (the
+/// default of `serve --tmp-max-age`).
 pub const STALE_TMP_AGE: std::time::Duration = std::time::Duration::from_secs(3600);
 
 /// The extension of the server's spare inodes in `run/` (see

@@ -218,6 +218,10 @@ pub struct ServeArgs {
     /// stopped and recorded as interrupted (0: stop them at once)
     #[arg(long, value_name = "TIME", value_parser = duration, default_value = "30s")]
     pub shutdown_grace: Duration,
+    /// Clients' files in tmp/ older than this are writes of killed clients
+    /// and are removed (at start, then every sixth of it, at most every 10m)
+    #[arg(long, value_name = "TIME", value_parser = nonzero, default_value = "1h")]
+    pub tmp_max_age: Duration,
 }
 
 /// The sandbox policy, shared by `serve` and `sandbox-check`.

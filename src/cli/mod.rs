@@ -25,6 +25,14 @@ mod spool_dir;
 mod wait;
 mod when;
 
+/// The command line's value parsers (durations, sizes, CPUs, start rates),
+/// public for the fuzz targets in `fuzz/` and for tools that take the same
+/// units.
+pub mod units {
+    pub use super::duration::{duration, nonzero};
+    pub use crate::meter::{format_size, parse_cpus, parse_size, parse_start_rate};
+}
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -192,6 +200,7 @@ fn serve_config(a: args::ServeArgs) -> Result<ServeConfig> {
             timeout: a.on_finish_timeout,
             max_running: a.on_finish_max as usize,
         }),
+        tmp_max_age: a.tmp_max_age,
     })
 }
 

@@ -144,7 +144,9 @@ pub fn parse_start_rate(input: &str) -> Result<Duration, ParseError> {
     if !rate.is_finite() || rate <= 0.0 {
         return Err(err("must be a number > 0"));
     }
-    Ok(Duration::from_secs_f64(seconds / rate))
+    // A tiny rate is a gap too long for a Duration (found by fuzzing: it
+    // panicked).
+    Duration::try_from_secs_f64(seconds / rate).map_err(|_| err("is too small a rate"))
 }
 
 #[cfg(test)]
@@ -152,6 +154,13 @@ mod tests {
     use super::*;
 
     const GIB: u64 = 1 << 30;
+
+    #[test]
+    fn a_start_rate_too_small_for_a_duration_is_refused_not_a_panic() {
+        let tiny = format!("0.{}2", "0".repeat(30));
+        assert!(parse_start_rate(&tiny).is_err());
+        assert!(parse_start_rate("1e-300/min").is_err());
+    }
 
     #[test]
     fn sizes_in_every_accepted_spelling() {

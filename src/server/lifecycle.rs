@@ -475,6 +475,8 @@ impl Lifecycle {
                 });
                 out.push(Effect::RemoveOutput { id });
                 info!(%id, "aborted after completion: result removed");
+            } else {
+                info!(%id, "abort marker of no known request: removed");
             }
             out.push(Effect::Remove {
                 state: State::Aborting,

@@ -67,12 +67,18 @@ pub struct ServeConfig {
     pub keep_results: Option<Duration>,
     /// `--on-finish`: the command run for each finished request.
     pub on_finish: Option<hooks::HookConfig>,
+    /// Age past which a client's file in `tmp/` is an abandoned write.
+    pub tmp_max_age: Duration,
 }
 
-/// How often a running server removes clients' abandoned files in `tmp/`
-/// (start-up does it too): a look at one directory, on a wake that happens
-/// anyway (the rescan), so an idle server costs nothing more.
-const TMP_SWEEP_EVERY: Duration = Duration::from_secs(600);
+impl ServeConfig {
+    /// How often a running server removes clients' abandoned files in
+    /// `tmp/` (start-up does it too): a sixth of their age, so none lingers
+    /// much past it, but at most every 10 minutes (one directory listing).
+    fn tmp_sweep_every(&self) -> Duration {
+        (self.tmp_max_age / 6).min(Duration::from_secs(600))
+    }
+}
 
 /// Least time between two writes of `status.json` / `metrics.prom`.
 const PUBLISH_EVERY: Duration = Duration::from_millis(100);
@@ -172,7 +178,7 @@ impl<'a, E: Executor> Server<'a, E> {
             exec,
             started_at_us: now_micros(),
             next_rescan: Instant::now() + config.poll_interval,
-            next_tmp_sweep: Instant::now() + TMP_SWEEP_EVERY,
+            next_tmp_sweep: Instant::now() + config.tmp_sweep_every(),
             last_publish: None,
             claimed: HashMap::new(),
             spares: Spares::new(&spool.run_dir()),
@@ -253,7 +259,10 @@ impl<'a, E: Executor> Server<'a, E> {
             // Set during the last pass: look again at once.
             return now.now;
         }
-        let mut next = self.next_rescan.min(self.memory.next_wake());
+        let mut next = self
+            .next_rescan
+            .min(self.memory.next_wake())
+            .min(self.next_tmp_sweep);
         if let Some(beat) = self.next_beat() {
             next = next.min(beat);
         }
@@ -312,8 +321,8 @@ impl<'a, E: Executor> Server<'a, E> {
         }
         self.memory.tick(self.spool, now);
         if now >= self.next_tmp_sweep {
-            self.next_tmp_sweep = now + TMP_SWEEP_EVERY;
-            if let Err(e) = self.spool.clean_stale_tmp() {
+            self.next_tmp_sweep = now + self.config.tmp_sweep_every();
+            if let Err(e) = self.spool.clean_stale_tmp(self.config.tmp_max_age) {
                 warn!(error = %e, "cannot clean up tmp/");
             }
             self.forget_collected();
@@ -637,8 +646,16 @@ impl<'a, E: Executor> Server<'a, E> {
             Effect::Dispose { id, how } => match how {
                 Dispose::Retire => {
                     let path = spool.path(State::Running, *id);
-                    let retired = self.spares.retire(&path);
-                    retired.map_err(|e| Fault::Io(format!("{}: {e}", path.display())))?;
+                    if std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir()) {
+                        // Planted there (only root can): it cannot be
+                        // unlinked, so it would be retried for ever.
+                        let to = spool.set_aside(State::Running, OsStr::new(id.as_str()));
+                        let to = to.map_err(io)?;
+                        warn!(%id, moved_to = %to.display(), "a directory in 3-running/; set aside");
+                    } else {
+                        let retired = self.spares.retire(&path);
+                        retired.map_err(|e| Fault::Io(format!("{}: {e}", path.display())))?;
+                    }
                 }
                 Dispose::Remove(state) => spool.remove(&spool.path(*state, *id)).map_err(io)?,
                 Dispose::SetAside(state) => {
@@ -649,8 +666,9 @@ impl<'a, E: Executor> Server<'a, E> {
             },
             Effect::SetAside { state, name, why } => {
                 let to = spool.set_aside(*state, name).map_err(io)?;
-                let file = name.to_string_lossy();
-                warn!(%file, moved_to = %to.display(), "{why}; set aside");
+                // Quoted and escaped: a planted name's newline or bytes
+                // cannot forge a log line.
+                warn!(file = ?name, moved_to = ?to, "{why}; set aside");
             }
             Effect::Remove {
                 state: State::Complete,

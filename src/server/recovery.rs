@@ -19,7 +19,7 @@ impl<E: Executor> Server<'_, E> {
         // A drain ends with the server it drained: starting again means
         // serving normally.
         self.spool.remove(&self.spool.drain_path())?;
-        self.spool.clean_leftovers()?;
+        self.spool.clean_leftovers(self.config.tmp_max_age)?;
         let leftovers = self.leftovers()?;
         let effects = self.life.recover(leftovers, clock());
         self.carry_out(effects);

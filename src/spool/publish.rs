@@ -16,7 +16,7 @@ use crate::id::RequestId;
 /// spool-layout §5); an empty marker aborts in every state.
 pub const UNLESS_COMPLETE: &[u8] = b"{\"version\":1,\"unless_complete\":true}\n";
 
-use super::{Spool, State, SPARE_EXT, STALE_TMP_AGE};
+use super::{Spool, State, SPARE_EXT};
 use crate::protocol::request::{JobResult, Request};
 
 impl Spool {
@@ -305,8 +305,9 @@ impl Spool {
 
     /// At server start: remove the server's own leftover temporary files
     /// (`run/*.tmp`, `run/*.result`, `run/*.spare`, only ever written while
-    /// holding the lock), and abandoned client files in `tmp/`.
-    pub fn clean_leftovers(&self) -> Result<()> {
+    /// holding the lock), and abandoned client files in `tmp/` (older than
+    /// `tmp_max_age`).
+    pub fn clean_leftovers(&self, tmp_max_age: std::time::Duration) -> Result<()> {
         let run = self.run_dir();
         for entry in fs::read_dir(&run).at("listing", &run)? {
             let path = entry.at("listing", &run)?.path();
@@ -315,14 +316,14 @@ impl Spool {
                 let _ = fs::remove_file(&path);
             }
         }
-        self.clean_stale_tmp()
+        self.clean_stale_tmp(tmp_max_age)
     }
 
-    /// Remove client files in `tmp/` older than [`STALE_TMP_AGE`]: writes
-    /// of clients that were killed before they published. A running server
-    /// does this now and then too.
-    pub fn clean_stale_tmp(&self) -> Result<()> {
-        let stale = STALE_TMP_AGE;
+    /// Remove client files in `tmp/` older than `stale` (the server's
+    /// `--tmp-max-age`, [`super::STALE_TMP_AGE`] by default): writes of clients
+    /// that were killed before they published. A running server does this
+    /// now and then too.
+    pub fn clean_stale_tmp(&self, stale: std::time::Duration) -> Result<()> {
         let dir = self.tmp_dir();
         let now = std::time::SystemTime::now();
         for entry in fs::read_dir(&dir).at("listing", &dir)? {
@@ -367,11 +368,14 @@ impl Spool {
             .collect();
         // The plain name first; when taken, a fresh unique suffix (never a
         // scan of `.1`, `.2`, … that grows with what was set aside before).
+        // Both cut to fit a file name's 255 bytes (a planted 255-byte name,
+        // or one whose bytes grew as U+FFFD, could never be set aside).
         for n in 0u32.. {
             let dest = if n == 0 {
-                dir.join(&safe)
+                dir.join(fit(&safe, NAME_MAX))
             } else {
-                dir.join(format!("{safe}.{}", RequestId::generate()))
+                let suffix = format!(".{}", RequestId::generate());
+                dir.join(format!("{}{suffix}", fit(&safe, NAME_MAX - suffix.len())))
             };
             match rustix::fs::renameat_with(
                 rustix::fs::CWD,
@@ -387,6 +391,18 @@ impl Spool {
         }
         unreachable!("u32 range exhausted")
     }
+}
+
+/// Longest file name in bytes (Linux file systems).
+const NAME_MAX: usize = 255;
+
+/// `name` cut to at most `max` bytes, on a character boundary.
+fn fit(name: &str, max: usize) -> &str {
+    let mut end = name.len().min(max);
+    while !name.is_char_boundary(end) {
+        end -= 1;
+    }
+    &name[..end]
 }
 
 /// Move `tmp` to `dest` in one step that fails with `AlreadyExists` instead

@@ -140,7 +140,7 @@ fn start_up_clean_up_removes_only_the_servers_leftovers_and_stale_client_files()
         },
     };
     rustix::fs::utimensat(rustix::fs::CWD, &stale, &old, rustix::fs::AtFlags::empty()).unwrap();
-    spool.clean_leftovers().expect("clean");
+    spool.clean_leftovers(super::STALE_TMP_AGE).expect("clean");
     let left: Vec<String> = fs::read_dir(&run)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -219,4 +219,22 @@ fn a_planted_link_or_another_users_file_is_not_taken_as_stdin() {
         spool.take_input(id(2), me + 1).is_err(),
         "not the submitter's"
     );
+}
+
+#[test]
+fn set_aside_fits_a_longest_name_and_its_suffix_in_255_bytes() {
+    // A planted 255-byte name, twice (the second needs a suffix), and one
+    // whose bytes are not UTF-8 (each grows to 3 bytes as U+FFFD): before,
+    // these could never be set aside and were retried on every rescan.
+    use std::os::unix::ffi::OsStrExt;
+    let (_dir, spool) = spool();
+    spool.create_layout().unwrap();
+    let long = "a".repeat(255);
+    let odd = OsStr::from_bytes(&[0xff; 200]);
+    for name in [OsStr::new(&long), OsStr::new(&long), odd] {
+        fs::write(spool.state_dir(State::Requested).join(name), b"x").unwrap();
+        let to = spool.set_aside(State::Requested, name).expect("set aside");
+        assert!(to.file_name().unwrap().len() <= 255, "{}", to.display());
+    }
+    assert_eq!(fs::read_dir(spool.rejected_dir()).unwrap().count(), 3);
 }

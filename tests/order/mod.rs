@@ -5,7 +5,7 @@
 
 use rustix::process::Signal;
 
-use crate::util::{fake_id, held, wait_until, Env};
+use crate::util::{catches, fake_id, held, wait_until, Env};
 
 #[test]
 fn not_before_holds_a_request_without_holding_up_the_queue_or_polling() {
@@ -157,6 +157,8 @@ fn concurrent_unique_submitters_queue_exactly_one() {
         .cmd()
         .args(["run", "--unique", "nightly", "--", "echo", "never"])
         .spawn();
+    // Its signal handlers go in as it starts waiting (after its verdict).
+    wait_until("run to be waiting", || catches(waiting.pid(), Signal::INT));
     env.release("nightly");
     let o = waiting.finish();
     assert_eq!(o.code(), 0, "{}", o.describe());

@@ -304,3 +304,18 @@ fn things_planted_at_a_queued_jobs_result_name_do_not_fail_its_waiter() {
         assert_eq!(o.out(), format!("{kind}\n"), "{kind}");
     }
 }
+
+#[test]
+fn spoolq_no_fsync_1_as_documented_is_accepted_not_a_usage_error() {
+    // spool-layout.md and the README say SPOOLQ_NO_FSYNC=1; clap's bool
+    // flags took only "true"/"false" from the environment (exit 125).
+    let env = Env::new();
+    for value in ["1", "yes", "0", "false"] {
+        let o = env
+            .cmd()
+            .env("SPOOLQ_NO_FSYNC", value)
+            .args(["submit", "--", "true"])
+            .output();
+        assert_eq!(o.code(), 0, "SPOOLQ_NO_FSYNC={value}: {}", o.describe());
+    }
+}
