@@ -651,15 +651,17 @@ impl<'a, E: Executor> Server<'a, E> {
                     let path = spool.path(State::Running, *id);
                     let retired = self.spares.retire(&path);
                     retired.map_err(|e| Fault::Io(format!("{}: {e}", path.display())))?;
-                    if self.attempt_records.remove(id) {
-                        spool.remove_attempts(*id).map_err(io)?;
-                    }
+                    self.forget_attempts(*id)?;
                 }
-                Dispose::Remove(state) => spool.remove(&spool.path(*state, *id)).map_err(io)?,
+                Dispose::Remove(state) => {
+                    spool.remove(&spool.path(*state, *id)).map_err(io)?;
+                    self.forget_attempts(*id)?;
+                }
                 Dispose::SetAside(state) => {
                     spool
                         .set_aside(*state, OsStr::new(id.as_str()))
                         .map_err(io)?;
+                    self.forget_attempts(*id)?;
                 }
             },
             Effect::SetAside { state, name, why } => {

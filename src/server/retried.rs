@@ -5,7 +5,7 @@
 
 use tracing::warn;
 
-use super::lifecycle::RetryTerms;
+use super::lifecycle::{Fault, RetryTerms};
 use super::Server;
 use crate::executor::{Executor, Outcome, Reattach};
 use crate::id::{now_micros, RequestId};
@@ -70,6 +70,16 @@ impl<E: Executor> Server<'_, E> {
             attempts.push(last);
         }
         Some(attempts)
+    }
+
+    /// A finished request's file is gone: so goes its record, if its
+    /// result listed one.
+    pub(super) fn forget_attempts(&mut self, id: RequestId) -> Result<(), Fault> {
+        if self.attempt_records.remove(&id) {
+            let removed = self.spool.remove_attempts(id);
+            removed.map_err(|e| Fault::Io(e.to_string()))?;
+        }
+        Ok(())
     }
 
     /// Whether the job a dead server left in `3-running/` as `job` is the

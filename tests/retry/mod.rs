@@ -208,3 +208,43 @@ fn run_with_retries_shows_every_attempt_and_exits_with_the_last_code() {
     );
     assert_eq!(lines[2], "err 2");
 }
+
+/// A crash between the two steps of a retry — the attempt recorded in
+/// `run/ID.attempts`, the request still in `3-running/` (spool-layout §4
+/// step 4) — made by hand: a server killed while the attempt runs, and the
+/// record that server would have written for it. The next server moves it
+/// back to `2-pending/` and runs the next attempt, without recording the
+/// recorded one as interrupted.
+#[test]
+fn a_retry_cut_short_after_its_record_is_finished_by_the_next_server() {
+    let env = Env::new();
+    let mut server = env.serve(&[]);
+    let script = format!(
+        "if [ ! -e second ]; then touch second; {}; exit 5; fi; echo again",
+        held("cut")
+    );
+    let id = submit(&env, &["--retries", "1"], &script);
+    env.wait_started("cut");
+    let slot = fs::read_to_string(env.dir("run").join("jobs")).unwrap();
+    let started: u64 = slot
+        .lines()
+        .find_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.first() == Some(&id.as_str())).then(|| f[3].parse().unwrap())
+        })
+        .expect("a pid record");
+    server.kill9();
+    let record = serde_json::json!({"version": 1, "attempts": [{
+        "status": "failed", "exit_code": 5, "signal": null, "started_at_us": started,
+        "finished_at_us": started + 1000, "reason": "exited with code 5"}]});
+    fs::write(
+        env.dir("run").join(format!("{id}.attempts")),
+        record.to_string(),
+    )
+    .unwrap();
+    let _again = env.serve(&[]);
+    let r = env.result(&id);
+    assert_eq!(statuses(&r), ["failed", "succeeded"], "{r}");
+    assert_eq!(attempts(&r)[0]["started_at_us"], started);
+    assert_eq!(output(&env, &id, "out"), "again\n");
+}
