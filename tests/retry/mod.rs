@@ -84,6 +84,10 @@ fn a_job_failing_twice_then_succeeding_ends_succeeded_with_three_attempts() {
         r["stdout"]["bytes"], 30,
         "the result counts every attempt's bytes"
     );
+    let shown = env.cmd().args(["show", &id]).expect_code(0).out();
+    assert!(shown.contains("retries: 3, 0.000s apart"), "{shown}");
+    assert!(shown.contains("attempt 1: failed exit 7"), "{shown}");
+    assert!(shown.contains("attempt 3: succeeded exit 0"), "{shown}");
     // The record of the attempts goes with the request.
     let records: Vec<String> = env
         .names("run")
