@@ -255,6 +255,82 @@ mod tests {
     }
 
     #[test]
+    fn a_request_waiting_for_its_retry_keeps_its_key_and_its_dependents_wait() {
+        use super::super::{Dep, DepFact, Gate};
+        let mut l = life();
+        let keyed = Terms {
+            gate: Gate {
+                unique: Some("nightly".into()),
+                ..Gate::default()
+            },
+            ..retrying(1, 500)
+        };
+        l.arrived(arrival(1, keyed.clone()), &Slots(2), at(0));
+        let after = Terms {
+            gate: Gate {
+                deps: vec![Dep {
+                    id: id(1),
+                    ok_only: true,
+                    fact: DepFact::Live,
+                }],
+                ..Gate::default()
+            },
+            owner: ALICE,
+            ..Terms::default()
+        };
+        l.arrived(arrival(3, after), &Slots(2), at(0));
+        assert_eq!(starts(&l.plan(&Slots(2), at(0))), 1);
+        assert!(requeued(&l.exited(vec![(id(1), ran(1))], at(1))));
+        let dup = l.arrived(arrival(2, keyed), &Slots(2), at(2));
+        let rejected = dup.iter().any(|e| {
+            matches!(e, Effect::Write { outcome, .. }
+            if outcome.status == crate::protocol::request::Status::Rejected)
+        });
+        assert!(rejected, "the key is held while it waits: {dup:?}");
+        assert_eq!(
+            starts(&l.plan(&Slots(2), at(2))),
+            0,
+            "its dependent waits too"
+        );
+        l.tick(at(501));
+        assert_eq!(starts(&l.plan(&Slots(2), at(501))), 1);
+        l.exited(vec![(id(1), ran(0))], at(502));
+        assert_eq!(
+            starts(&l.plan(&Slots(2), at(503))),
+            1,
+            "its success frees the dependent"
+        );
+    }
+
+    #[test]
+    fn a_retry_taken_in_again_is_held_by_its_key_only() {
+        use super::super::{Dep, DepFact, Gate};
+        let gate = Gate {
+            not_before_us: Some(5),
+            deps: vec![Dep {
+                id: id(9),
+                ok_only: true,
+                fact: DepFact::Gone,
+            }],
+            unique: Some("k".into()),
+        };
+        let first = Terms {
+            gate,
+            ..retrying(1, 0)
+        };
+        assert_eq!(
+            first.clone().retried(),
+            first,
+            "before any attempt: all of it"
+        );
+        let mut again = first;
+        again.retry = again.retry.map(|t| RetryTerms { made: 1, ..t });
+        let g = again.retried().gate;
+        assert_eq!((g.not_before_us, g.deps.len()), (None, 0));
+        assert_eq!(g.unique.as_deref(), Some("k"));
+    }
+
+    #[test]
     fn recovery_finishes_a_requeue_a_crash_cut_short() {
         let mut l = life();
         let left = Leftover {
