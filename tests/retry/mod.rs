@@ -252,3 +252,18 @@ fn a_retry_cut_short_after_its_record_is_finished_by_the_next_server() {
     assert_eq!(attempts(&r)[0]["started_at_us"], started);
     assert_eq!(output(&env, &id, "out"), "again\n");
 }
+
+#[test]
+fn an_on_finish_hook_runs_once_for_a_retried_request_with_its_last_status() {
+    let env = Env::new();
+    let log = env.path("hooks.log");
+    let hook = format!("echo \"$SPOOLQ_ID $SPOOLQ_STATUS\" >> {}", log.display());
+    let _server = env.serve(&["--on-finish", &hook]);
+    let id = submit(&env, &["--retries", "2"], &counting("count", 3));
+    let r = env.result(&id);
+    assert_eq!(statuses(&r), ["failed", "failed", "succeeded"], "{r}");
+    let lines = || fs::read_to_string(&log).unwrap_or_default();
+    wait_until("the hook to run", || lines().contains("succeeded"));
+    // The hooks of earlier attempts, had there been any, started before.
+    assert_eq!(lines(), format!("{id} succeeded\n"));
+}
