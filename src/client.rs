@@ -85,6 +85,17 @@ pub struct JobSpec {
     pub name: Option<String>,
     /// When it may start, and what it must not run alongside.
     pub order: Order,
+    /// Run it again when it fails (`--retries`).
+    pub retry: Option<Retry>,
+}
+
+/// How often, and how long after a failure, a job is run again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retry {
+    /// Re-queues at most.
+    pub times: u32,
+    /// From an attempt's end to the next one's earliest start.
+    pub delay: Duration,
 }
 
 /// When a request may start: not before a time, after other requests, and
@@ -209,6 +220,11 @@ fn request_of(spec: &JobSpec, id: RequestId) -> Request {
         after: spec.order.after.clone(),
         after_ok: spec.order.after_ok.clone(),
         unique: spec.order.unique.clone(),
+        retries: spec.retry.map(|r| r.times),
+        retry_delay_us: spec
+            .retry
+            .filter(|r| !r.delay.is_zero())
+            .map(|r| r.delay.as_micros() as u64),
     }
 }
 
@@ -443,7 +459,9 @@ impl Waiter {
                 }
                 _ => {}
             }
-            let state = spool.locate(id);
+            // A retried request goes back from 3-running/ to 2-pending/,
+            // against the order of the look: a second look finds it.
+            let state = spool.locate(id).or_else(|| spool.locate(id));
             if state.is_none() && !spool.path(State::Complete, id).exists() {
                 return Ok(WaitOutcome::Gone);
             }

@@ -297,6 +297,7 @@ impl Spool {
     }
 }
 
+mod attempts;
 mod batch;
 mod ended;
 mod expire;

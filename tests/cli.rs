@@ -8,6 +8,7 @@ mod hooks;
 mod operator;
 mod order;
 mod reliability;
+mod retry;
 mod sandbox;
 mod share;
 mod signals;

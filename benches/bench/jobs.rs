@@ -29,6 +29,7 @@ pub(crate) fn spec(argv: &[&str]) -> JobSpec {
         umask: Some(JobSpec::current_umask()),
         name: None,
         order: Default::default(),
+        retry: None,
     }
 }
 

@@ -360,6 +360,17 @@ pub struct JobArgs {
     /// id while it is unique among your requests
     #[arg(long, visible_alias = "label", value_name = "TEXT", value_parser = parse_name)]
     pub name: Option<String>,
+    /// Run the job again, up to N times, when it fails: a non-zero exit,
+    /// a signal, its --time-limit or the OOM killer (never when it was
+    /// rejected, expired, aborted, interrupted or could not be set up or
+    /// executed); the result lists every attempt [default: 0]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=100),
+          conflicts_with = "stdin")]
+    pub retries: Option<u32>,
+    /// Start each retry no earlier than TIME (90, 90s, 5m) after the
+    /// attempt before it ended [default: 0]
+    #[arg(long, value_name = "TIME", value_parser = duration, requires = "retries")]
+    pub retry_delay: Option<Duration>,
     /// The command and its arguments (no shell: use `sh -c '…'` for one);
     /// with `submit --batch`, the command each input item is appended to
     #[arg(last = true, value_name = "COMMAND")]

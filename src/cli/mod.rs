@@ -365,5 +365,9 @@ fn job_spec(spool: &Spool, a: JobArgs) -> Result<JobSpec> {
         umask: Some(JobSpec::current_umask()),
         name: a.name,
         order,
+        retry: a.retries.map(|times| crate::client::Retry {
+            times,
+            delay: a.retry_delay.unwrap_or_default(),
+        }),
     })
 }

@@ -121,6 +121,10 @@ pub fn show(spool: &Spool, id: RequestId, as_json: bool) -> Result<u8> {
         if let Some(key) = &q.unique {
             outln!("unique:  {key}");
         }
+        if let Some(n) = q.retries {
+            let delay = q.retry_delay_us.unwrap_or(0) as f64 / 1e6;
+            outln!("retries: {n}, {delay:.3}s apart");
+        }
         outln!("cwd:     {}", q.cwd.display());
     }
     if let Some(r) = &result {
@@ -133,6 +137,15 @@ pub fn show(spool: &Spool, id: RequestId, as_json: bool) -> Result<u8> {
         }
         if let Some(reason) = &r.reason {
             outln!("reason:  {reason}");
+        }
+        for (n, a) in r.attempts.iter().flatten().enumerate() {
+            let how = match (a.exit_code, a.signal) {
+                (_, Some(sig)) => format!("signal {sig}"),
+                (Some(code), None) => format!("exit {code}"),
+                (None, None) => String::new(),
+            };
+            let at = a.started_at_us.map(when::rfc3339).unwrap_or_default();
+            outln!("attempt {}: {} {how} {at}", n + 1, a.status.name());
         }
         outln!("waited:  {:.3}s", r.wait_us as f64 / 1e6);
         if let Some(run) = r.run_us {

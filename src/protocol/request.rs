@@ -7,6 +7,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use super::attempt::Attempt;
 use super::sandbox::{SandboxReport, SandboxRequest, Usage};
 use crate::id::RequestId;
 
@@ -96,7 +97,18 @@ pub struct Request {
     /// is refused as a duplicate (`submit --unique`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unique: Option<String>,
+    /// Re-queue the job up to this many times when it fails (`submit
+    /// --retries N`, spool-layout §7.1): at most [`MAX_RETRIES`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retries: Option<u32>,
+    /// Time from an attempt's end to the next attempt's earliest start, µs
+    /// (`--retry-delay`; only with `retries`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_delay_us: Option<u64>,
 }
+
+/// The most re-queues a request may ask for.
+pub const MAX_RETRIES: u32 = 100;
 
 impl Request {
     /// Check everything that JSON typing cannot: the version, a non-empty
@@ -165,6 +177,17 @@ impl Request {
                     "unique key {key:?}: 1 to {MAX_NAME_BYTES} bytes, no control characters"
                 ));
             }
+        }
+        if let Some(n) = self.retries.filter(|n| *n > MAX_RETRIES) {
+            return Err(format!("retries {n} is more than {MAX_RETRIES}"));
+        }
+        if self.retry_delay_us.is_some() && self.retries.is_none() {
+            return Err("retry_delay_us without retries".into());
+        }
+        if self.retries.is_some() && self.stdin {
+            return Err(
+                "retries with a spooled stdin: only the first attempt could read it".into(),
+            );
         }
         Ok(())
     }
@@ -319,6 +342,10 @@ pub struct JobResult {
     /// What the job used, where measured (its cgroup).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub usage: Option<Usage>,
+    /// Every attempt of a request that asked for `retries`, oldest first,
+    /// the last (whose status this result repeats) included.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempts: Option<Vec<Attempt>>,
 }
 
 /// What a non-empty abort marker (`5-aborting/ID`) asks. An empty marker
@@ -400,6 +427,13 @@ mod layout_doc {
             assert_eq!(r.version, RESULT_VERSION);
             if let Some(q) = &r.request {
                 q.validate(r.id).expect("embedded request is valid");
+            }
+            if let Some(attempts) = &r.attempts {
+                let last = attempts.last().expect("attempts list the last one");
+                assert_eq!(last.status, r.status, "the result is its last attempt's");
+                assert_eq!(last.started_at_us, r.started_at_us);
+                let asked = r.request.as_ref().and_then(|q| q.retries);
+                assert!(attempts.len() as u32 <= asked.expect("asked for retries") + 1);
             }
         }
     }

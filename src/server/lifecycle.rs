@@ -38,6 +38,8 @@ mod gates;
 mod observe;
 #[cfg(test)]
 mod property;
+mod requeue;
+mod retry;
 mod share;
 #[cfg(test)]
 mod tests;
@@ -45,6 +47,7 @@ mod tests;
 pub use effect::{Dispose, Effect, Fault, Recovery};
 use gates::{Admit, Gates};
 pub use observe::{AbortFiled, Arrival, Clock, Dep, DepFact, Found, Gate, Leftover, Terms};
+pub use retry::RetryTerms;
 use share::Share;
 
 /// How soon to retry writing results that could not be written.
@@ -152,6 +155,9 @@ pub struct Lifecycle {
     changed: bool,
     /// Start times, dependencies and keys of pending requests.
     gates: Gates,
+    /// Requests that may be retried, and re-queued ones waiting out
+    /// their delay (their files are in `2-pending/`).
+    retries: retry::Retries,
 }
 
 impl Lifecycle {
@@ -178,6 +184,7 @@ impl Lifecycle {
             metrics: Metrics::default(),
             changed: true,
             gates: Gates::default(),
+            retries: retry::Retries::default(),
         }
     }
 
@@ -191,7 +198,7 @@ impl Lifecycle {
 
     /// Number of pending requests.
     pub fn pending_len(&self) -> usize {
-        self.pending.len()
+        self.pending.len() + self.retries.held_len()
     }
 
     /// Number of running requests.
@@ -256,6 +263,7 @@ impl Lifecycle {
             || self.unwritten.contains_key(&id)
             || self.discarding.contains_key(&id)
             || self.undisposed.iter().any(|(u, _)| *u == id)
+            || self.retries.holds(id)
     }
 
     /// Stopping or draining, with nothing left to run or write: the server
@@ -286,10 +294,18 @@ impl Lifecycle {
             .gates
             .next_time(clock.now_us)
             .map(|at| clock.now + Duration::from_micros(at - clock.now_us));
-        [expiry, stop, self.head_wake, self.retry_at, start_time]
-            .into_iter()
-            .flatten()
-            .min()
+        let retry = self.next_retry(clock);
+        [
+            expiry,
+            stop,
+            self.head_wake,
+            self.retry_at,
+            start_time,
+            retry,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     // ---- observations ----
@@ -384,7 +400,7 @@ impl Lifecycle {
                     demand,
                     owner: terms.owner,
                 };
-                self.admit(id, pending);
+                self.admit_or_hold(id, pending, terms.retry, clock);
                 self.metrics.total_received += 1;
                 self.changed = true;
                 debug!(%id, "pending");
@@ -452,6 +468,10 @@ impl Lifecycle {
             self.discard(id, State::Pending, &mut out);
             self.count_abort(id, clock, &mut out);
             info!(%id, "aborted while pending");
+        } else if self.retries.take_held(id).is_some() {
+            self.discard(id, State::Pending, &mut out);
+            self.count_abort(id, clock, &mut out);
+            info!(%id, "aborted while waiting to be retried");
         } else if let Some(r) = self.running.get_mut(&id) {
             if !r.aborting {
                 // The marker stays until the job is reaped, so a crash
@@ -491,11 +511,14 @@ impl Lifecycle {
     pub fn exited(&mut self, ended: Vec<(RequestId, Outcome)>, clock: Clock) -> Vec<Effect> {
         let mut out = Vec::new();
         for (id, outcome) in ended {
-            self.running.remove(&id);
+            let was = self.running.remove(&id);
             if outcome.killed == Some(KillReason::Abort) {
                 self.discard(id, State::Running, &mut out);
                 self.count_abort(id, clock, &mut out);
                 info!(%id, "aborted while running");
+                continue;
+            }
+            if self.again(id, was, &outcome, clock, &mut out) {
                 continue;
             }
             self.finish(
@@ -559,6 +582,7 @@ impl Lifecycle {
     /// their queue timeout, retry unwritten results.
     pub fn tick(&mut self, clock: Clock) -> Vec<Effect> {
         let mut out = Vec::new();
+        self.release_due(clock);
         if self
             .stopping
             .is_some_and(|at| clock.now >= at && !self.stop_forced)
@@ -739,6 +763,16 @@ impl Lifecycle {
                 self.finished.push((id, Dispose::Retire));
                 continue;
             }
+            if l.recorded {
+                // Its attempt was recorded, its re-queue not done: do it
+                // (taken in from `2-pending/` next).
+                out.push(Effect::Move {
+                    id,
+                    from: State::Running,
+                    to: State::Pending,
+                });
+                continue;
+            }
             match l.job {
                 Reattach::Running { .. } => {
                     let held = Held {
@@ -799,6 +833,7 @@ impl Lifecycle {
             self.metrics.time_running.observe_us(ran);
         }
         self.metrics.completed(Completed::Status(outcome.status));
+        self.retries.forget(id);
         info!(%id, status = outcome.status.name(), exit_code = outcome.exit_code, "finished");
         let u = Unwritten {
             outcome,
@@ -866,6 +901,7 @@ impl Lifecycle {
     /// job's record and then its marker (kept until here, so that a crash
     /// re-applies the abort). Retried until it is done.
     fn discard(&mut self, id: RequestId, from: State, out: &mut Vec<Effect>) {
+        self.retries.forget(id);
         out.push(Effect::Discard { id, from });
     }
 

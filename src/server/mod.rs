@@ -11,6 +11,7 @@ pub mod hooks;
 pub mod lifecycle;
 mod recovery;
 pub mod retention;
+mod retried;
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
@@ -25,6 +26,7 @@ use crate::executor::{Executor, Outcome};
 use crate::id::{now_micros, RequestId};
 use crate::lock::ServerLock;
 use crate::meter::{Meter, MeterConfig, SystemLoad};
+use crate::protocol::attempt::Attempt;
 use crate::protocol::ended::Ending;
 use crate::protocol::request::{Captured, JobResult, Request, Status, RESULT_VERSION};
 use crate::protocol::status::{HeadWaiting, ServerStatus, STATUS_VERSION};
@@ -164,6 +166,9 @@ struct Server<'a, E: Executor> {
     retention: Option<Retention>,
     /// The `--on-finish` hooks.
     hooks: Option<hooks::run::Hooks>,
+    /// Requests whose result lists recorded attempts: their
+    /// `run/ID.attempts` goes with their `3-running/` entry.
+    attempt_records: std::collections::HashSet<RequestId>,
 }
 
 impl<'a, E: Executor> Server<'a, E> {
@@ -189,6 +194,7 @@ impl<'a, E: Executor> Server<'a, E> {
             publishing: HashMap::new(),
             retention: config.keep_results.map(Retention::new),
             hooks: config.on_finish.as_ref().map(hooks::run::Hooks::new),
+            attempt_records: Default::default(),
             dirty: Dirty {
                 requested: true,
                 aborting: true,
@@ -462,7 +468,12 @@ impl<'a, E: Executor> Server<'a, E> {
                 queue_timeout_us: r.queue_timeout_us,
                 owner,
                 gate: self.gate(&r),
+                retry: self.retry_terms(state, &r),
             });
+            // A retry passed its start time and dependencies before its
+            // first attempt: they hold it no more (a dependency's result
+            // may be gone by now).
+            let read = read.map(lifecycle::Terms::retried);
             Some(Found {
                 ctime_us,
                 has_result: self.spool.has_result_of(id, owner),
@@ -624,7 +635,8 @@ impl<'a, E: Executor> Server<'a, E> {
                     None if *read_request => spool.read_request(dispose.state(), *id).ok(),
                     None => None,
                 };
-                let result = build_result(spool, *id, outcome, request);
+                let attempts = self.attempts_of(*id, outcome, request.as_ref());
+                let result = build_result(spool, *id, outcome, request, attempts);
                 spool
                     .write_result_into(&result, self.spares.take())
                     .map_err(io)?;
@@ -656,12 +668,17 @@ impl<'a, E: Executor> Server<'a, E> {
                         let retired = self.spares.retire(&path);
                         retired.map_err(|e| Fault::Io(format!("{}: {e}", path.display())))?;
                     }
+                    self.forget_attempts(*id)?;
                 }
-                Dispose::Remove(state) => spool.remove(&spool.path(*state, *id)).map_err(io)?,
+                Dispose::Remove(state) => {
+                    spool.remove(&spool.path(*state, *id)).map_err(io)?;
+                    self.forget_attempts(*id)?;
+                }
                 Dispose::SetAside(state) => {
                     spool
                         .set_aside(*state, OsStr::new(id.as_str()))
                         .map_err(io)?;
+                    self.forget_attempts(*id)?;
                 }
             },
             Effect::SetAside { state, name, why } => {
@@ -685,6 +702,16 @@ impl<'a, E: Executor> Server<'a, E> {
             Effect::Remove { state, id } => spool.remove(&spool.path(*state, *id)).map_err(io)?,
             Effect::RemoveOutput { id } => spool.remove_output(*id).map_err(io)?,
             Effect::Forget { id } => self.exec.forget(*id),
+            Effect::Requeue { id, attempt, .. } => {
+                // The record first: a crash after it never loses the
+                // attempt, a crash before it never runs it twice.
+                let made = spool.record_attempt(*id, attempt).map_err(io)?;
+                spool
+                    .move_request(*id, State::Running, State::Pending)
+                    .map_err(io)?;
+                self.exec.forget(*id);
+                debug!(%id, made, "queued again");
+            }
             Effect::Discard { id, from } => {
                 // Recorded first: a waiter that sees the request vanish
                 // finds the record.
@@ -695,6 +722,7 @@ impl<'a, E: Executor> Server<'a, E> {
                     self.exec.forget(*id);
                 }
                 spool.remove(&spool.path(*from, *id)).map_err(io)?;
+                spool.remove_attempts(*id).map_err(io)?;
                 spool
                     .remove(&spool.path(State::Aborting, *id))
                     .map_err(io)?;
@@ -792,12 +820,32 @@ fn parse_name(name: &OsStr) -> Option<RequestId> {
 }
 
 /// Build the result document for `id`, recording captured output if present.
-fn build_result(spool: &Spool, id: RequestId, o: &Outcome, request: Option<Request>) -> JobResult {
+fn build_result(
+    spool: &Spool,
+    id: RequestId,
+    o: &Outcome,
+    request: Option<Request>,
+    attempts: Option<Vec<Attempt>>,
+) -> JobResult {
+    // After earlier attempts the files hold every attempt's output.
+    let appended = attempts.as_ref().is_some_and(|a| a.len() > 1);
     let finished_at_us = o.ended_at_us.unwrap_or_else(now_micros);
     let enqueued_at_us = id.micros();
     let captured = |ext: &str, counted: Option<&Counted>| match counted {
         // A job that ran: its capture knows what it kept. A stream it never
         // wrote to has no file.
+        Some(c) if appended => {
+            let submitter = request.as_ref().map(|r| r.uid);
+            let bytes = spool.recovered_output_len(id, ext, submitter)?;
+            let truncated = c.total > c.kept || !c.complete;
+            Some(Captured {
+                path: Spool::output_name(id, ext),
+                bytes,
+                truncated,
+                total_bytes: truncated.then_some(c.total),
+                error: c.lost.clone(),
+            })
+        }
         Some(c) if c.total == 0 && c.complete => None,
         Some(c) => {
             let truncated = c.total > c.kept || !c.complete;
@@ -844,5 +892,6 @@ fn build_result(spool: &Spool, id: RequestId, o: &Outcome, request: Option<Reque
         request,
         sandbox: o.sandbox.as_deref().cloned(),
         usage: o.usage.clone(),
+        attempts,
     }
 }

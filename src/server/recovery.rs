@@ -27,6 +27,7 @@ impl<E: Executor> Server<'_, E> {
         self.intake(State::Pending);
         self.intake(State::Requested);
         self.aborts();
+        self.forget_stale_attempts();
         self.learn_kept_results();
         let (pending, complete) = (self.life.pending_len(), self.spool.count(State::Complete)?);
         info!(pending, complete, "recovered");
@@ -49,6 +50,9 @@ impl<E: Executor> Server<'_, E> {
             // results to their submitter), and its terms, for a job that
             // still runs.
             let request = id.and_then(|id| self.spool.read_request(State::Running, id).ok());
+            let recorded = id
+                .zip(request.as_ref())
+                .is_some_and(|(id, r)| self.recorded(id, &job, r));
             let (submitter, mem, cpus, unique) =
                 request.map_or((0, None, None, None), |r| (r.uid, r.mem, r.cpus, r.unique));
             out.push(Leftover {
@@ -57,6 +61,7 @@ impl<E: Executor> Server<'_, E> {
                 died_by_us: self.heartbeat.as_ref().and_then(|l| l.previous_beat_us()),
                 owner: submitter,
                 unique,
+                recorded,
                 name,
                 id,
                 job,

@@ -460,16 +460,36 @@ fn job_streams(
     cap: u64,
 ) -> Result<(OwnedFd, OwnedFd, OwnedFd, Capture, Capture), String> {
     let id = request.id;
+    // A retry appends to the files of the attempts before it, after a
+    // line that says which attempt follows (spool-layout §7.2).
+    let earlier = match request.retries {
+        Some(_) => spool.read_attempts(id).map_err(|e| e.to_string())?,
+        None => Vec::new(),
+    };
     let capture = |ext: &str| -> Result<(OwnedFd, Capture), String> {
         let path = spool.output_path(id, ext);
+        let append = !earlier.is_empty();
         let create = {
             let path = path.clone();
-            move || Spool::create_output(&path, identity).map_err(|e| e.to_string())
+            move || {
+                let made = if append {
+                    Spool::append_output(&path, identity)
+                } else {
+                    Spool::create_output(&path, identity)
+                };
+                made.map_err(|e| e.to_string())
+            }
         };
         hub.start(create, cap)
             .at("starting output capture", path)
             .map_err(|e| e.to_string())
     };
+    if let Some(last) = earlier.last() {
+        let ext = if request.merge_stderr { "out" } else { "err" };
+        let line = crate::protocol::attempt::separator(earlier.len() + 1, request, last);
+        Spool::separate_attempts(&spool.output_path(id, ext), identity, &line)
+            .map_err(|e| e.to_string())?;
+    }
     let (stdout, out_cap) = capture("out")?;
     let (stderr, err_cap) = if request.merge_stderr {
         let fd = stdout

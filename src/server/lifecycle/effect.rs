@@ -7,6 +7,7 @@ use std::ffi::OsString;
 use crate::executor::{KillReason, Outcome};
 use crate::id::RequestId;
 use crate::meter::Demand;
+use crate::protocol::attempt::Attempt;
 use crate::spool::{Rejection, State};
 
 /// What becomes of a finished request's file once its result is durable.
@@ -121,6 +122,18 @@ pub enum Effect {
         /// `1-requested/`, `2-pending/` or `3-running/`.
         from: State,
     },
+    /// A failed attempt is to run again: append `attempt` to
+    /// `run/ID.attempts` (fsynced), then move the request from
+    /// `3-running/` back to `2-pending/`, then tell the executor its job
+    /// is done with.
+    Requeue {
+        /// The request.
+        id: RequestId,
+        /// The attempt that ended.
+        attempt: Attempt,
+        /// How it ended, for the result if the record cannot be written.
+        outcome: Box<Outcome>,
+    },
     /// Tell the executor a finished job's result is written.
     Forget {
         /// The request.
@@ -141,6 +154,7 @@ impl Effect {
             | Effect::Remove { id, .. }
             | Effect::RemoveOutput { id }
             | Effect::Discard { id, .. }
+            | Effect::Requeue { id, .. }
             | Effect::Forget { id } => Some(*id),
             Effect::Sync { .. } | Effect::SetAside { .. } => None,
         }

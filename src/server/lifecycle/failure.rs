@@ -119,6 +119,10 @@ impl Lifecycle {
                 self.retry_at.get_or_insert(clock.now + RETRY_EVERY);
                 rec.skip.push(id);
             }
+            (Effect::Requeue { id, outcome, .. }, _) => {
+                self.requeue_failed(id, outcome, clock, &mut rec.then);
+                rec.skip.push(id);
+            }
             // Other removals, set-asides and kills: logged; the next pass
             // or start tries again where it matters.
             (e, _) => rec.skip.extend(e.id()),

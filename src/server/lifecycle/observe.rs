@@ -61,6 +61,8 @@ pub struct Terms {
     pub owner: u32,
     /// When it may start (see [`super::gates`]).
     pub gate: Gate,
+    /// Its retries and the attempts recorded so far, if it asked for any.
+    pub retry: Option<super::RetryTerms>,
 }
 
 /// A request's start time, dependencies and key, with what the server
@@ -146,4 +148,8 @@ pub struct Leftover {
     pub owner: u32,
     /// Its `unique` key, which a job that still runs holds.
     pub unique: Option<String>,
+    /// Its job's attempt is recorded in `run/ID.attempts` already: the
+    /// crash came between the record and the re-queue (which recovery
+    /// then does).
+    pub recorded: bool,
 }

@@ -4,7 +4,10 @@
 //! file goes only after its result is durable, and no request is lost;
 //! without failures, starts follow id order. Requests belong to three
 //! owners; under a per-user limit no owner runs more than it allows and a
-//! request is passed over only while its owner is at that limit.
+//! request is passed over only while its owner is at that limit. Some
+//! requests ask for retries: each of their attempts but the first starts
+//! only after the one before was recorded (so a crash can neither lose an
+//! attempt nor run one twice), and none runs more than its retries allow.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -26,6 +29,8 @@ enum Op {
         n: u8,
         timeout_ms: Option<u16>,
         big: bool,
+        /// Retries and their delay.
+        retry: Option<(u8, u16)>,
     },
     ArriveInvalid(u8),
     Abort(u8),
@@ -41,8 +46,13 @@ enum Op {
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        4 => (0u8..40, proptest::option::weighted(0.2, 0u16..3000), proptest::bool::weighted(0.1))
-            .prop_map(|(n, timeout_ms, big)| Op::Arrive { n, timeout_ms, big }),
+        4 => (
+            0u8..40,
+            proptest::option::weighted(0.2, 0u16..3000),
+            proptest::bool::weighted(0.1),
+            proptest::option::weighted(0.3, (0u8..3, 0u16..1000)),
+        )
+            .prop_map(|(n, timeout_ms, big, retry)| Op::Arrive { n, timeout_ms, big, retry }),
         1 => (0u8..40).prop_map(Op::ArriveInvalid),
         1 => (0u8..40).prop_map(Op::Abort),
         3 => (any::<u8>(), 0i32..3).prop_map(|(nth, code)| Op::End { nth, code }),
@@ -73,6 +83,10 @@ struct Disk {
     /// one known way to strand a request until the next start (the old
     /// server did the same).
     stuck: BTreeSet<RequestId>,
+    /// Attempts recorded in `run/ID.attempts` (durably) so far.
+    recorded: BTreeMap<RequestId, u32>,
+    /// Retries each request asked for.
+    retries: BTreeMap<RequestId, u32>,
 }
 
 struct Harness {
@@ -120,7 +134,22 @@ impl Harness {
             Effect::Start { id, .. } => {
                 prop_assert!(d.claimed.contains(id), "start before claim: {id}");
                 prop_assert!(d.synced_running.contains(id), "start before sync: {id}");
-                prop_assert!(d.started.insert(*id), "started twice: {id}");
+                // Attempt k + 1 starts only once k are recorded.
+                let recorded = d.recorded.get(id).copied().unwrap_or(0);
+                let first = d.started.insert(*id);
+                prop_assert!(first || recorded > 0, "started twice: {id}");
+                prop_assert!(
+                    recorded <= d.retries.get(id).copied().unwrap_or(0),
+                    "more attempts than retries allow: {id}"
+                );
+            }
+            Effect::Requeue { id, .. } => {
+                prop_assert!(d.started.contains(id), "re-queued, never started: {id}");
+                prop_assert!(
+                    !d.running_jobs.contains(id),
+                    "re-queued while running: {id}"
+                );
+                prop_assert!(!d.aborted.contains(id), "an aborted job re-queued: {id}");
             }
             Effect::Dispose {
                 id,
@@ -265,6 +294,18 @@ impl Harness {
                 d.markers.remove(id);
                 d.aborted.insert(*id);
             }
+            Effect::Requeue { id, .. } => {
+                // The record, durable, then the move back.
+                *d.recorded.entry(*id).or_default() += 1;
+                let f = d.files.entry(*id).or_default();
+                prop_assert!(
+                    f.remove(&State::Running),
+                    "re-queue of a file not running: {id}"
+                );
+                f.insert(State::Pending);
+                d.synced_running.remove(id);
+                d.claimed.remove(id);
+            }
             Effect::SetAside { .. } | Effect::RemoveOutput { .. } | Effect::Forget { .. } => {}
         }
         Ok(None)
@@ -284,11 +325,19 @@ impl Harness {
                 }
                 let terms = match op {
                     Op::Arrive {
-                        timeout_ms, big, ..
+                        timeout_ms,
+                        big,
+                        retry,
+                        ..
                     } => Terms {
                         mem: big.then_some(1000),
                         queue_timeout_us: timeout_ms.map(|t| u64::from(t) * 1000),
                         owner: owner(n),
+                        retry: retry.map(|(retries, delay_ms)| RetryTerms {
+                            retries: retries.into(),
+                            delay_us: u64::from(delay_ms) * 1000,
+                            ..RetryTerms::default()
+                        }),
                         ..Terms::default()
                     },
                     _ => Terms {
@@ -312,6 +361,10 @@ impl Harness {
                 }
                 if !self.disk.files[&id(n.into())].contains(&State::Requested) {
                     return Ok(());
+                }
+                if let Some(r) = a.found.as_ref().and_then(|f| f.read.as_ref().ok()) {
+                    let retries = r.retry.map_or(0, |t| t.retries);
+                    self.disk.retries.insert(id(n.into()), retries);
                 }
                 self.life.arrived(a, &Slots(3), clock)
             }

@@ -187,6 +187,7 @@ mod tests {
             died_by_us: None,
             owner: ALICE,
             unique: None,
+            recorded: false,
         };
         assert!(l.recover(vec![left], at(0)).is_empty());
         arrive(&mut l, 2, ALICE);

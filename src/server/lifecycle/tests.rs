@@ -657,6 +657,7 @@ fn recovery_records_interrupted_jobs_and_keeps_published_results() {
         died_by_us: Some(1_900_000),
         unique: None,
         owner: ALICE,
+        recorded: false,
     };
     let mut junk = left(9, false);
     junk.id = None;
