@@ -10,7 +10,7 @@ use std::fs;
 
 use serde_json::Value;
 
-use crate::util::{held, wait_until, Env};
+use crate::util::{held, wait_for, wait_until, Env};
 
 /// A job that counts its attempts in `FILE` (in the work directory),
 /// prints `attempt N`, and succeeds from attempt `OK` on (never if 0),
@@ -229,14 +229,15 @@ fn a_retry_cut_short_after_its_record_is_finished_by_the_next_server() {
     );
     let id = submit(&env, &["--retries", "1"], &script);
     env.wait_started("cut");
-    let slot = fs::read_to_string(env.dir("run").join("jobs")).unwrap();
-    let started: u64 = slot
-        .lines()
-        .find_map(|l| {
+    // The server records the job's pid as its spawn returns, which may be
+    // after the job has begun.
+    let started: u64 = wait_for("the job's pid record", || {
+        let slot = fs::read_to_string(env.dir("run").join("jobs")).ok()?;
+        slot.lines().find_map(|l| {
             let f: Vec<&str> = l.split_whitespace().collect();
             (f.first() == Some(&id.as_str())).then(|| f[3].parse().unwrap())
         })
-        .expect("a pid record");
+    });
     server.kill9();
     let record = serde_json::json!({"version": 1, "attempts": [{
         "status": "failed", "exit_code": 5, "signal": null, "started_at_us": started,
