@@ -19,33 +19,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::util::{fake_id, wait_until, Env, TestCommand, STATE_DIRS};
+use crate::util::{fake_id, test_user, wait_until, Env, STATE_DIRS};
 use crate::{Rows, Size};
-
-const TEST_USER: &str = "spoolq-test";
-
-/// The (uid, gid) of the unprivileged test user, created if missing.
-fn test_user() -> (u32, u32) {
-    let id = |flag: &str| -> Option<u32> {
-        let o = TestCommand::new("id").args([flag, TEST_USER]).output();
-        o.status.success().then(|| o.out().trim().parse().ok())?
-    };
-    if id("-u").is_none() {
-        TestCommand::new("useradd")
-            .args([
-                "--system",
-                "--no-create-home",
-                "--shell",
-                "/usr/sbin/nologin",
-            ])
-            .arg(TEST_USER)
-            .output();
-    }
-    match (id("-u"), id("-g")) {
-        (Some(u), Some(g)) => (u, g),
-        _ => panic!("cannot create the user {TEST_USER} (useradd, package passwd)"),
-    }
-}
 
 /// A valid request document for `id` running `script` as (uid, gid).
 fn request(id: &str, script: &str, cwd: &Path, uid: u32, gid: u32) -> Value {

@@ -8,7 +8,6 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
 
 use crate::sandbox::{root_or_skip, test_user};
 use crate::util::{fake_id, held, signal, wait_for, wait_until, Env, Proc, TestCommand};
@@ -45,10 +44,7 @@ fn a_hook_runs_as_its_unprivileged_submitter_with_the_requests_variables() {
         return;
     }
     let (uid, gid) = test_user();
-    let env = Env::new();
-    let top = env.work.parent().unwrap();
-    fs::set_permissions(top, fs::Permissions::from_mode(0o755)).unwrap();
-    fs::set_permissions(&env.work, fs::Permissions::from_mode(0o777)).unwrap();
+    let env = crate::util::shared_env();
     // The hook also copies the result it is pointed at: its submitter's
     // own (mode 0600), readable by it, and already there.
     let hook = format!(

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use crate::util::{fake_id, held, wait_for, wait_until, Env, Output, Proc, TestCommand};
+pub(crate) use crate::util::{shared_env, test_user};
 
 /// True when running as root; otherwise prints that `name` is skipped.
 #[must_use]
@@ -402,32 +403,6 @@ fn tmp_is_private_to_a_confined_job_but_a_working_directory_under_tmp_still_work
 // Who the job runs as, and what it gets
 // ---------------------------------------------------------------------------
 
-const TEST_USER: &str = "spoolq-test";
-
-/// The (uid, gid) of the unprivileged test user, created if missing.
-pub(crate) fn test_user() -> (u32, u32) {
-    let id = |flag: &str| -> Option<u32> {
-        let o = TestCommand::new("id").args([flag, TEST_USER]).output();
-        o.status.success().then(|| o.out().trim().parse().ok())?
-    };
-    if id("-u").is_none() {
-        // A concurrent run may create it first: only the result counts.
-        TestCommand::new("useradd")
-            .args([
-                "--system",
-                "--no-create-home",
-                "--shell",
-                "/usr/sbin/nologin",
-            ])
-            .arg(TEST_USER)
-            .output();
-    }
-    match (id("-u"), id("-g")) {
-        (Some(u), Some(g)) => (u, g),
-        _ => panic!("cannot create the user {TEST_USER} (useradd, package passwd)"),
-    }
-}
-
 #[test]
 fn a_job_runs_as_its_unprivileged_submitter_and_cannot_read_root_files() {
     // Needs root: to create a user, run a client as it, and switch to it.
@@ -806,15 +781,6 @@ fn a_silent_stream_leaves_no_file_and_an_ended_job_no_pid_record() {
 // ---------------------------------------------------------------------------
 // A shared spool against a hostile user (regressions from review)
 // ---------------------------------------------------------------------------
-
-/// A spool served by root that the test user can reach.
-pub(crate) fn shared_env() -> Env {
-    let env = Env::new();
-    let top = env.work.parent().unwrap();
-    fs::set_permissions(top, fs::Permissions::from_mode(0o755)).unwrap();
-    fs::set_permissions(&env.work, fs::Permissions::from_mode(0o777)).unwrap();
-    env
-}
 
 #[test]
 fn a_symlink_planted_as_a_jobs_output_does_not_redirect_it() {

@@ -748,3 +748,43 @@ impl Drop for Server {
         self.kill9();
     }
 }
+
+// ---------------------------------------------------------------------------
+// A second, unprivileged user, and a spool it can reach
+// ---------------------------------------------------------------------------
+
+const TEST_USER: &str = "spoolq-test";
+
+/// The (uid, gid) of the unprivileged test user, created if missing.
+pub fn test_user() -> (u32, u32) {
+    let id = |flag: &str| -> Option<u32> {
+        let o = TestCommand::new("id").args([flag, TEST_USER]).output();
+        o.status.success().then(|| o.out().trim().parse().ok())?
+    };
+    if id("-u").is_none() {
+        // A concurrent run may create it first: only the result counts.
+        TestCommand::new("useradd")
+            .args([
+                "--system",
+                "--no-create-home",
+                "--shell",
+                "/usr/sbin/nologin",
+            ])
+            .arg(TEST_USER)
+            .output();
+    }
+    match (id("-u"), id("-g")) {
+        (Some(u), Some(g)) => (u, g),
+        _ => panic!("cannot create the user {TEST_USER} (useradd, package passwd)"),
+    }
+}
+
+/// A spool served by root that the test user can reach.
+pub fn shared_env() -> Env {
+    use std::os::unix::fs::PermissionsExt;
+    let env = Env::new();
+    let top = env.work.parent().unwrap();
+    fs::set_permissions(top, std::fs::Permissions::from_mode(0o755)).unwrap();
+    fs::set_permissions(&env.work, std::fs::Permissions::from_mode(0o777)).unwrap();
+    env
+}
