@@ -7,64 +7,13 @@
 //! valid result.
 
 use std::fs;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use rustix::process::Signal;
 
-use crate::util::{held, wait_until, Env};
+use crate::util::{held, wait_until, Env, SmallDisk};
 use crate::{Rows, Size};
-
-/// A spool on a small tmpfs, unmounted when dropped.
-struct SmallDisk {
-    mount: PathBuf,
-}
-
-impl SmallDisk {
-    fn mount(at: &Path, size: &str) -> SmallDisk {
-        fs::create_dir_all(at).unwrap();
-        let ok = Command::new("mount")
-            .args([
-                "-t",
-                "tmpfs",
-                "-o",
-                &format!("size={size},mode=0755"),
-                "tmpfs",
-            ])
-            .arg(at)
-            .status()
-            .expect("mount");
-        assert!(ok.success(), "mount tmpfs at {}", at.display());
-        SmallDisk {
-            mount: at.to_path_buf(),
-        }
-    }
-
-    /// Fill what is left with one file, to the last block; returns it.
-    fn fill(&self) -> PathBuf {
-        let filler = self.mount.join("filler");
-        for bs in ["64k", "1k", "1"] {
-            let _ = Command::new("dd")
-                .args([
-                    "if=/dev/zero",
-                    &format!("bs={bs}"),
-                    "oflag=append",
-                    "conv=notrunc",
-                ])
-                .arg(format!("of={}", filler.display()))
-                .stderr(Stdio::null())
-                .status();
-        }
-        filler
-    }
-}
-
-impl Drop for SmallDisk {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.mount).status();
-    }
-}
 
 /// Every file in `dir` that is not a whole JSON document.
 fn partial(dir: &Path) -> Vec<String> {

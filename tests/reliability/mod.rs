@@ -4,12 +4,11 @@
 //! stop hostage or left a half-written request behind.
 
 use std::fs;
-use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use rustix::process::Signal;
 
-use crate::util::{held, read_json, wait_for, wait_until, Env, TestCommand};
+use crate::util::{held, read_json, wait_for, wait_until, Env, SmallDisk, TestCommand};
 
 fn root_or_skip(name: &str) -> bool {
     if rustix::process::geteuid().is_root() {
@@ -130,49 +129,6 @@ fn a_directory_planted_at_a_queued_jobs_result_name_does_not_cost_its_result() {
         .args(["wait", "--timeout", "30", &id])
         .expect_code(0);
     assert_eq!(o.out(), "mine\n");
-}
-
-/// A spool on a small tmpfs, unmounted when dropped.
-struct SmallDisk {
-    mount: std::path::PathBuf,
-}
-
-impl SmallDisk {
-    fn mount(at: &Path, size: &str) -> SmallDisk {
-        fs::create_dir_all(at).unwrap();
-        let ok = Command::new("mount")
-            .args([
-                "-t",
-                "tmpfs",
-                "-o",
-                &format!("size={size},mode=0755"),
-                "tmpfs",
-            ])
-            .arg(at)
-            .status()
-            .expect("mount");
-        assert!(ok.success(), "mount tmpfs at {}", at.display());
-        SmallDisk {
-            mount: at.to_path_buf(),
-        }
-    }
-
-    /// Fill what is left with one file; returns it.
-    fn fill(&self) -> std::path::PathBuf {
-        let filler = self.mount.join("filler");
-        let _ = Command::new("dd")
-            .args(["if=/dev/zero", "bs=64k"])
-            .arg(format!("of={}", filler.display()))
-            .stderr(Stdio::null())
-            .status();
-        filler
-    }
-}
-
-impl Drop for SmallDisk {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.mount).status();
-    }
 }
 
 #[test]

@@ -788,3 +788,56 @@ pub fn shared_env() -> Env {
     fs::set_permissions(&env.work, std::fs::Permissions::from_mode(0o777)).unwrap();
     env
 }
+
+/// A spool on a small tmpfs, unmounted when dropped.
+pub struct SmallDisk {
+    mount: PathBuf,
+}
+
+impl SmallDisk {
+    pub fn mount(at: &Path, size: &str) -> SmallDisk {
+        fs::create_dir_all(at).unwrap();
+        let ok = std::process::Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0755"),
+                "tmpfs",
+            ])
+            .arg(at)
+            .status()
+            .expect("mount");
+        assert!(ok.success(), "mount tmpfs at {}", at.display());
+        SmallDisk {
+            mount: at.to_path_buf(),
+        }
+    }
+
+    /// Fill what is left with one file, to the last block; returns it.
+    pub fn fill(&self) -> PathBuf {
+        let filler = self.mount.join("filler");
+        for bs in ["64k", "1k", "1"] {
+            let _ = std::process::Command::new("dd")
+                .args([
+                    "if=/dev/zero",
+                    &format!("bs={bs}"),
+                    "oflag=append",
+                    "conv=notrunc",
+                ])
+                .arg(format!("of={}", filler.display()))
+                .stderr(std::process::Stdio::null())
+                .status();
+        }
+        filler
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.mount)
+            .status();
+    }
+}
