@@ -48,10 +48,9 @@ impl Share {
 mod tests {
     use std::time::Duration;
 
-    use super::super::tests::{arrival, at, id, ran, Slots, ALICE, BOB, SERVER};
+    use super::super::tests::{arrival, at, id, ran, started, Slots, ALICE, BOB, SERVER};
     use super::super::{Effect, Leftover, Lifecycle, Terms, Waits};
     use crate::executor::Reattach;
-    use crate::id::RequestId;
     use crate::meter::{Block, Demand};
 
     const CAROL: u32 = 1002;
@@ -66,16 +65,6 @@ mod tests {
             ..Terms::default()
         };
         l.arrived(arrival(n, terms), &Slots(10), at(0));
-    }
-
-    fn started(effects: &[Effect]) -> Vec<RequestId> {
-        effects
-            .iter()
-            .filter_map(|e| match e {
-                Effect::Start { id, .. } => Some(*id),
-                _ => None,
-            })
-            .collect()
     }
 
     #[test]

@@ -90,7 +90,7 @@ pub(super) fn ran(code: i32) -> Outcome {
     o
 }
 
-fn started(effects: &[Effect]) -> Vec<RequestId> {
+pub(super) fn started(effects: &[Effect]) -> Vec<RequestId> {
     effects
         .iter()
         .filter_map(|e| match e {
