@@ -6,9 +6,12 @@
 //! fits the same trait: its jobs run elsewhere, report late, and may still
 //! be running when a restarted server asks ([`Reattach::Running`]).
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use crate::id::RequestId;
+use crate::meter::Admission;
+use crate::protocol::batch::{BatchReport, EngineStatus};
 use crate::protocol::request::{Request, Status};
 use crate::sandbox::{SandboxReport, Usage};
 use crate::spool::{Spool, Submission};
@@ -50,6 +53,8 @@ pub struct Outcome {
     pub output: Option<(crate::capture::Counted, crate::capture::Counted)>,
     /// The request it ran, when the executor has it (saves reading it again).
     pub request: Option<Box<Request>>,
+    /// The batch engine's job, when one ran it.
+    pub batch: Option<Box<BatchReport>>,
 }
 
 impl Outcome {
@@ -67,9 +72,15 @@ impl Outcome {
             usage: None,
             output: None,
             request: None,
+            batch: None,
         }
     }
 }
+
+/// Wakes the server's loop from another thread (a batch executor's
+/// workers): the server then calls [`Executor::enforce`] and
+/// [`Executor::collect`].
+pub type Wake = Arc<dyn Fn() + Send + Sync>;
 
 /// What became of a job a previous server of the spool left running.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -143,6 +154,17 @@ pub trait Executor {
     /// list: an executor that reaps the server's other children must leave
     /// them alone. The default has no children to reap.
     fn spare(&mut self, _pids: Vec<u32>) {}
+
+    /// The capacity rule to decide starts by, when it is not the local load
+    /// meter's (a batch engine has its own machines).
+    fn admission(&self) -> Option<&dyn Admission> {
+        None
+    }
+
+    /// What `status.json` says of the batch engine, for one that has one.
+    fn engine_status(&self) -> Option<EngineStatus> {
+        None
+    }
 }
 
 /// A duration in µs for messages: "1.5s".

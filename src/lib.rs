@@ -11,6 +11,8 @@
 //!   documents), `id`
 //! - `server` (the loop, and `lifecycle`, its rules) → `executor`, `tasks`,
 //!   `meter`, `spool`, `spares`, `metrics`
+//! - `slurm` (the [`executor::Executor`] that hands jobs to Slurm, and the
+//!   wrapper its jobs run) → `spool`, `protocol`
 //! - `tasks` (the local [`executor::Executor`]) → `sandbox`, `spawn`,
 //!   `capture`, `jobtable`, `spool`
 //! - `meter` → `protocol` (its snapshot's published form)
@@ -37,6 +39,7 @@ pub mod metrics;
 pub mod protocol;
 pub mod sandbox;
 pub(crate) mod server;
+pub(crate) mod slurm;
 pub(crate) mod spares;
 pub(crate) mod spawn;
 pub mod spool;

@@ -109,6 +109,7 @@ const INPUT: &str = "input";
 const REJECTED: &str = "rejected";
 const CONTROL: &str = "control";
 const RUN: &str = "run";
+const BATCH: &str = "batch";
 const LOCK: &str = "server.lock";
 const STATUS: &str = "status.json";
 const METRICS: &str = "metrics.prom";
@@ -268,6 +269,24 @@ impl Spool {
     /// The table of running jobs' pids (see [`crate::jobtable`]).
     pub fn jobs_table_path(&self) -> PathBuf {
         self.run_dir().join("jobs")
+    }
+
+    /// Where a batch engine's job wrappers write their records
+    /// (`batch/ID`, `serve --executor slurm` only): 1777 on a shared spool,
+    /// as the wrappers run as their submitters.
+    pub fn batch_dir(&self) -> PathBuf {
+        self.root.join(BATCH)
+    }
+
+    /// The record the wrapper of `id`'s batch job writes.
+    pub fn batch_record_path(&self, id: RequestId) -> PathBuf {
+        self.batch_dir().join(id.as_str())
+    }
+
+    /// Where the server records the batch engine's job id for `id`
+    /// (`run/ID.slurm`), durably, once the engine has accepted the job.
+    pub fn batch_job_path(&self, id: RequestId) -> PathBuf {
+        self.run_dir().join(format!("{id}.slurm"))
     }
 
     /// Directory of requests to the server itself (drain).

@@ -120,6 +120,10 @@ pub enum Command {
     /// `spoolq manpages` (hidden: packaging runs it)
     #[command(about = about::MANPAGES, hide = true)]
     Manpages(ManpagesArgs),
+    /// The wrapper a batch engine's job runs (written by `serve --executor
+    /// slurm` into the job's script; not for people)
+    #[command(hide = true)]
+    JobShim(JobShimArgs),
 }
 
 /// `spoolq completions`.
@@ -138,6 +142,25 @@ pub struct ManpagesArgs {
     /// Directory to write the pages into (created if missing)
     #[arg(value_name = "DIR")]
     pub dir: PathBuf,
+}
+
+/// `spoolq job-shim`.
+#[derive(Debug, Args)]
+pub struct JobShimArgs {
+    /// Time between SIGTERM and SIGKILL when the job is killed, µs
+    #[arg(long, value_name = "US")]
+    pub kill_grace_us: u64,
+    /// The request to run (from `3-running/`)
+    pub id: String,
+}
+
+/// `serve --executor`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ExecutorKind {
+    /// Sandboxed child processes of the server
+    Local,
+    /// Hand the jobs to Slurm with sbatch, as their submitters
+    Slurm,
 }
 
 /// `spoolq drain`.
@@ -222,6 +245,20 @@ pub struct ServeArgs {
     /// and are removed (at start, then every sixth of it, at most every 10m)
     #[arg(long, value_name = "TIME", value_parser = nonzero, default_value = "1h")]
     pub tmp_max_age: Duration,
+    /// Where jobs run: local (children of the server), or slurm (handed to
+    /// Slurm with sbatch, as their submitters; the load meter's flags then
+    /// do not apply)
+    #[arg(long, value_name = "KIND", default_value = "local")]
+    pub executor: ExecutorKind,
+    /// Slurm partition for the jobs [default: Slurm's default]
+    #[arg(long, value_name = "P")]
+    pub partition: Option<String>,
+    /// Slurm account to charge the jobs to
+    #[arg(long, value_name = "A")]
+    pub account: Option<String>,
+    /// Most jobs handed to Slurm and not yet ended
+    #[arg(long, value_name = "N", default_value = "100")]
+    pub max_in_flight: usize,
 }
 
 /// The sandbox policy, shared by `serve` and `sandbox-check`.

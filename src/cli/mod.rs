@@ -145,6 +145,10 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Resume => control::resume(&spool),
         Command::Clean(a) => list::clean(&spool, &a),
         Command::SandboxCheck(a) => sandbox_check(&spool, a),
+        Command::JobShim(a) => {
+            let grace = Duration::from_micros(a.kill_grace_us);
+            crate::slurm::shim::run(&spool, ids::resolve(&spool, &a.id)?, grace)
+        }
         Command::Completions(_) | Command::Manpages(_) => unreachable!("handled above"),
     }
 }
@@ -187,7 +191,19 @@ fn serve_config(a: args::ServeArgs) -> Result<ServeConfig> {
     meter.min_free_mem = a.min_free_mem;
     meter.min_start_gap = a.max_start_rate.unwrap_or_default();
     meter.sample_every = a.sample_interval;
+    let executor = match a.executor {
+        args::ExecutorKind::Local => server::ExecutorChoice::Local,
+        args::ExecutorKind::Slurm if a.max_in_flight == 0 => {
+            return Err(Error::Usage("--max-in-flight must be at least 1".into()))
+        }
+        args::ExecutorKind::Slurm => server::ExecutorChoice::Slurm(crate::slurm::SlurmConfig {
+            partition: a.partition,
+            account: a.account,
+            max_in_flight: a.max_in_flight,
+        }),
+    };
     Ok(ServeConfig {
+        executor,
         meter,
         sandbox: sandbox_policy(a.sandbox)?,
         poll_interval: a.poll_interval.max(Duration::from_millis(10)),

@@ -5,6 +5,7 @@
 //! example in `spool-layout.md` with these types.
 
 pub mod attempt;
+pub mod batch;
 pub mod ended;
 pub mod request;
 pub mod sandbox;

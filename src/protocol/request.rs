@@ -346,6 +346,9 @@ pub struct JobResult {
     /// the last (whose status this result repeats) included.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attempts: Option<Vec<Attempt>>,
+    /// The batch engine's job, when a batch executor ran it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch: Option<super::batch::BatchReport>,
 }
 
 /// What a non-empty abort marker (`5-aborting/ID`) asks. An empty marker
@@ -468,9 +471,20 @@ mod layout_doc {
     }
 
     #[test]
+    fn record_examples_parse() {
+        let found = examples("record");
+        assert!(found.len() >= 2, "a running and an ended record");
+        for text in found {
+            let r: crate::protocol::batch::BatchRecord =
+                serde_json::from_str(text).expect("record example parses");
+            assert_eq!(r.version, crate::protocol::batch::RECORD_VERSION);
+        }
+    }
+
+    #[test]
     fn every_json_block_is_checked() {
         let total = SPEC.matches("```json").count();
-        let typed = ["request", "result", "status", "abort", "ended"]
+        let typed = ["request", "result", "status", "abort", "ended", "record"]
             .iter()
             .map(|k| examples(k).len())
             .sum::<usize>();

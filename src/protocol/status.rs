@@ -44,6 +44,9 @@ pub struct ServerStatus {
     pub head: Option<HeadWaiting>,
     /// Server metrics (see `metrics.prom` for the same in Prometheus form).
     pub metrics: Metrics,
+    /// The batch engine jobs are handed to, with `serve --executor slurm`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub engine: Option<super::batch::EngineStatus>,
 }
 
 /// What the server is doing as a whole.

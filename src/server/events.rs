@@ -34,6 +34,9 @@ pub enum Event {
     Rescan,
     /// A child exited (SIGCHLD).
     ChildExited,
+    /// A batch executor's worker has news (a submission done, a job's
+    /// state polled, a job's record written).
+    Executor,
     /// SIGTERM or SIGINT: shut down.
     Stop,
 }
@@ -63,6 +66,11 @@ impl Sources {
     /// unwatched (the watcher drops a watch whose file went) is no error.
     pub fn unwatch(&mut self, file: &Path) {
         let _ = self.watcher.unwatch(file);
+    }
+
+    /// Another sender into the channel, for a thread that wakes the server.
+    pub fn sender(&self) -> Sender<Event> {
+        self._tx.clone()
     }
 }
 

@@ -71,6 +71,17 @@ pub struct ServeConfig {
     pub on_finish: Option<hooks::HookConfig>,
     /// Age past which a client's file in `tmp/` is an abandoned write.
     pub tmp_max_age: Duration,
+    /// Where jobs run: here, or handed to a batch engine.
+    pub executor: ExecutorChoice,
+}
+
+/// `serve --executor`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ExecutorChoice {
+    /// Sandboxed child processes of the server.
+    Local,
+    /// Jobs handed to Slurm.
+    Slurm(crate::slurm::SlurmConfig),
 }
 
 impl ServeConfig {
@@ -94,6 +105,16 @@ pub fn serve(spool: &Spool, config: &ServeConfig) -> Result<()> {
     // Watch before the first scan, so nothing published in between is missed.
     let (sources, rx) = events::start(spool)?;
     let meter = Meter::new(config.meter.clone(), SystemLoad::new(), Instant::now())?;
+    if let ExecutorChoice::Slurm(slurm) = &config.executor {
+        let tx = sources.sender();
+        let wake: crate::executor::Wake = std::sync::Arc::new(move || {
+            let _ = tx.send(Event::Executor);
+        });
+        let exec = crate::slurm::SlurmTasks::new(spool, slurm.clone(), config.kill_grace, wake)?;
+        info!(spool = %spool.root().display(), pid = std::process::id(),
+              max_in_flight = slurm.max_in_flight, "serving, handing jobs to Slurm");
+        return run_server(spool, config, meter, exec, (lock, sources), &rx);
+    }
     let budgets = meter.budgets();
     info!(
         spool = %spool.root().display(),
@@ -111,14 +132,26 @@ pub fn serve(spool: &Spool, config: &ServeConfig) -> Result<()> {
     let sandbox = Sandbox::probe(config.sandbox.clone(), cgroup);
     let table = crate::jobtable::JobTable::open(&spool.jobs_table_path());
     let tasks = LocalTasks::new(sandbox, config.kill_grace, table);
-    for (name, available, detail) in tasks.describe() {
+    run_server(spool, config, meter, tasks, (lock, sources), &rx)
+}
+
+/// Recover the spool, serve it with `exec` until stopped, and let go.
+fn run_server<E: Executor>(
+    spool: &Spool,
+    config: &ServeConfig,
+    meter: Meter,
+    exec: E,
+    (lock, sources): (ServerLock, events::Sources),
+    rx: &Receiver<Event>,
+) -> Result<()> {
+    for (name, available, detail) in exec.describe() {
         info!(mechanism = %name, available, "{detail}");
     }
-    let mut server = Server::new(spool, config, meter, tasks);
+    let mut server = Server::new(spool, config, meter, exec);
     server.heartbeat = Some(lock);
     server.sources = Some(sources);
     server.recover()?;
-    server.run(&rx);
+    server.run(rx);
     server.exec.shut_down();
     info!("stopped");
     Ok(())
@@ -143,6 +176,8 @@ struct Server<'a, E: Executor> {
     /// When to look for clients' abandoned files in `tmp/` again.
     next_tmp_sweep: Instant,
     last_publish: Option<Instant>,
+    /// What the last `status.json` said of the batch engine, if any.
+    last_engine: Option<crate::protocol::batch::EngineStatus>,
     dirty: Dirty,
     /// Requests claimed in this round, waiting for their `Start`.
     claimed: HashMap<RequestId, Submission>,
@@ -185,6 +220,7 @@ impl<'a, E: Executor> Server<'a, E> {
             next_rescan: Instant::now() + config.poll_interval,
             next_tmp_sweep: Instant::now() + config.tmp_sweep_every(),
             last_publish: None,
+            last_engine: None,
             claimed: HashMap::new(),
             spares: Spares::new(&spool.run_dir()),
             memory: ended::Memory::new(RECORDS_KEPT),
@@ -254,7 +290,7 @@ impl<'a, E: Executor> Server<'a, E> {
                     retention.forget(id);
                 }
             }
-            Event::ChildExited => {}
+            Event::ChildExited | Event::Executor => {}
             Event::Stop => self.life.stop(clock()),
         }
     }
@@ -357,7 +393,8 @@ impl<'a, E: Executor> Server<'a, E> {
         self.carry_out(effects);
         self.expire();
         self.meter.resample(Instant::now());
-        let effects = self.life.plan(&self.meter, clock());
+        let admission = self.exec.admission().unwrap_or(&self.meter);
+        let effects = self.life.plan(admission, clock());
         self.carry_out(effects);
         self.beat(Instant::now());
         self.run_hooks();
@@ -396,7 +433,8 @@ impl<'a, E: Executor> Server<'a, E> {
                     arrival = self.arrival(state, &name);
                 }
             }
-            let effects = self.life.arrived(arrival, &self.meter, clock());
+            let admission = self.exec.admission().unwrap_or(&self.meter);
+            let effects = self.life.arrived(arrival, admission, clock());
             self.carry_out(effects);
         }
     }
@@ -742,6 +780,8 @@ impl<'a, E: Executor> Server<'a, E> {
 
     fn publish(&mut self, force: bool) -> Result<()> {
         self.dirty.status |= self.life.take_changed();
+        let engine = self.exec.engine_status();
+        self.dirty.status |= engine != self.last_engine;
         if !self.dirty.status {
             return Ok(());
         }
@@ -753,6 +793,7 @@ impl<'a, E: Executor> Server<'a, E> {
         self.last_publish = Some(now);
         let running_ids = self.life.running_ids();
         let reserved = self.life.reserved();
+        self.last_engine.clone_from(&engine);
         let status = ServerStatus {
             version: STATUS_VERSION,
             pid: std::process::id(),
@@ -761,14 +802,21 @@ impl<'a, E: Executor> Server<'a, E> {
             updated_at_us: now_micros(),
             pending: self.life.pending_len(),
             running: running_ids.len(),
-            max_jobs: self.meter.config().max_jobs,
-            capacity: Some((&self.meter.status(&reserved, now)).into()),
+            max_jobs: engine
+                .as_ref()
+                .map_or(self.meter.config().max_jobs, |e| e.max_in_flight),
+            // The load meter decides nothing for a batch engine.
+            capacity: match engine {
+                None => Some((&self.meter.status(&reserved, now)).into()),
+                Some(_) => None,
+            },
             running_ids,
             head: self.life.head().map(|(id, why)| HeadWaiting {
                 id,
                 reason: waits_text(why),
             }),
             metrics: self.life.metrics().clone(),
+            engine,
         };
         let mut bytes = serde_json::to_vec_pretty(&status).expect("status serializes");
         bytes.push(b'\n');
@@ -893,5 +941,6 @@ fn build_result(
         sandbox: o.sandbox.as_deref().cloned(),
         usage: o.usage.clone(),
         attempts,
+        batch: o.batch.as_deref().cloned(),
     }
 }

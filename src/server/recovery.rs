@@ -10,7 +10,6 @@ use super::lifecycle::Leftover;
 use super::{clock, parse_name, Server};
 use crate::error::Result;
 use crate::executor::{Executor, Reattach};
-use crate::meter::Admission;
 use crate::spool::State;
 
 impl<E: Executor> Server<'_, E> {
@@ -57,7 +56,11 @@ impl<E: Executor> Server<'_, E> {
                 request.map_or((0, None, None, None), |r| (r.uid, r.mem, r.cpus, r.unique));
             out.push(Leftover {
                 has_result: id.is_some_and(|id| self.spool.has_result_of(id, submitter)),
-                demand: Admission::reservation(&self.meter, mem, cpus),
+                demand: self
+                    .exec
+                    .admission()
+                    .unwrap_or(&self.meter)
+                    .reservation(mem, cpus),
                 died_by_us: self.heartbeat.as_ref().and_then(|l| l.previous_beat_us()),
                 owner: submitter,
                 unique,

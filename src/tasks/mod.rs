@@ -432,6 +432,7 @@ fn outcome(job: &Job, status: ExitStatus, usage: Option<Usage>) -> Outcome {
         usage,
         output: None,
         request: None,
+        batch: None,
     }
 }
 

@@ -1,0 +1,89 @@
+//! The documents a batch engine adds to the spool (`serve --executor
+//! slurm`): the record a job's wrapper writes in `batch/ID` when the job
+//! starts and when it ends, what a result says of the engine's job, and
+//! what `status.json` says of the engine. `spool-layout.md` §10 shows each;
+//! the spec test parses them.
+
+use serde::{Deserialize, Serialize};
+
+/// Format version of a `batch/ID` record.
+pub const RECORD_VERSION: u32 = 1;
+
+/// What the job's wrapper (`spoolq job-shim`, run by the batch engine as
+/// the submitter) writes in `batch/ID`: once when the job's program starts
+/// (`finished_at_us` null), and again, replacing it, when it has ended.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchRecord {
+    /// Format version; must equal [`RECORD_VERSION`].
+    pub version: u32,
+    /// When the wrapper started the job's program, µs since the epoch.
+    pub started_at_us: u64,
+    /// The host the job ran on.
+    pub host: String,
+    /// When the program ended, µs since the epoch; null while it runs.
+    #[serde(default)]
+    pub finished_at_us: Option<u64>,
+    /// Its exit code, if it exited.
+    #[serde(default)]
+    pub exit_code: Option<i32>,
+    /// The signal that ended it, if one did.
+    #[serde(default)]
+    pub signal: Option<i32>,
+    /// True when the wrapper killed it at its `time_limit_us`.
+    #[serde(default)]
+    pub timed_out: bool,
+    /// A signal the wrapper itself received (from `scancel`, the engine's
+    /// own time limit, a preemption) and passed on to the job.
+    #[serde(default)]
+    pub outside_signal: Option<i32>,
+    /// Why the program never ran (its exit code is then 126 or 127, or
+    /// null when the wrapper could not set it up).
+    #[serde(default)]
+    pub error: Option<String>,
+}
+
+impl BatchRecord {
+    /// True once the job has ended.
+    pub fn ended(&self) -> bool {
+        self.finished_at_us.is_some()
+    }
+}
+
+/// What a result says of the batch engine's job.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchReport {
+    /// The engine: `slurm`.
+    pub engine: String,
+    /// The engine's job id, once it gave one.
+    pub job_id: Option<String>,
+    /// The submission command line, as run (as the submitter).
+    pub submit: Vec<String>,
+    /// The engine's last known state of the job (`COMPLETED`, `CANCELLED`,
+    /// …), when the server asked.
+    #[serde(default)]
+    pub state: Option<String>,
+}
+
+/// What `status.json` says of a batch engine.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EngineStatus {
+    /// The engine: `slurm`.
+    pub engine: String,
+    /// False while its commands fail for want of the controller.
+    pub reachable: bool,
+    /// The last error of a command that could not reach it, while unreachable.
+    pub error: Option<String>,
+    /// Jobs handed over (or being handed over) and not yet ended.
+    pub in_flight: usize,
+    /// `--max-in-flight`.
+    pub max_in_flight: usize,
+    /// Of those, being submitted right now (or waiting to be retried).
+    pub submitting: usize,
+    /// Of those, started by the engine (their wrapper has written a record).
+    pub started: usize,
+    /// The partition jobs go to, if one was named.
+    pub partition: Option<String>,
+}
