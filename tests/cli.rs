@@ -12,6 +12,7 @@ mod retry;
 mod sandbox;
 mod share;
 mod signals;
+mod slurm;
 mod spool_default;
 mod stream;
 mod unix;

@@ -59,6 +59,9 @@ const POLL_EVERY: Duration = Duration::from_secs(2);
 const SUBMITTERS: usize = 4;
 /// Polls in a row that must miss a job before it counts as gone.
 const MISSES_TO_GONE: u8 = 2;
+/// Polls to wait for Slurm's state of a job stopped from outside before
+/// its record alone decides.
+const CONFIRM_POLLS: u8 = 3;
 
 /// Where a job is in its hand-over.
 #[derive(Debug, Clone, PartialEq)]
@@ -84,6 +87,8 @@ struct Job {
     expired: bool,
     slurm: Option<(String, String)>,
     misses: u8,
+    /// Polls waited for Slurm's word on a job stopped from outside.
+    confirming: Option<u8>,
 }
 
 /// The Slurm executor of one server.
@@ -268,8 +273,15 @@ impl SlurmTasks {
         };
         if let Some(r) = files::read_record(&self.spool, id, job.owner.0) {
             let ended = r.ended();
+            // Stopped from outside: Slurm's state says by what (scancel,
+            // its time limit, a preemption); ask it first.
+            let outside = r.outside_signal.is_some() && job.kill.is_none();
+            let known = job.slurm.as_ref().is_some_and(|(s, _)| state::terminal(s));
             job.record = Some(r);
-            if ended {
+            if ended && outside && !known && job.confirming.is_none() {
+                job.confirming = Some(0);
+                self.next_poll = Instant::now();
+            } else if ended && job.confirming.is_none() {
                 self.finish(id);
             }
         }
@@ -306,6 +318,11 @@ impl SlurmTasks {
                     if state::terminal(&s.state) {
                         self.look_at_record(id);
                         self.finish(id);
+                    } else if let Some(n) = job.confirming.as_mut() {
+                        *n += 1;
+                        if *n >= CONFIRM_POLLS {
+                            self.finish(id);
+                        }
                     }
                 }
                 None => {
@@ -370,6 +387,7 @@ impl SlurmTasks {
             expired: false,
             slurm: None,
             misses: 0,
+            confirming: None,
         }
     }
 

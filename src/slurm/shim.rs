@@ -25,6 +25,10 @@ use crate::protocol::request::Request;
 use crate::spool::{Spool, State};
 use crate::tasks::{DEFAULT_PATH, JOB_ID_VAR};
 
+/// How long a wrapper whose job was killed by a signal waits for the
+/// signal sent to itself along with it.
+const SIGNAL_STRAGGLE: Duration = Duration::from_millis(50);
+
 enum News {
     Exited(std::io::Result<ExitStatus>),
     Signal(i32),
@@ -157,6 +161,16 @@ pub fn run(spool: &Spool, id: RequestId, kill_grace: Duration) -> Result<u8> {
     };
     // A job ends with its main process: what it left in its group goes too.
     let _ = rustix::process::kill_process_group(group, Signal::KILL);
+    // scancel signals the job and this wrapper at once: a job killed by a
+    // signal may be reported before the signal that came to us with it.
+    if status.as_ref().is_ok_and(|st| st.signal().is_some()) {
+        while let Ok(news) = rx.recv_timeout(SIGNAL_STRAGGLE) {
+            if let News::Signal(sig) = news {
+                record.outside_signal.get_or_insert(sig);
+                break;
+            }
+        }
+    }
     record.finished_at_us = Some(now_micros());
     let code = match status {
         Ok(st) => {
