@@ -62,6 +62,7 @@ mod about {
     pub const MANPAGES: &str = "Write spoolq.1 and a page per subcommand into DIR (for packaging)";
     pub const COMPLETIONS: &str =
         "Print a completion script for bash, zsh or fish (see the README to install it)";
+    pub const JOB_SHIM: &str = "The wrapper a batch engine's job runs (written by `serve --executor slurm` into the job's script; not for people)";
     pub const SANDBOX_CHECK: &str = "Show which confinement mechanisms this host offers and what a server with these flags would apply";
 }
 
@@ -120,9 +121,8 @@ pub enum Command {
     /// `spoolq manpages` (hidden: packaging runs it)
     #[command(about = about::MANPAGES, hide = true)]
     Manpages(ManpagesArgs),
-    /// The wrapper a batch engine's job runs (written by `serve --executor
-    /// slurm` into the job's script; not for people)
-    #[command(hide = true)]
+    /// `spoolq job-shim`
+    #[command(about = about::JOB_SHIM, hide = true)]
     JobShim(JobShimArgs),
 }
 
@@ -146,6 +146,7 @@ pub struct ManpagesArgs {
 
 /// `spoolq job-shim`.
 #[derive(Debug, Args)]
+#[command(about = about::JOB_SHIM)]
 pub struct JobShimArgs {
     /// Time between SIGTERM and SIGKILL when the job is killed, µs
     #[arg(long, value_name = "US")]

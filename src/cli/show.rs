@@ -59,6 +59,9 @@ pub fn status(spool: &Spool, as_json: bool) -> Result<u8> {
         if let Some(cap) = published.as_ref().and_then(|s| s.capacity.as_ref()) {
             outln!("{cap}");
         }
+        if let Some(e) = published.as_ref().and_then(|s| s.engine.as_ref()) {
+            outln!("{e}");
+        }
         if let Some(head) = published.as_ref().and_then(|s| s.head.as_ref()) {
             outln!("head:    {} waits: {}", head.id, head.reason);
         }

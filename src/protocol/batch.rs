@@ -4,6 +4,8 @@
 //! what `status.json` says of the engine. `spool-layout.md` §10 shows each;
 //! the spec test parses them.
 
+use std::fmt;
+
 use serde::{Deserialize, Serialize};
 
 /// Format version of a `batch/ID` record.
@@ -86,4 +88,20 @@ pub struct EngineStatus {
     pub started: usize,
     /// The partition jobs go to, if one was named.
     pub partition: Option<String>,
+}
+
+/// What `spoolq status` prints about the engine.
+impl fmt::Display for EngineStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let part = self.partition.as_deref().unwrap_or("default partition");
+        writeln!(
+            f,
+            "{}:   {} of {} in flight ({part}): {} being submitted, {} started",
+            self.engine, self.in_flight, self.max_in_flight, self.submitting, self.started
+        )?;
+        match (&self.error, self.reachable) {
+            (Some(e), false) => write!(f, "{}:   UNREACHABLE: {e}", self.engine),
+            _ => write!(f, "{}:   reachable", self.engine),
+        }
+    }
 }

@@ -94,6 +94,17 @@ pub fn run(argv: &[String], who: As, deadline: Duration) -> Ran {
     if std::env::var_os("PATH").is_none() {
         cmd.env("PATH", "/usr/local/bin:/usr/bin:/bin");
     }
+    // It dies with the server (the thread that started it): a killed
+    // server's sbatch must not submit behind the back of the next one,
+    // which looks the job up by name and, not finding it, records it as
+    // never handed over.
+    // SAFETY: prctl is async-signal-safe and touches no memory of ours.
+    unsafe {
+        cmd.pre_exec(|| {
+            rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))
+                .map_err(std::io::Error::from)
+        });
+    }
     if let Some((uid, gid)) = who.ids {
         // std drops the supplementary groups when root switches uid; Slurm
         // gives the job the user's own from the group database.

@@ -231,6 +231,7 @@ impl SlurmTasks {
                     tracing::warn!(%id, %reason, "Slurm refused the job");
                     let mut o = Outcome::not_run(Status::Rejected, None, reason);
                     o.killed = job.kill;
+                    o.output = Some((self.counted(id, "out"), self.counted(id, "err")));
                     o.request = Some(Box::new(job.request.clone()));
                     o.batch = Some(Box::new(report_of(&job)));
                     self.ended.push((id, o));
@@ -244,7 +245,9 @@ impl SlurmTasks {
             }
             Report::Polled(seen) => {
                 self.polling = false;
-                self.polled(&seen);
+                if let Some(seen) = seen {
+                    self.polled(&seen);
+                }
             }
             Report::Limits(largest) => self.admission.largest = largest,
             Report::Reach(r) => {

@@ -177,6 +177,11 @@ fn from_slurm(f: &Facts, job: &str) -> Outcome {
         Some(KillReason::TimeLimit) | None => {}
     }
     let Some((state, reason)) = f.slurm else {
+        if f.job_id.is_none() {
+            let why = "the server stopped while handing it to Slurm, and Slurm has no job \
+                       by its name: it was not submitted again (at most once)";
+            return done(Status::Interrupted, None, None, Some(why.into()));
+        }
         let why = format!(
             "Slurm no longer knows {job} and its wrapper left no exit record \
              (lost with its node, or purged); it was not re-run"

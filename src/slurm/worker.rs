@@ -81,8 +81,9 @@ pub enum Report {
         /// The request.
         id: RequestId,
     },
-    /// What `squeue` showed of the jobs asked for.
-    Polled(Vec<Seen>),
+    /// What `squeue` showed of the jobs asked for (`None`: it could not
+    /// be asked; nothing is known of them).
+    Polled(Option<Vec<Seen>>),
     /// The partition's largest node.
     Limits(Option<Largest>),
     /// Whether the controller answered the last command (its error if not).
@@ -233,19 +234,17 @@ impl Out {
                 for chunk in ids.chunks(NAMES_PER_QUERY) {
                     let names: Vec<String> = chunk.iter().map(|i| i.to_string()).collect();
                     let ran = run(&squeue(&names.join(",")), As { ids: None }, DEADLINE);
-                    if self.reach(&ran) {
-                        // Unknown: report nothing rather than "gone".
-                        return;
-                    }
+                    self.reach(&ran);
                     match ran {
                         Ran::Ok(out) => seen.extend(parse(&out)),
                         other => {
+                            // Unknown: never taken for "gone".
                             tracing::warn!(error = %other.error(), "squeue failed");
-                            return;
+                            return self.send(Report::Polled(None));
                         }
                     }
                 }
-                self.send(Report::Polled(seen));
+                self.send(Report::Polled(Some(seen)));
             }
             Poll::Limits(partition) => {
                 let argv = ["sinfo", "-h", "-N", "-o", SINFO_FORMAT].map(String::from);

@@ -430,6 +430,8 @@ fn slurm_with_the_controller_down_the_server_answers_and_catches_up_after() {
     let o = env.cmd().args(["status", "--json"]).expect_code(0).json();
     assert!(t.elapsed() < Duration::from_secs(2));
     assert_eq!(o["published"]["engine"]["reachable"], false, "{o}");
+    let text = env.cmd().arg("status").expect_code(0).out();
+    assert!(text.contains("slurm:   UNREACHABLE: "), "{text}");
     let aborted = env.submit(&["echo", "never"]);
     env.cmd().args(["abort", &aborted]).expect_code(0);
     cluster.up();
@@ -443,4 +445,76 @@ fn slurm_with_the_controller_down_the_server_answers_and_catches_up_after() {
             .is_some_and(|s| s["engine"]["reachable"] == true)
     });
     env.wait_gone(&aborted);
+}
+
+#[test]
+fn slurm_a_server_killed_while_sbatch_waits_for_the_controller_never_submits_twice() {
+    let Some(cluster) = cluster::own("slurm_a_server_killed_while_sbatch_waits_…", "lookup")
+    else {
+        return;
+    };
+    let env = shared_env();
+    let mut server = serve(&env, &cluster, &[]);
+    let ctld = Proc::of(cluster.pid("slurmctld"));
+    signal(ctld.pid, rustix::process::Signal::TERM);
+    wait_until("slurmctld to stop", || !ctld.alive());
+    let id = env.submit(&["echo", "lost"]);
+    env.wait_state(&id, "3-running");
+    wait_until("the server to find Slurm unreachable", || {
+        server
+            .status()
+            .is_some_and(|s| s["engine"]["submitting"] == 1 && s["engine"]["reachable"] == false)
+    });
+    server.kill9();
+    cluster.up();
+    let _server = serve(&env, &cluster, &[]);
+    let result = env.result(&id);
+    assert_eq!(result["status"], "interrupted", "{result}");
+    let reason = result["reason"].as_str().unwrap();
+    assert!(reason.contains("not submitted again"), "{reason}");
+    assert!(cluster.jobs_named(&id).is_empty(), "submitted after all");
+    // The next one goes through.
+    let next = env.submit(&["echo", "next"]);
+    assert_eq!(env.result(&next)["status"], "succeeded");
+    assert!(cluster.jobs_named(&id).is_empty(), "submitted after all");
+}
+
+#[test]
+fn slurm_clients_of_two_hosts_share_one_spool_and_each_gets_its_own_results() {
+    let Some(cluster) = cluster::shared("slurm_clients_of_two_hosts_share_one_spool_…") else {
+        return;
+    };
+    let env = shared_env();
+    let _server = serve(&env, cluster, &["--poll-interval", "200ms"]);
+    // Each "host" is a UTS namespace with a host name of its own: the host
+    // name goes into every id's TAG, as it would on two machines.
+    let spoolq = format!("{} --spool {}", crate::util::bin(), env.spool.display());
+    let clients: Vec<_> = ["alpha", "beta"]
+        .iter()
+        .flat_map(|host| (0..3).map(move |n| (host, n)))
+        .map(|(host, n)| {
+            let script = format!(
+                "hostname {host} && exec {spoolq} run --keep -- sh -c 'echo {host}-{n}; echo $SPOOLQ_JOB_ID'"
+            );
+            crate::util::TestCommand::new("unshare")
+                .args(["--uts", "sh", "-c", &script])
+                .current_dir(&env.work)
+                .spawn()
+        })
+        .collect();
+    let mut ids = std::collections::BTreeSet::new();
+    for (i, c) in clients.into_iter().enumerate() {
+        let o = c.finish();
+        assert_eq!(o.code(), 0, "{}", o.describe());
+        let text = o.out();
+        let mut lines = text.lines();
+        let host = if i < 3 { "alpha" } else { "beta" };
+        assert_eq!(lines.next(), Some(format!("{host}-{}", i % 3).as_str()));
+        ids.insert(lines.next().expect("the job's id").to_string());
+    }
+    assert_eq!(ids.len(), 6, "every request its own id: {ids:?}");
+    assert_eq!(env.names("4-complete").len(), 6);
+    for id in &ids {
+        assert_eq!(cluster.jobs_named(id).len(), 1, "{id} was submitted once");
+    }
 }
