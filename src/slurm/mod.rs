@@ -35,6 +35,7 @@ use crate::id::{now_micros, RequestId};
 use crate::meter::Admission;
 use crate::protocol::batch::{BatchRecord, BatchReport, EngineStatus};
 use crate::protocol::request::{Request, Status};
+use crate::protocol::sandbox::{Network, Profile, SandboxRequest};
 use crate::spool::{Spool, State, Submission};
 use command::As;
 use limits::InFlight;
@@ -403,6 +404,19 @@ impl SlurmTasks {
     }
 }
 
+/// What a request's sandbox asks for beyond the `contain` default, in
+/// words, if anything.
+fn confinement(sb: &SandboxRequest) -> Option<String> {
+    let profile = sb.profile.filter(|p| *p != Profile::Contain);
+    if let Some(p) = profile.or(sb.isolate.then_some(Profile::Isolate)) {
+        return Some(format!("the {} profile", p.name()));
+    }
+    if sb.network == Some(Network::None) {
+        return Some("no network".into());
+    }
+    sb.pids_limit.map(|n| format!("a limit of {n} processes"))
+}
+
 fn report_of(job: &Job) -> BatchReport {
     BatchReport {
         engine: "slurm".into(),
@@ -425,6 +439,13 @@ impl Executor for SlurmTasks {
         let request = &sub.request;
         let id = request.id;
         let setup = |reason: String| Box::new(Outcome::not_run(Status::SetupFailed, None, reason));
+        if let Some(asked) = request.sandbox.as_ref().and_then(confinement) {
+            let reason = format!(
+                "asks for {asked}, which the Slurm executor does not give (its jobs run under \
+                 Slurm's own limits): refused rather than run with less"
+            );
+            return Err(Box::new(Outcome::not_run(Status::Rejected, None, reason)));
+        }
         // Made here, by the server, so that nothing another user planted
         // under their names is followed; Slurm appends to them.
         let streams: &[&str] = if request.merge_stderr {

@@ -318,7 +318,7 @@ fn slurm_a_job_cancelled_from_outside_gets_a_result_with_a_reason() {
 }
 
 #[test]
-fn slurm_a_request_too_big_for_any_node_is_rejected_at_once() {
+fn slurm_a_request_too_big_for_any_node_or_asking_for_confinement_is_rejected_at_once() {
     let Some(cluster) = cluster::shared("slurm_a_request_too_big_for_any_node_…") else {
         return;
     };
@@ -335,6 +335,13 @@ fn slurm_a_request_too_big_for_any_node_is_rejected_at_once() {
     assert_eq!(result["status"], "rejected", "{result}");
     let reason = result["reason"].as_str().unwrap();
     assert!(reason.contains("largest node"), "{reason}");
+    // Confinement the executor cannot give is refused, not dropped.
+    let o = env
+        .cmd()
+        .args(["run", "--profile", "confine", "--", "true"])
+        .output();
+    assert_eq!(o.code(), 125, "{}", o.describe());
+    assert!(o.err().contains("confine profile"), "{}", o.describe());
 }
 
 #[test]
