@@ -16,6 +16,7 @@
 #               missing]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+REPO=$PWD
 REPS=${1:-20}
 N=${2:-200}
 [ "$(id -u)" = 0 ] || { echo "benches/slurm.sh: needs root (slurmd)" >&2; exit 2; }
@@ -27,12 +28,13 @@ chmod 755 "$W"
 SERVER=
 cleanup() {
   [ -n "$SERVER" ] && kill "$SERVER" 2>/dev/null && wait "$SERVER" 2>/dev/null
-  bash tests/slurm/stop-slurm.sh "$W/slurm" >/dev/null 2>&1 || true
+  bash "$REPO/tests/slurm/stop-slurm.sh" "$W/slurm" >/dev/null 2>&1 || true
   rm -rf "$W"
 }
 trap cleanup EXIT
-eval "$(SLURM_CTLD_PORT=${SLURM_CTLD_PORT:-7917} SLURMD_PORT=${SLURMD_PORT:-7918} \
-  bash tests/slurm/start-slurm.sh "$W/slurm" 2>/dev/null)"
+out=$(SLURM_CTLD_PORT=${SLURM_CTLD_PORT:-7917} SLURMD_PORT=${SLURMD_PORT:-7918} \
+  bash "$REPO/tests/slurm/start-slurm.sh" "$W/slurm") || exit 1
+eval "$out"
 export SLURM_CONF
 mkdir -p "$W/work"
 cd "$W/work"

@@ -4,10 +4,16 @@
 //!
 //! The job's program is never put on the command line: the batch script is
 //! one `exec` of `spoolq job-shim`, which reads the request from the spool
-//! and runs its argv and environment exactly (no shell re-quoting, no
-//! login environment: `--export=NONE`). Only the shim's own path, the
-//! spool's and the id are quoted, with single quotes, which `sh` takes
+//! and runs its argv and environment exactly (no shell re-quoting; it
+//! clears whatever environment Slurm gives it). Only the shim's own path,
+//! the spool's and the id are quoted, with single quotes, which `sh` takes
 //! byte for byte.
+//!
+//! `--export=ALL`, not `NONE`: `sbatch` itself runs with a clean
+//! environment (see [`super::command`]), so there is nothing of the
+//! server's or the submitter's to keep out, and `NONE` made each job's
+//! start dearer in Slurm 22.05 (60 trivial jobs: 12.8 s to all done against
+//! 3.0 s on the test cluster).
 
 use std::path::Path;
 use std::time::Duration;
@@ -40,7 +46,7 @@ pub fn command_line(request: &Request, p: &Placement) -> Vec<String> {
         "--parsable".into(),
         format!("--job-name={}", request.id),
         format!("--chdir={}", request.cwd.display()),
-        "--export=NONE".into(),
+        "--export=ALL".into(),
         "--open-mode=append".into(),
         format!("--output={}", p.stdout.display()),
     ];
@@ -156,7 +162,7 @@ mod tests {
             "--parsable",
             "--job-name=1795345234030440-3cfffd730000",
             "--chdir=/home/ci/my dir",
-            "--export=NONE",
+            "--export=ALL",
             "--partition=debug",
             "--mem=3072M",
             "--cpus-per-task=2",
