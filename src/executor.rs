@@ -55,6 +55,10 @@ pub struct Outcome {
     pub request: Option<Box<Request>>,
     /// The batch engine's job, when one ran it.
     pub batch: Option<Box<BatchReport>>,
+    /// Not ended: the executor let go of a job that goes on where it runs
+    /// (a batch engine's, at shutdown). It gets no result; its request
+    /// stays in `3-running/` for the next server to re-attach to.
+    pub left_running: bool,
 }
 
 impl Outcome {
@@ -73,6 +77,7 @@ impl Outcome {
             output: None,
             request: None,
             batch: None,
+            left_running: false,
         }
     }
 }

@@ -168,7 +168,11 @@ pub fn show(spool: &Spool, id: RequestId, as_json: bool) -> Result<u8> {
         if let Some(b) = &r.batch {
             let job = b.job_id.as_deref().unwrap_or("(no job id)");
             let state = b.state.as_deref().unwrap_or("state not asked");
-            outln!("{}:   job {job} ({state}): {}", b.engine, shell_words(&b.submit));
+            outln!(
+                "{}:   job {job} ({state}): {}",
+                b.engine,
+                shell_words(&b.submit)
+            );
         }
         for (name, c) in [("stdout", &r.stdout), ("stderr", &r.stderr)] {
             if let Some(c) = c {

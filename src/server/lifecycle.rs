@@ -512,6 +512,11 @@ impl Lifecycle {
         let mut out = Vec::new();
         for (id, outcome) in ended {
             let was = self.running.remove(&id);
+            if outcome.left_running {
+                // Its file stays in 3-running/: the next start re-attaches.
+                info!(%id, "left running where it runs, for the next server");
+                continue;
+            }
             if outcome.killed == Some(KillReason::Abort) {
                 self.discard(id, State::Running, &mut out);
                 self.count_abort(id, clock, &mut out);

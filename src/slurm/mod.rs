@@ -470,11 +470,24 @@ impl Executor for SlurmTasks {
         Ok(())
     }
 
+    /// Abort and a queue timeout cancel the job in Slurm. A shutdown does
+    /// not: the job goes on in Slurm, and the next server re-attaches to it
+    /// as after a crash (a restart of the queue's server should not cost a
+    /// cluster's hours of work).
     fn terminate(&mut self, id: RequestId, why: KillReason, _now: Instant) {
-        if let Some(job) = self.jobs.get_mut(&id) {
-            job.kill.get_or_insert(why);
-            self.cancel(id);
+        let Some(job) = self.jobs.get_mut(&id) else {
+            return;
+        };
+        if why == KillReason::Shutdown && job.kill.is_none() {
+            let job = self.jobs.remove(&id).expect("present");
+            tracing::info!(%id, phase = ?job.phase, "left to Slurm for the next server");
+            let mut o = Outcome::not_run(Status::Interrupted, None, String::new());
+            o.left_running = true;
+            self.ended.push((id, o));
+            return;
         }
+        job.kill.get_or_insert(why);
+        self.cancel(id);
     }
 
     fn enforce(&mut self, now: Instant) {

@@ -433,6 +433,7 @@ fn outcome(job: &Job, status: ExitStatus, usage: Option<Usage>) -> Outcome {
         output: None,
         request: None,
         batch: None,
+        left_running: false,
     }
 }
 

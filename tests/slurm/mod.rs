@@ -525,3 +525,26 @@ fn slurm_clients_of_two_hosts_share_one_spool_and_each_gets_its_own_results() {
         assert_eq!(cluster.jobs_named(id).len(), 1, "{id} was submitted once");
     }
 }
+
+#[test]
+fn slurm_a_clean_stop_leaves_the_jobs_to_slurm_and_the_next_server_collects_them() {
+    let Some(cluster) = cluster::shared("slurm_a_clean_stop_leaves_the_jobs_to_slurm_…") else {
+        return;
+    };
+    let env = shared_env();
+    let mut server = serve(&env, cluster, &["--shutdown-grace", "0"]);
+    let id = env.submit(&["sh", "-c", &format!("{}; echo went on", held("long"))]);
+    env.wait_started("long");
+    let job = slurm_job(&env, &id);
+    server.signal(rustix::process::Signal::TERM);
+    assert!(server.wait_exit().success(), "{}", server.log());
+    assert_eq!(cluster.state(&job).as_deref(), Some("RUNNING"));
+    assert_eq!(env.states_of(&id), ["3-running"]);
+    let _server = serve(&env, cluster, &[]);
+    env.release("long");
+    let result = env.result(&id);
+    assert_eq!(result["status"], "succeeded", "{result}");
+    let out = fs::read_to_string(env.dir("output").join(format!("{id}.out"))).unwrap();
+    assert_eq!(out, "went on\n");
+    assert_eq!(cluster.jobs_named(&id), [job]);
+}

@@ -296,6 +296,25 @@ fn shutdown_kills_every_job_once_when_the_grace_ends() {
 }
 
 #[test]
+fn a_job_left_running_at_shutdown_gets_no_result_and_keeps_its_file() {
+    let mut l = life();
+    arrive(&mut l, 1);
+    l.plan(&Slots(4), at(0));
+    l.stop(at(0));
+    l.tick(at(30_000));
+    let mut left = Outcome::not_run(Status::Interrupted, None, String::new());
+    left.left_running = true;
+    let fx = l.exited(vec![(id(1), left)], at(30_001));
+    assert_eq!(
+        fx,
+        vec![],
+        "no result, no disposal: the next server re-attaches"
+    );
+    assert!(l.done());
+    assert_eq!(l.metrics().total_completed.values().sum::<u64>(), 0);
+}
+
+#[test]
 fn a_second_stop_ends_the_grace_at_once() {
     let mut l = life();
     arrive(&mut l, 1);
