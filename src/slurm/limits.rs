@@ -9,17 +9,41 @@ use std::time::Instant;
 
 use crate::meter::{format_cpus, format_size, Admission, Block, Demand, Reserved, Verdict};
 
-/// The largest node of the partition.
+/// The largest node of the partition, and its time limit.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Largest {
     /// CPUs of its biggest node.
     pub cpus: u64,
     /// Memory of its biggest node, bytes.
     pub mem: u64,
+    /// The partition's `MaxTime` in minutes (`None`: infinite).
+    pub max_minutes: Option<u64>,
 }
 
-/// `sinfo -h -N -o '%P|%c|%m'`: one line per node and partition.
-pub const SINFO_FORMAT: &str = "%P|%c|%m";
+/// `sinfo -h -N -o '%P|%c|%m|%l'`: one line per node and partition.
+pub const SINFO_FORMAT: &str = "%P|%c|%m|%l";
+
+/// Slurm's time (`infinite`, `MM`, `MM:SS`, `HH:MM:SS`, `D-HH`,
+/// `D-HH:MM:SS`) in whole minutes, rounded down (a limit is not to be
+/// passed); `None` for infinite or what does not parse.
+pub fn slurm_minutes(text: &str) -> Option<u64> {
+    let (days, rest) = match text.split_once('-') {
+        Some((d, r)) => (Some(d.parse::<u64>().ok()?), r),
+        None => (None, text),
+    };
+    let parts: Vec<u64> = rest
+        .split(':')
+        .map(|p| p.parse().ok())
+        .collect::<Option<_>>()?;
+    let (h, m) = match (days.is_some(), parts.as_slice()) {
+        (true, [h]) => (*h, 0),
+        (true, [h, m]) | (true, [h, m, _]) => (*h, *m),
+        (false, [m]) | (false, [m, _]) => (0, *m),
+        (false, [h, m, _]) => (*h, *m),
+        _ => return None,
+    };
+    Some(days.unwrap_or(0) * 24 * 60 + h * 60 + m)
+}
 
 /// The largest node of `partition` (the default one, marked `*`, when
 /// none is named) in `sinfo` output in [`SINFO_FORMAT`].
@@ -30,6 +54,7 @@ pub fn largest(text: &str, partition: Option<&str>) -> Option<Largest> {
         let (Some(part), Some(cpus), Some(mem)) = (f.next(), f.next(), f.next()) else {
             continue;
         };
+        let max_minutes = f.next().and_then(slurm_minutes);
         let default = part.ends_with('*');
         let name = part.trim_end_matches('*');
         if partition.map_or(!default, |p| p != name) {
@@ -39,7 +64,11 @@ pub fn largest(text: &str, partition: Option<&str>) -> Option<Largest> {
         let (Some(cpus), Some(mb)) = (num(cpus), num(mem)) else {
             continue;
         };
-        let b = best.get_or_insert(Largest { cpus: 0, mem: 0 });
+        let b = best.get_or_insert(Largest {
+            cpus: 0,
+            mem: 0,
+            max_minutes,
+        });
         b.cpus = b.cpus.max(cpus);
         b.mem = b.mem.max(mb << 20);
     }
@@ -97,12 +126,23 @@ mod tests {
     use super::*;
 
     #[test]
+    fn slurms_times_are_read_in_minutes() {
+        assert_eq!(slurm_minutes("infinite"), None);
+        assert_eq!(slurm_minutes("30"), Some(30));
+        assert_eq!(slurm_minutes("30:59"), Some(30));
+        assert_eq!(slurm_minutes("2:00:00"), Some(120));
+        assert_eq!(slurm_minutes("1-00:00:00"), Some(1440));
+        assert_eq!(slurm_minutes("2-3"), Some(2 * 1440 + 180));
+        assert_eq!(slurm_minutes("x"), None);
+    }
+
+    #[test]
     fn the_largest_node_of_the_named_or_default_partition() {
-        let text = "debug*|2|21694\ndebug*|4|1000\nbig|64+|512000\n";
+        let text = "debug*|2|21694|infinite\ndebug*|4|1000|infinite\nbig|64+|512000|1-02:30:00\n";
         let l = largest(text, None).unwrap();
-        assert_eq!((l.cpus, l.mem), (4, 21694 << 20));
+        assert_eq!((l.cpus, l.mem, l.max_minutes), (4, 21694 << 20, None));
         let l = largest(text, Some("big")).unwrap();
-        assert_eq!(l.cpus, 64);
+        assert_eq!((l.cpus, l.max_minutes), (64, Some(26 * 60 + 30)));
         assert_eq!(largest(text, Some("nope")), None);
     }
 
@@ -114,6 +154,7 @@ mod tests {
             largest: Some(Largest {
                 cpus: 2,
                 mem: 1 << 30,
+                max_minutes: None,
             }),
         };
         let none = Reserved::default();

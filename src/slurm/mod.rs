@@ -193,6 +193,7 @@ impl SlurmTasks {
             stdout: &stdout,
             stderr: (!request.merge_stderr).then_some(stderr.as_path()),
             kill_grace: self.kill_grace,
+            max_minutes: self.admission.largest.and_then(|l| l.max_minutes),
         };
         sbatch::command_line(request, &placement)
     }
@@ -445,6 +446,17 @@ impl Executor for SlurmTasks {
                  Slurm's own limits): refused rather than run with less"
             );
             return Err(Box::new(Outcome::not_run(Status::Rejected, None, reason)));
+        }
+        let max = self.admission.largest.and_then(|l| l.max_minutes);
+        if let (Some(max), Some(limit)) = (max, request.time_limit_us) {
+            if limit > max.saturating_mul(60_000_000) {
+                let reason = format!(
+                    "asks for a time limit of {}, more than the Slurm partition's MaxTime \
+                     of {max} min",
+                    crate::executor::format_secs(limit)
+                );
+                return Err(Box::new(Outcome::not_run(Status::Rejected, None, reason)));
+            }
         }
         // Made here, by the server, so that nothing another user planted
         // under their names is followed; Slurm appends to them.

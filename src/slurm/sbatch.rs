@@ -37,6 +37,10 @@ pub struct Placement<'a> {
     pub stderr: Option<&'a Path>,
     /// Time between SIGTERM and SIGKILL when the wrapper kills the job.
     pub kill_grace: Duration,
+    /// The partition's `MaxTime` in minutes, if known and finite: Slurm's
+    /// backstop `--time` is capped at it (the request's own limit fits,
+    /// or it was refused before).
+    pub max_minutes: Option<u64>,
 }
 
 /// `sbatch` and its arguments for `request`.
@@ -66,7 +70,9 @@ pub fn command_line(request: &Request, p: &Placement) -> Vec<String> {
         argv.push(format!("--cpus-per-task={}", whole_cpus(cpus)));
     }
     if let Some(limit) = request.time_limit_us {
-        argv.push(format!("--time={}", minutes(limit, p.kill_grace)));
+        let backstop = minutes(limit, p.kill_grace);
+        let time = p.max_minutes.map_or(backstop, |max| backstop.min(max));
+        argv.push(format!("--time={time}"));
     }
     argv.push(format!("--wrap={}", wrapper(request, p)));
     argv
@@ -133,6 +139,7 @@ mod tests {
             stdout: Path::new("/var/spool/s/output/x.out"),
             stderr: Some(Path::new("/var/spool/s/output/x.err")),
             kill_grace: Duration::from_secs(5),
+            max_minutes: None,
         }
     }
 
@@ -195,5 +202,16 @@ mod tests {
         assert!(!argv.iter().any(|a| a.starts_with("--error")));
         assert!(!argv.iter().any(|a| a.starts_with("--cpus-per-task")));
         assert!(!argv.iter().any(|a| a.starts_with("--time")));
+    }
+
+    #[test]
+    fn the_backstop_time_is_capped_at_the_partitions() {
+        let mut r = request();
+        r.time_limit_us = Some(50 * 60_000_000);
+        let mut p = placement();
+        p.max_minutes = Some(50);
+        assert!(command_line(&r, &p).contains(&"--time=50".to_string()));
+        p.max_minutes = None;
+        assert!(command_line(&r, &p).contains(&"--time=52".to_string()));
     }
 }

@@ -548,3 +548,36 @@ fn slurm_a_clean_stop_leaves_the_jobs_to_slurm_and_the_next_server_collects_them
     assert_eq!(out, "went on\n");
     assert_eq!(cluster.jobs_named(&id), [job]);
 }
+
+#[test]
+fn slurm_a_time_limit_past_the_partitions_max_time_is_rejected_and_one_within_runs() {
+    let Some(cluster) = cluster::shared("slurm_a_time_limit_past_the_partitions_max_time_…")
+    else {
+        return;
+    };
+    let env = shared_env();
+    let _server = serve(&env, cluster, &["--partition", "short"]);
+    let id = env.submit(&["true"]);
+    env.result(&id); // sinfo has answered by the time a job went through.
+    let o = env
+        .cmd()
+        .args(["run", "--time-limit", "2m", "--", "true"])
+        .output();
+    assert_eq!(o.code(), 125, "{}", o.describe());
+    assert!(o.err().contains("MaxTime of 1 min"), "{}", o.describe());
+    let o = env
+        .cmd()
+        .args(["run", "--keep", "--time-limit", "50s", "--", "echo", "fits"])
+        .expect_code(0);
+    assert_eq!(o.out(), "fits\n");
+    let kept = env.names("4-complete");
+    let fits = kept.iter().find(|k| **k != id).expect("its result");
+    let result = env.result(fits);
+    let submit = result["batch"]["submit"].as_array().unwrap();
+    // 50 s + the 1 s grace would ask for 2 minutes: capped at the 1 allowed.
+    assert!(submit.contains(&Value::from("--time=1")), "{result}");
+    assert!(
+        submit.contains(&Value::from("--partition=short")),
+        "{result}"
+    );
+}
