@@ -151,6 +151,10 @@ pub struct JobShimArgs {
     /// Time between SIGTERM and SIGKILL when the job is killed, µs
     #[arg(long, value_name = "US")]
     pub kill_grace_us: u64,
+    /// Most bytes kept of each of the job's streams (the request's
+    /// max_output, if less, applies)
+    #[arg(long, value_name = "BYTES")]
+    pub max_output: Option<u64>,
     /// The request to run (from `3-running/`)
     pub id: String,
 }

@@ -147,7 +147,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::SandboxCheck(a) => sandbox_check(&spool, a),
         Command::JobShim(a) => {
             let grace = Duration::from_micros(a.kill_grace_us);
-            crate::slurm::shim::run(&spool, ids::resolve(&spool, &a.id)?, grace)
+            crate::slurm::shim::run(&spool, ids::resolve(&spool, &a.id)?, grace, a.max_output)
         }
         Command::Completions(_) | Command::Manpages(_) => unreachable!("handled above"),
     }
@@ -200,6 +200,7 @@ fn serve_config(a: args::ServeArgs) -> Result<ServeConfig> {
             partition: a.partition,
             account: a.account,
             max_in_flight: a.max_in_flight,
+            max_output: a.sandbox.max_output,
         }),
     };
     Ok(ServeConfig {

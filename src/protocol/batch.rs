@@ -43,6 +43,16 @@ pub struct BatchRecord {
     /// null when the wrapper could not set it up).
     #[serde(default)]
     pub error: Option<String>,
+    /// Bytes the job wrote to its stdout (the file holds at most the cap).
+    #[serde(default)]
+    pub stdout_bytes: Option<u64>,
+    /// Bytes the job wrote to its stderr (null when merged into stdout).
+    #[serde(default)]
+    pub stderr_bytes: Option<u64>,
+    /// True when a stream was still open (held by a process that left the
+    /// job's group) as the wrapper stopped waiting for it.
+    #[serde(default)]
+    pub output_open: bool,
 }
 
 impl BatchRecord {

@@ -16,6 +16,7 @@
 mod command;
 mod files;
 mod limits;
+mod relay;
 mod sbatch;
 pub mod shim;
 mod state;
@@ -51,6 +52,8 @@ pub struct SlurmConfig {
     pub account: Option<String>,
     /// `--max-in-flight`: most jobs handed over and not ended.
     pub max_in_flight: usize,
+    /// `--max-output`: most bytes kept of each of a job's streams.
+    pub max_output: u64,
 }
 
 /// How often Slurm is asked about the jobs in flight: what their records
@@ -194,6 +197,7 @@ impl SlurmTasks {
             stderr: (!request.merge_stderr).then_some(stderr.as_path()),
             kill_grace: self.kill_grace,
             max_minutes: self.admission.largest.and_then(|l| l.max_minutes),
+            max_output: self.config.max_output,
         };
         sbatch::command_line(request, &placement)
     }
@@ -233,7 +237,11 @@ impl SlurmTasks {
                     tracing::warn!(%id, %reason, "Slurm refused the job");
                     let mut o = Outcome::not_run(Status::Rejected, None, reason);
                     o.killed = job.kill;
-                    o.output = Some((self.counted(id, "out"), self.counted(id, "err")));
+                    let (out, err) = (
+                        self.counted(id, "out", None, false),
+                        self.counted(id, "err", None, false),
+                    );
+                    o.output = Some((out, err));
                     o.request = Some(Box::new(job.request.clone()));
                     o.batch = Some(Box::new(report_of(&job)));
                     self.ended.push((id, o));
@@ -360,22 +368,32 @@ impl SlurmTasks {
             slurm: job.slurm.as_ref().map(|(s, r)| (s.as_str(), r.as_str())),
         };
         let mut o = state::outcome(&facts);
-        o.output = Some((self.counted(id, "out"), self.counted(id, "err")));
+        let record = job.record.as_ref();
+        let open = record.is_some_and(|r| r.output_open);
+        let totals = (
+            record.and_then(|r| r.stdout_bytes),
+            record.and_then(|r| r.stderr_bytes),
+        );
+        o.output = Some((
+            self.counted(id, "out", totals.0, open),
+            self.counted(id, "err", totals.1, open),
+        ));
         o.batch = Some(Box::new(report_of(&job)));
         o.request = Some(Box::new(job.request));
         self.ended.push((id, o));
     }
 
-    /// What an output file holds (Slurm wrote it; nothing is capped here).
-    fn counted(&self, id: RequestId, ext: &str) -> Counted {
+    /// What an output file holds, and what the job wrote in all (from its
+    /// record, when its wrapper relayed the stream).
+    fn counted(&self, id: RequestId, ext: &str, total: Option<u64>, open: bool) -> Counted {
         let len = std::fs::symlink_metadata(self.spool.output_path(id, ext))
             .ok()
             .filter(|m| m.file_type().is_file())
             .map_or(0, |m| m.len());
         Counted {
             kept: len,
-            total: len,
-            complete: true,
+            total: total.unwrap_or(len).max(len),
+            complete: !open,
             lost: None,
         }
     }

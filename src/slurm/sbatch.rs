@@ -41,6 +41,9 @@ pub struct Placement<'a> {
     /// backstop `--time` is capped at it (the request's own limit fits,
     /// or it was refused before).
     pub max_minutes: Option<u64>,
+    /// The server's `--max-output`: the wrapper keeps at most this, or the
+    /// request's `max_output` if less, of each stream.
+    pub max_output: u64,
 }
 
 /// `sbatch` and its arguments for `request`.
@@ -81,10 +84,11 @@ pub fn command_line(request: &Request, p: &Placement) -> Vec<String> {
 /// The batch script's one line.
 fn wrapper(request: &Request, p: &Placement) -> String {
     format!(
-        "exec {} --spool {} job-shim --kill-grace-us {} {}",
+        "exec {} --spool {} job-shim --kill-grace-us {} --max-output {} {}",
         quote(&p.shim.to_string_lossy()),
         quote(&p.spool.to_string_lossy()),
         p.kill_grace.as_micros(),
+        p.max_output,
         request.id
     )
 }
@@ -140,6 +144,7 @@ mod tests {
             stderr: Some(Path::new("/var/spool/s/output/x.err")),
             kill_grace: Duration::from_secs(5),
             max_minutes: None,
+            max_output: 1 << 20,
         }
     }
 
@@ -183,7 +188,7 @@ mod tests {
         assert_eq!(
             wrap,
             "--wrap=exec '/opt/spool q/spoolq' --spool '/var/spool/it'\\''s' job-shim \
-             --kill-grace-us 5000000 1795345234030440-3cfffd730000"
+             --kill-grace-us 5000000 --max-output 1048576 1795345234030440-3cfffd730000"
         );
         assert!(
             !argv.iter().any(|a| a.contains("it's")),

@@ -18,12 +18,16 @@ use rustix::process::{Pid, Signal};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1, SIGUSR2};
 
 use super::files::write_record;
+use super::relay::{self, Relay};
 use crate::error::{Error, Result};
 use crate::id::{now_micros, RequestId};
 use crate::protocol::batch::{BatchRecord, RECORD_VERSION};
 use crate::protocol::request::Request;
 use crate::spool::{Spool, State};
 use crate::tasks::{DEFAULT_PATH, JOB_ID_VAR};
+
+/// How long to wait, once a job has ended, for its output pipes to close.
+const OUTPUT_PATIENCE: Duration = Duration::from_secs(1);
 
 /// How long a wrapper whose job was killed by a signal waits for the
 /// signal sent to itself along with it.
@@ -36,7 +40,12 @@ enum News {
 
 /// Run request `id`'s job; returns the exit code for Slurm (the job's, or
 /// 128 + its signal).
-pub fn run(spool: &Spool, id: RequestId, kill_grace: Duration) -> Result<u8> {
+pub fn run(
+    spool: &Spool,
+    id: RequestId,
+    kill_grace: Duration,
+    max_output: Option<u64>,
+) -> Result<u8> {
     let host = rustix::system::uname()
         .nodename()
         .to_string_lossy()
@@ -51,6 +60,9 @@ pub fn run(spool: &Spool, id: RequestId, kill_grace: Duration) -> Result<u8> {
         timed_out: false,
         outside_signal: None,
         error: None,
+        stdout_bytes: None,
+        stderr_bytes: None,
+        output_open: false,
     };
     let fail = |mut record: BatchRecord, code: Option<i32>, error: String| -> Result<u8> {
         eprintln!("spoolq job-shim: {error}");
@@ -79,7 +91,11 @@ pub fn run(spool: &Spool, id: RequestId, kill_grace: Duration) -> Result<u8> {
         return fail(record, None, why);
     }
     let request = sub.request;
-    let mut cmd = match command(spool, &request) {
+    let cap = match (request.max_output, max_output) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    let (mut cmd, relays) = match command(spool, &request, cap) {
         Ok(cmd) => cmd,
         Err((code, why)) => return fail(record, code, why),
     };
@@ -96,7 +112,11 @@ pub fn run(spool: &Spool, id: RequestId, kill_grace: Duration) -> Result<u8> {
             }
         }
     });
-    let child = match cmd.spawn() {
+    let spawned = cmd.spawn();
+    // Our copies of the pipes' write ends: the relays see the end of a
+    // stream when the job's are gone.
+    drop(cmd);
+    let child = match spawned {
         Ok(c) => c,
         Err(e) => {
             let code = match e.kind() {
@@ -171,6 +191,16 @@ pub fn run(spool: &Spool, id: RequestId, kill_grace: Duration) -> Result<u8> {
             }
         }
     }
+    let patience = Instant::now() + OUTPUT_PATIENCE;
+    let (out, err) = relays;
+    let (total, ended) = out.finish(patience);
+    record.stdout_bytes = ended.then_some(total);
+    record.output_open = !ended;
+    if let Some(err) = err {
+        let (total, ended) = err.finish(patience);
+        record.stderr_bytes = ended.then_some(total);
+        record.output_open |= !ended;
+    }
     record.finished_at_us = Some(now_micros());
     let code = match status {
         Ok(st) => {
@@ -185,13 +215,18 @@ pub fn run(spool: &Spool, id: RequestId, kill_grace: Duration) -> Result<u8> {
     Ok(code)
 }
 
+/// Relays of the job's stdout and (unless merged) stderr.
+type Relays = (Relay, Option<Relay>);
+
 /// The job's command: its argv, exactly its environment, its directory,
-/// umask, stdin and (merged) output. `Err` is (exit code, why) for a job
-/// that cannot run.
+/// umask, stdin and output, relayed with at most `cap` bytes kept of each
+/// stream (one pipe for both when merged). `Err` is (exit code, why) for a
+/// job that cannot run.
 fn command(
     spool: &Spool,
     request: &Request,
-) -> std::result::Result<Command, (Option<i32>, String)> {
+    cap: Option<u64>,
+) -> std::result::Result<(Command, Relays), (Option<i32>, String)> {
     if let Err(e) = std::env::set_current_dir(&request.cwd) {
         let why = format!("working directory {}: {e}", request.cwd.display());
         return Err((Some(126), why));
@@ -217,11 +252,19 @@ fn command(
     } else {
         cmd.stdin(Stdio::null());
     }
-    if request.merge_stderr {
-        let out = rustix::io::dup(std::io::stdout())
-            .map_err(|e| (None, format!("sharing the output file: {e}")))?;
-        cmd.stderr(Stdio::from(out));
-    }
+    let io = |e: std::io::Error| (None, format!("relaying the job's output: {e}"));
+    let stdout = rustix::io::dup(std::io::stdout()).map_err(|e| io(e.into()))?;
+    let (out, out_relay) = relay::start(stdout, cap).map_err(io)?;
+    let err_relay = if request.merge_stderr {
+        cmd.stderr(Stdio::from(out.try_clone().map_err(io)?));
+        None
+    } else {
+        let stderr = rustix::io::dup(std::io::stderr()).map_err(|e| io(e.into()))?;
+        let (err, relay) = relay::start(stderr, cap).map_err(io)?;
+        cmd.stderr(Stdio::from(err));
+        Some(relay)
+    };
+    cmd.stdout(Stdio::from(out));
     cmd.process_group(0);
-    Ok(cmd)
+    Ok((cmd, (out_relay, err_relay)))
 }

@@ -237,6 +237,9 @@ mod tests {
             timed_out: false,
             outside_signal: None,
             error: None,
+            stdout_bytes: None,
+            stderr_bytes: None,
+            output_open: false,
         }
     }
 

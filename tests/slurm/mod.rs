@@ -581,3 +581,38 @@ fn slurm_a_time_limit_past_the_partitions_max_time_is_rejected_and_one_within_ru
         "{result}"
     );
 }
+
+#[test]
+fn slurm_output_past_max_output_is_dropped_and_the_result_says_how_much_was_written() {
+    let Some(cluster) = cluster::shared("slurm_output_past_max_output_is_dropped_…") else {
+        return;
+    };
+    let env = shared_env();
+    let _server = serve(&env, cluster, &["--max-output", "1K"]);
+    let o = env
+        .cmd()
+        .args(["run", "--keep", "--max-output", "5", "--"])
+        .args([
+            "sh",
+            "-c",
+            "echo hello world; head -c 3000 /dev/zero >&2; echo done",
+        ])
+        .output();
+    assert_eq!(o.code(), 74, "{}", o.describe());
+    assert_eq!(o.out(), "hello");
+    let id = env.names("4-complete").pop().expect("a kept result");
+    let result = env.result(&id);
+    assert_eq!(result["stdout"]["truncated"], true, "{result}");
+    assert_eq!(result["stdout"]["bytes"], 5, "{result}");
+    assert_eq!(result["stdout"]["total_bytes"], 17, "{result}");
+    // The server's own cap applies to a request that asks for none less.
+    assert_eq!(result["stderr"]["bytes"], 5, "{result}");
+    assert_eq!(result["stderr"]["total_bytes"], 3000, "{result}");
+    let o = env
+        .cmd()
+        .args(["run", "--keep", "--accept-truncation", "--"])
+        .args(["sh", "-c", "head -c 3000 /dev/zero"])
+        .output();
+    assert_eq!(o.code(), 0, "{}", o.describe());
+    assert_eq!(o.out().len(), 1024, "the server's --max-output 1K");
+}
