@@ -110,6 +110,8 @@ pub struct SlurmTasks {
     next_poll: Instant,
     polling: bool,
     ended: Vec<(RequestId, Outcome)>,
+    /// Jobs left to Slurm at shutdown, for the next server.
+    left: std::collections::HashSet<RequestId>,
 }
 
 impl SlurmTasks {
@@ -174,6 +176,7 @@ impl SlurmTasks {
             next_poll: Instant::now() + POLL_EVERY,
             polling: false,
             ended: Vec::new(),
+            left: Default::default(),
         })
     }
 
@@ -224,6 +227,12 @@ impl SlurmTasks {
         match report {
             Report::Submitted { id, job_id } => {
                 let Some(job) = self.jobs.get_mut(&id) else {
+                    // Its record came first and its result is written: the
+                    // job id recorded since is no one's (unless the job was
+                    // left to the next server, which wants it).
+                    if !self.left.contains(&id) {
+                        let _ = std::fs::remove_file(self.spool.batch_job_path(id));
+                    }
                     return;
                 };
                 tracing::debug!(%id, slurm_job = %job_id, "handed to Slurm");
@@ -286,9 +295,12 @@ impl SlurmTasks {
         };
         if let Some(r) = files::read_record(&self.spool, id, job.owner.0) {
             let ended = r.ended();
-            // Stopped from outside: Slurm's state says by what (scancel,
-            // its time limit, a preemption); ask it first.
-            let outside = r.outside_signal.is_some() && job.kill.is_none();
+            // Killed by a signal we did not send: Slurm's state says by what
+            // (scancel, its time limit, a preemption, its OOM killer); ask
+            // it first. (The wrapper may have missed the signal sent to it
+            // along with its job's.)
+            let signalled = r.outside_signal.is_some() || r.signal.is_some();
+            let outside = signalled && job.kill.is_none() && !r.timed_out;
             let known = job.slurm.as_ref().is_some_and(|(s, _)| state::terminal(s));
             job.record = Some(r);
             if ended && outside && !known && job.confirming.is_none() {
@@ -511,6 +523,7 @@ impl Executor for SlurmTasks {
         if why == KillReason::Shutdown && job.kill.is_none() {
             let job = self.jobs.remove(&id).expect("present");
             tracing::info!(%id, phase = ?job.phase, "left to Slurm for the next server");
+            self.left.insert(id);
             let mut o = Outcome::not_run(Status::Interrupted, None, String::new());
             o.left_running = true;
             self.ended.push((id, o));

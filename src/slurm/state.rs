@@ -126,10 +126,16 @@ fn from_record(r: &BatchRecord, f: &Facts, job: &str) -> Outcome {
         let why = format!("exceeded its time limit of {limit}");
         return done(Status::TimedOut, code, sig, Some(why));
     }
-    if let Some(outside) = r.outside_signal {
-        let state = f
-            .slurm
-            .map_or(String::new(), |(s, _)| format!(", Slurm state {s}"));
+    let state = f.slurm.map(|(s, _)| s);
+    if state == Some("OUT_OF_MEMORY") && code != Some(0) {
+        let why = format!("Slurm {job} ran out of memory (Slurm state OUT_OF_MEMORY)");
+        return done(Status::Oom, code, sig, Some(why));
+    }
+    // A signal to the wrapper, or a death by signal that Slurm calls one
+    // of its own.
+    let slurms = matches!(state, Some("CANCELLED" | "TIMEOUT" | "PREEMPTED"));
+    if let Some(outside) = r.outside_signal.or(sig.filter(|_| slurms)) {
+        let state = state.map_or(String::new(), |s| format!(", Slurm state {s}"));
         let why = format!(
             "Slurm {job} was sent signal {outside} from outside spoolq \
              (scancel, Slurm's own time limit, preemption){state}"
@@ -324,6 +330,19 @@ mod tests {
         let lost = outcome(&facts(None, None));
         assert_eq!(lost.status, Status::Interrupted);
         assert!(lost.reason.unwrap().contains("no longer knows job 7"));
+    }
+
+    #[test]
+    fn a_death_by_signal_is_named_by_slurms_state_even_without_the_wrappers_note() {
+        let r = record(None, Some(15));
+        let o = outcome(&facts(Some(&r), Some(("CANCELLED", "None"))));
+        assert_eq!((o.status, o.signal), (Status::Signaled, Some(15)));
+        assert!(o.reason.unwrap().contains("from outside spoolq"));
+        let r = record(None, Some(9));
+        let o = outcome(&facts(Some(&r), Some(("OUT_OF_MEMORY", "None"))));
+        assert_eq!(o.status, Status::Oom);
+        let o = outcome(&facts(Some(&r), Some(("FAILED", "NonZeroExitCode"))));
+        assert_eq!(o.reason.as_deref(), Some("killed by signal 9"));
     }
 
     #[test]

@@ -22,8 +22,11 @@ use crate::spool::Spool;
 
 /// How long a Slurm command may take before it is killed.
 pub const DEADLINE: Duration = Duration::from_secs(30);
-/// First and longest pause between two tries of a command.
-const BACKOFF: (Duration, Duration) = (Duration::from_millis(500), Duration::from_secs(15));
+/// First and longest pause between two tries of a command. Short: a try
+/// against a controller that is down blocks for 9-18 s by itself, and one
+/// under way when it comes back connects at once; the pause only keeps a
+/// command that fails fast (munge down) from spinning.
+const BACKOFF: (Duration, Duration) = (Duration::from_millis(500), Duration::from_secs(2));
 /// Names per `squeue --name` (a command line of a few KiB).
 const NAMES_PER_QUERY: usize = 200;
 
