@@ -9,6 +9,7 @@
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::OnceLock;
 
 use crate::util::TestCommand;
@@ -81,16 +82,25 @@ pub fn own(test: &str, tag: &str) -> Option<Cluster> {
     Some(Cluster::start(tag))
 }
 
-/// Two ports nothing listens on now.
+/// Two ports nothing uses now, below the kernel's ephemeral range: a port
+/// from that range (what binding port 0 gives) can be taken, while a
+/// controller is stopped, as the source port of some client's connection,
+/// and the controller then cannot listen on it again.
 fn free_ports() -> (u16, u16) {
-    let a = TcpListener::bind("127.0.0.1:0").expect("a free port");
-    let b = TcpListener::bind("127.0.0.1:0").expect("a free port");
-    let ports = (
-        a.local_addr().unwrap().port(),
-        b.local_addr().unwrap().port(),
-    );
-    drop((a, b));
-    ports
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range");
+    let low: u16 = range
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse().ok())
+        .unwrap_or(32768);
+    let base = low.saturating_sub(12_000).max(1024);
+    let start = (std::process::id() % 5000) as u16 * 2;
+    let mut free = (0..10_000u16)
+        .map(|n| base + (start + n + NEXT.fetch_add(2, Ordering::Relaxed)) % 10_000)
+        .filter(|p| TcpListener::bind(("127.0.0.1", *p)).is_ok());
+    let a = free.next().expect("a free port");
+    let b = free.find(|p| *p != a).expect("a second free port");
+    (a, b)
 }
 
 impl Cluster {
