@@ -163,7 +163,13 @@ fn status_finds_a_renamed_server_for_another_user_also_under_hidepid() {
     let (uid, gid) = test_user();
     let env = shared_env();
     let daemon = env.path("queue-daemon");
-    fs::copy(bin(), &daemon).unwrap();
+    // Copied by cp, not in this process: a descriptor of ours open for
+    // writing would be inherited by any child another test forks
+    // meanwhile, and exec'ing the copy would then fail with ETXTBSY.
+    TestCommand::new("cp")
+        .arg(bin())
+        .arg(&daemon)
+        .expect_code(0);
     fs::set_permissions(&daemon, fs::Permissions::from_mode(0o755)).unwrap();
     let server = TestCommand::new(&daemon)
         .arg("--spool")
