@@ -18,6 +18,10 @@ use crate::sandbox::test_user;
 use crate::util::{held, signal, wait_for, wait_until, Env, Proc, Server};
 use cluster::Cluster;
 
+/// How long a server may take to catch up once a stopped controller is
+/// back: a sbatch under way then may still block for its own timeout.
+const CATCH_UP: Duration = Duration::from_secs(60);
+
 /// A root server's spool that the test user can reach and work in.
 fn shared_env() -> Env {
     let env = Env::new();
@@ -442,6 +446,19 @@ fn slurm_with_the_controller_down_the_server_answers_and_catches_up_after() {
     let aborted = env.submit(&["echo", "never"]);
     env.cmd().args(["abort", &aborted]).expect_code(0);
     cluster.up();
+    // A try of sbatch that began while the controller was down can block
+    // for up to ~18 s by itself (the figure) before the retry that
+    // reaches it: more than the usual deadline.
+    let path = env.dir("4-complete").join(&id);
+    let deadline = Instant::now() + CATCH_UP;
+    while !path.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "no result {CATCH_UP:?} after the controller came back:\n{}",
+            server.log()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let result = env.result(&id);
     assert_eq!(result["status"], "succeeded", "{result}");
     let out = fs::read_to_string(env.dir("output").join(format!("{id}.out"))).unwrap();
