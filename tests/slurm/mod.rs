@@ -14,22 +14,12 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::sandbox::test_user;
-use crate::util::{held, signal, wait_for, wait_until, Env, Proc, Server};
+use crate::util::{held, shared_env, signal, test_user, wait_for, wait_until, Env, Proc, Server};
 use cluster::Cluster;
 
 /// How long a server may take to catch up once a stopped controller is
 /// back: a sbatch under way then may still block for its own timeout.
 const CATCH_UP: Duration = Duration::from_secs(60);
-
-/// A root server's spool that the test user can reach and work in.
-fn shared_env() -> Env {
-    let env = Env::new();
-    let top = env.work.parent().unwrap();
-    fs::set_permissions(top, fs::Permissions::from_mode(0o755)).unwrap();
-    fs::set_permissions(&env.work, fs::Permissions::from_mode(0o777)).unwrap();
-    env
-}
 
 /// `spoolq serve --executor slurm ARGS` on `cluster`.
 #[track_caller]
