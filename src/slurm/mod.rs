@@ -321,7 +321,12 @@ impl SlurmTasks {
             let found = match &job.phase {
                 Phase::Submitting => continue,
                 Phase::Handed(j) => seen.iter().filter(mine).find(|s| &s.job_id == j),
-                Phase::Lookup => seen.iter().find(mine),
+                // The newest of that name: a retried request's earlier
+                // attempts were jobs of the same name.
+                Phase::Lookup => seen
+                    .iter()
+                    .filter(mine)
+                    .max_by_key(|s| s.job_id.parse::<u64>().unwrap_or(0)),
             };
             match found {
                 Some(s) => {
@@ -495,8 +500,24 @@ impl Executor for SlurmTasks {
         } else {
             &["out", "err"]
         };
+        // A retry appends to the attempts before it, after the line that
+        // says which attempt follows (spool-layout §7.2), as a local job's.
+        let earlier = match request.retries {
+            Some(_) => spool.read_attempts(id).map_err(|e| setup(e.to_string()))?,
+            None => Vec::new(),
+        };
         for ext in streams {
-            Spool::create_output(&spool.output_path(id, ext), sub.owner)
+            let path = spool.output_path(id, ext);
+            let made = match earlier.is_empty() {
+                true => Spool::create_output(&path, sub.owner),
+                false => Spool::append_output(&path, sub.owner),
+            };
+            made.map_err(|e| setup(e.to_string()))?;
+        }
+        if let Some(last) = earlier.last() {
+            let ext = if request.merge_stderr { "out" } else { "err" };
+            let line = crate::protocol::attempt::separator(earlier.len() + 1, request, last);
+            Spool::separate_attempts(&spool.output_path(id, ext), sub.owner, &line)
                 .map_err(|e| setup(e.to_string()))?;
         }
         files::forget(&self.spool, id);
