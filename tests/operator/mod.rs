@@ -15,14 +15,9 @@ use serde_json::Value;
 use crate::sandbox::{root_or_skip, shared_env, test_user};
 use crate::util::{bin, held, wait_for, wait_until, Env, TestCommand};
 
-/// Submit `sh -c SCRIPT` as `uid:gid`; the id.
-fn submit_as(env: &Env, (uid, gid): (u32, u32), script: &str) -> String {
-    let o = env
-        .cmd()
-        .user(uid, gid)
-        .args(["submit", "--", "sh", "-c", script])
-        .expect_code(0);
-    o.out().trim().to_string()
+/// Submit `sh -c SCRIPT` as `user`; the id.
+fn submit_as(env: &Env, user: (u32, u32), script: &str) -> String {
+    env.submit_as(user, &[], &["sh", "-c", script])
 }
 
 #[test]

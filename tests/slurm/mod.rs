@@ -42,19 +42,6 @@ fn slurm_job(env: &Env, id: &str) -> String {
 }
 
 /// Submit as the test user; returns the id.
-#[track_caller]
-fn submit_as(env: &Env, user: (u32, u32), flags: &[&str], argv: &[&str]) -> String {
-    let o = env
-        .cmd()
-        .user(user.0, user.1)
-        .arg("submit")
-        .args(flags)
-        .arg("--")
-        .args(argv)
-        .expect_code(0);
-    o.out().trim().to_string()
-}
-
 #[test]
 fn slurm_a_jobs_output_and_exit_code_come_back_through_run_as_its_submitter() {
     let Some(cluster) = cluster::shared("slurm_a_jobs_output_…_as_its_submitter") else {
@@ -188,12 +175,7 @@ fn slurm_mem_cpus_and_time_limit_are_mapped_and_the_limit_is_exact() {
     let env = shared_env();
     let _server = serve(&env, cluster, &[]);
     let flags = ["--mem", "64M", "--cpus", "1.5", "--time-limit", "1500ms"];
-    let id = submit_as(
-        &env,
-        user,
-        &flags,
-        &["sh", "-c", "echo started; exec sleep 60"],
-    );
+    let id = env.submit_as(user, &flags, &["sh", "-c", "echo started; exec sleep 60"]);
     let t0 = Instant::now();
     let o = env
         .cmd()
@@ -247,7 +229,7 @@ fn slurm_abort_of_a_pending_and_of_a_running_job_cancels_them() {
     // "held" is a DOWN partition: its jobs stay PENDING in Slurm.
     let held_env = shared_env();
     let _held_server = serve(&held_env, cluster, &["--partition", "held"]);
-    let pending = submit_as(&held_env, user, &[], &["true"]);
+    let pending = held_env.submit_as(user, &[], &["true"]);
     let pending_job = slurm_job(&held_env, &pending);
     wait_until("the job to pend in Slurm", || {
         cluster.state(&pending_job).as_deref() == Some("PENDING")
@@ -263,7 +245,7 @@ fn slurm_abort_of_a_pending_and_of_a_running_job_cancels_them() {
     let env = shared_env();
     let _server = serve(&env, cluster, &[]);
     let script = format!("echo $$ > victim.pid; {}", held("victim"));
-    let running = submit_as(&env, user, &[], &["sh", "-c", &script]);
+    let running = env.submit_as(user, &[], &["sh", "-c", &script]);
     env.wait_started("victim");
     let pid: u32 = fs::read_to_string(env.path("victim.pid"))
         .unwrap()
@@ -297,7 +279,7 @@ fn slurm_a_job_cancelled_from_outside_gets_a_result_with_a_reason() {
     let user = test_user();
     let env = shared_env();
     let _server = serve(&env, cluster, &[]);
-    let id = submit_as(&env, user, &[], &["sh", "-c", &held("outside")]);
+    let id = env.submit_as(user, &[], &["sh", "-c", &held("outside")]);
     env.wait_started("outside");
     let job = slurm_job(&env, &id);
     cluster.cmd("scancel").arg(&job).expect_code(0);

@@ -495,6 +495,23 @@ impl Env {
         id
     }
 
+    /// Submit `argv` with `submit` options `flags` as `uid:gid` (needs
+    /// root); returns the printed id.
+    #[track_caller]
+    pub fn submit_as(&self, (uid, gid): (u32, u32), flags: &[&str], argv: &[&str]) -> String {
+        let o = self
+            .cmd()
+            .user(uid, gid)
+            .arg("submit")
+            .args(flags)
+            .arg("--")
+            .args(argv)
+            .expect_code(0);
+        let id = o.out().trim().to_string();
+        assert!(is_id(&id), "submit printed {id:?}");
+        id
+    }
+
     /// Submit `sh -c SCRIPT`.
     #[track_caller]
     pub fn submit_sh(&self, script: &str) -> String {
