@@ -58,18 +58,17 @@ pub fn resolve(spool: &Spool, name: &str) -> Result<RequestId> {
     }
 }
 
-/// The name of `id`, if it is `me`'s request and has one.
+/// The name of `id`, if it is `me`'s request and has one. The states are
+/// read in processing order, so a request that moves on while we look
+/// (its result is written before its running entry goes) is still read.
 fn name_of(spool: &Spool, id: RequestId, me: u32) -> Option<String> {
-    match spool.locate(id)? {
-        State::Complete => {
-            let r = spool.read_result(id).ok()?;
-            (r.submitter() == Some(me)).then_some(r.request?.name?)
-        }
-        state => {
-            let sub = spool.read_submission(state, id).ok()?;
-            (sub.owner.0 == me).then_some(sub.request.name?)
+    for state in [State::Requested, State::Pending, State::Running] {
+        if let Ok(sub) = spool.read_submission(state, id) {
+            return (sub.owner.0 == me).then_some(sub.request.name?);
         }
     }
+    let r = spool.read_result(id).ok()?;
+    (r.submitter() == Some(me)).then_some(r.request?.name?)
 }
 
 /// The one id of `ids` that starts with `prefix`.
