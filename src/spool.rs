@@ -100,6 +100,9 @@ pub struct Entry {
 pub struct Spool {
     root: PathBuf,
     fsync: bool,
+    /// The ids whose result `ended.log` says went, read once per version
+    /// of the log (see `spool/ended.rs`).
+    went: std::sync::Arc<std::sync::Mutex<Option<ended::Went>>>,
 }
 
 /// Names of the non-state entries in the spool root.
@@ -121,6 +124,7 @@ impl Spool {
         Spool {
             root: root.into(),
             fsync,
+            went: Default::default(),
         }
     }
 

@@ -6,15 +6,17 @@
 //! one as `ended.log.1`; so a record lives between one and two periods.
 //! Clients read both files to answer "what became of ID?".
 
+use std::collections::HashSet;
 use std::fs::{self, OpenOptions};
 use std::io::{self, Write};
+use std::os::unix::fs::MetadataExt;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 
 use super::Spool;
 use crate::error::{IoContext, Result};
 use crate::id::RequestId;
-use crate::protocol::ended::EndRecord;
+use crate::protocol::ended::{EndRecord, Ending};
 
 /// The log's name in the spool root, and its previous generation's.
 const ENDED: &str = "ended.log";
@@ -25,7 +27,45 @@ const ENDED_OLD: &str = "ended.log.1";
 /// end, newest first.
 const MAX_READ: u64 = 64 << 20;
 
+/// The ids whose result went (aborted, collected, removed), as of one
+/// version of the log files (their sizes and mtimes).
+#[derive(Debug)]
+pub(super) struct Went {
+    version: Vec<(u64, i64, i64)>,
+    ids: HashSet<RequestId>,
+}
+
 impl Spool {
+    /// Whether `ended.log` says the result of `id` went already. The logs
+    /// are read once and again only when they changed, so a reader of many
+    /// results (`list` as root) does not read them once per result.
+    pub fn result_went(&self, id: RequestId) -> bool {
+        let paths = [self.root.join(ENDED_OLD), self.ended_path()];
+        let version: Vec<(u64, i64, i64)> = paths
+            .iter()
+            .map(|p| {
+                fs::symlink_metadata(p).map_or((0, 0, 0), |m| (m.len(), m.mtime(), m.mtime_nsec()))
+            })
+            .collect();
+        let mut cache = self.went.lock().unwrap_or_else(|e| e.into_inner());
+        if cache.as_ref().is_none_or(|w| w.version != version) {
+            let went = |e| matches!(e, Ending::Aborted | Ending::Collected | Ending::Removed);
+            let ids = paths
+                .iter()
+                .filter_map(|p| read_tail(p).ok())
+                .flat_map(|text| {
+                    text.lines()
+                        .filter_map(|l| serde_json::from_str::<EndRecord>(l).ok())
+                        .filter(|r| went(r.ended))
+                        .map(|r| r.id)
+                        .collect::<Vec<_>>()
+                })
+                .collect();
+            *cache = Some(Went { version, ids });
+        }
+        cache.as_ref().is_some_and(|w| w.ids.contains(&id))
+    }
+
     /// The current log.
     pub fn ended_path(&self) -> PathBuf {
         self.root.join(ENDED)
@@ -165,5 +205,21 @@ mod tests {
         assert!(spool
             .append_ended(&EndRecord::new(a, Ending::Aborted, 1))
             .is_err());
+    }
+
+    #[test]
+    fn a_result_that_went_is_known_and_a_new_record_is_seen() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::new(dir.path(), false);
+        let (a, b) = (RequestId::generate(), RequestId::generate());
+        spool
+            .append_ended(&EndRecord::new(a, Ending::Rejected, 1))
+            .unwrap();
+        assert!(!spool.result_went(a), "a rejection leaves its result");
+        spool
+            .append_ended(&EndRecord::new(a, Ending::Collected, 2))
+            .unwrap();
+        assert!(spool.result_went(a), "read again once the log changed");
+        assert!(!spool.result_went(b));
     }
 }

@@ -215,9 +215,7 @@ impl Spool {
         if !operator && submitter.is_none() && owner != trust.me {
             // Its request is gone: the document must name its owner, and
             // the id must not be one whose result went already.
-            use crate::protocol::ended::Ending;
-            let went = |e| matches!(e, Ending::Aborted | Ending::Collected | Ending::Removed);
-            if result.submitter() != Some(owner) || self.ended(id).iter().any(|r| went(r.ended)) {
+            if result.submitter() != Some(owner) || self.result_went(id) {
                 return Err(Error::Untrusted { path, owner });
             }
         }
