@@ -599,12 +599,7 @@ pub fn abort(spool: &Spool, id: RequestId) -> Result<Aborted> {
     let Some(state) = spool.locate(id) else {
         return Ok(Aborted::Unknown);
     };
-    let owner = spool.submitter(id).or_else(|| {
-        let name = id.as_str();
-        spool
-            .entry(State::Complete, std::ffi::OsStr::new(&name))
-            .map(|e| e.owner)
-    });
+    let owner = spool.owner_of(id);
     let trust = spool.trust();
     if let Some(owner) = owner.filter(|o| !trust.may_handle(*o)) {
         return Ok(Aborted::NotPermitted { state, owner });

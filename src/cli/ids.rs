@@ -105,14 +105,10 @@ fn every_id(spool: &Spool) -> Vec<RequestId> {
 
 /// The newest of `ids` submitted by `me`.
 fn mine_latest(spool: &Spool, ids: &[RequestId], me: u32) -> Option<RequestId> {
-    ids.iter().rev().copied().find(|id| {
-        spool.submitter(*id).or_else(|| {
-            let name = id.as_str();
-            spool
-                .entry(State::Complete, std::ffi::OsStr::new(&name))
-                .map(|e| e.owner)
-        }) == Some(me)
-    })
+    ids.iter()
+        .rev()
+        .copied()
+        .find(|id| spool.owner_of(*id) == Some(me))
 }
 
 /// The length of the shortest prefix (at least [`MIN_SHORT`]) that tells

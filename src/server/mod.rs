@@ -305,7 +305,7 @@ impl<'a, E: Executor> Server<'a, E> {
             .next_rescan
             .min(self.memory.next_wake())
             .min(self.next_tmp_sweep);
-        if let Some(beat) = self.next_beat() {
+        if let Some(beat) = self.next_beat(Instant::now()) {
             next = next.min(beat);
         }
         for d in [
@@ -336,8 +336,7 @@ impl<'a, E: Executor> Server<'a, E> {
     /// crash interrupts then ran until at most that long after the last
     /// beat, not until the next server started.
     fn beat(&mut self, now: Instant) {
-        let due = self.last_beat.is_none_or(|t| now >= t + HEARTBEAT);
-        if self.life.running_len() > 0 && due {
+        if self.next_beat(now).is_some_and(|t| now >= t) {
             if let Some(lock) = &self.heartbeat {
                 lock.beat();
             }
@@ -345,11 +344,13 @@ impl<'a, E: Executor> Server<'a, E> {
         }
     }
 
-    fn next_beat(&self) -> Option<Instant> {
+    /// When the next beat is due (at `now` if none was since the last
+    /// start); `None` while no job runs.
+    fn next_beat(&self, now: Instant) -> Option<Instant> {
         if self.life.running_len() == 0 {
             return None;
         }
-        Some(self.last_beat.map_or_else(Instant::now, |t| t + HEARTBEAT))
+        Some(self.last_beat.map_or(now, |t| t + HEARTBEAT))
     }
 
     /// One pass: reap → drain → intake → aborts → time → starts → publish.

@@ -64,6 +64,16 @@ impl Spool {
         Trust { server, me }
     }
 
+    /// Whose request `id` is, wherever it is: its request file's owner, or
+    /// once it completed, its result's (the server gives results to their
+    /// submitters).
+    pub fn owner_of(&self, id: RequestId) -> Option<u32> {
+        self.submitter(id).or_else(|| {
+            let meta = self.path(State::Complete, id).symlink_metadata().ok()?;
+            Some(meta.uid())
+        })
+    }
+
     /// Who submitted `id`, from the owner of its request file while it is
     /// requested, pending or running; `None` once it is gone.
     pub fn submitter(&self, id: RequestId) -> Option<u32> {
