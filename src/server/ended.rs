@@ -45,6 +45,11 @@ impl Memory {
         }
     }
 
+    /// The abort marker of `id` is gone without an abort to record.
+    pub fn marker_gone(&mut self, id: RequestId) {
+        self.filers.remove(&id);
+    }
+
     /// `id`, submitted by `uid`, was aborted in `was`.
     pub fn aborted(&mut self, spool: &Spool, id: RequestId, was: State, uid: Option<u32>) {
         if was == State::Complete {

@@ -738,7 +738,14 @@ impl<'a, E: Executor> Server<'a, E> {
                     .remove(&spool.path(State::Complete, *id))
                     .map_err(io)?;
             }
-            Effect::Remove { state, id } => spool.remove(&spool.path(*state, *id)).map_err(io)?,
+            Effect::Remove { state, id } => {
+                spool.remove(&spool.path(*state, *id)).map_err(io)?;
+                if *state == State::Aborting {
+                    // A marker that aborted nothing (the request had
+                    // completed, or was unknown): its filer is not needed.
+                    self.memory.marker_gone(*id);
+                }
+            }
             Effect::RemoveOutput { id } => spool.remove_output(*id).map_err(io)?,
             Effect::Forget { id } => self.exec.forget(*id),
             Effect::Requeue { id, attempt, .. } => {
