@@ -43,10 +43,11 @@ impl Spares {
     }
 
     /// Remove `path` (a finished request's file), keeping its inode as a
-    /// blank when it is the server's own regular file with one link.
-    pub fn retire(&mut self, path: &Path) -> std::io::Result<()> {
+    /// blank when it is the server's own regular file with one link. `meta`
+    /// is what `symlink_metadata` of `path` said, if the caller has it.
+    pub fn retire(&mut self, path: &Path, meta: Option<fs::Metadata>) -> std::io::Result<()> {
         if self.free.len() < MAX_SPARES {
-            if let Ok(meta) = fs::symlink_metadata(path) {
+            if let Some(meta) = meta.or_else(|| fs::symlink_metadata(path).ok()) {
                 if meta.file_type().is_file() && meta.nlink() == 1 && meta.uid() == self.euid {
                     let spare = self
                         .dir
@@ -65,13 +66,15 @@ impl Spares {
         }
     }
 
-    /// A blank, emptied and opened for writing, with its path; `None` when
-    /// there is none (create a new file then).
+    /// A blank opened for writing at its start, with its path; `None` when
+    /// there is none (create a new file then). It still holds its old
+    /// bytes: the writer overwrites them and sets the file's length.
     pub fn take(&mut self) -> Option<(File, PathBuf)> {
         while let Some(path) = self.free.pop() {
+            // Not truncated: emptying it would free its blocks only for the
+            // result to allocate them again.
             let opened = OpenOptions::new()
                 .write(true)
-                .truncate(true)
                 .custom_flags(libc::O_NOFOLLOW)
                 .open(&path);
             match opened {
@@ -98,7 +101,7 @@ mod tests {
     use std::io::{Read, Write};
 
     #[test]
-    fn a_retired_file_comes_back_empty_with_the_same_inode() {
+    fn a_retired_file_comes_back_with_the_same_inode_and_is_overwritten() {
         let dir = tempfile::tempdir().unwrap();
         let run = dir.path().join("run");
         fs::create_dir(&run).unwrap();
@@ -106,13 +109,13 @@ mod tests {
         fs::write(&request, b"an old request with secrets").unwrap();
         let ino = fs::metadata(&request).unwrap().ino();
         let mut spares = Spares::new(&run);
-        spares.retire(&request).unwrap();
+        spares.retire(&request, None).unwrap();
         assert!(!request.exists());
         let (mut file, path) = spares.take().expect("a blank");
         assert!(path.starts_with(&run));
-        assert_eq!(file.metadata().unwrap().len(), 0);
         assert_eq!(file.metadata().unwrap().ino(), ino);
         file.write_all(b"new").unwrap();
+        file.set_len(3).unwrap();
         let mut text = String::new();
         File::open(&path)
             .unwrap()
@@ -129,17 +132,17 @@ mod tests {
         let a = dir.path().join("a");
         fs::write(&a, b"x").unwrap();
         fs::hard_link(&a, dir.path().join("b")).unwrap();
-        spares.retire(&a).unwrap();
+        spares.retire(&a, None).unwrap();
         assert!(!a.exists(), "removed");
         assert!(spares.take().is_none(), "a file with two links is not kept");
-        spares.retire(&dir.path().join("gone")).unwrap();
+        spares.retire(&dir.path().join("gone"), None).unwrap();
         assert!(spares.take().is_none());
         if rustix::process::geteuid().is_root() {
             // Someone else's file (a user's request on a shared spool).
             let c = dir.path().join("c");
             fs::write(&c, b"x").unwrap();
             std::os::unix::fs::chown(&c, Some(65534), Some(65534)).unwrap();
-            spares.retire(&c).unwrap();
+            spares.retire(&c, None).unwrap();
             assert!(!c.exists(), "removed");
             assert!(
                 spares.take().is_none(),

@@ -328,6 +328,7 @@ mod files;
 mod links;
 mod publish;
 mod read;
+mod results;
 #[cfg(test)]
 mod tests;
 mod trust;
@@ -337,6 +338,7 @@ pub use expire::{Expired, KeptResult};
 pub use files::open_output;
 pub use links::{links_verdict, Links, PUBLISH_GRACE_US};
 pub use publish::UNLESS_COMPLETE;
+pub use results::Prepared;
 pub use trust::Trust;
 
 /// Client files in `tmp/` older than this are abandoned writes (the

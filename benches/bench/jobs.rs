@@ -42,6 +42,17 @@ pub(crate) fn submit_trues(spool: &Spool, n: usize) -> Res<()> {
     Ok(())
 }
 
+/// Submit `n` requests of `true` in-process as one batch (what `spoolq
+/// submit --batch` does): one flush for all.
+pub(crate) fn submit_trues_batch(spool: &Spool, n: usize) -> Res<()> {
+    let argvs = vec![vec!["true".to_string()]; n];
+    let batch = client::submit_batch(spool, &spec(&["true"]), argvs);
+    match batch.error {
+        Some(e) => Err(e.into()),
+        None => Ok(()),
+    }
+}
+
 /// Write `n` result documents (spool-layout.md §7.2) into `4-complete/`,
 /// as a server would leave them for clients that never collect.
 pub(crate) fn write_results(spool: &Spool, n: usize) -> Res<()> {

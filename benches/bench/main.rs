@@ -266,6 +266,11 @@ fn run_peers(bin: &Path, quick: bool) -> Res<()> {
 enum Target {
     None,
     AtMost(f64),
+    /// At least this share of a floor measured in the same run.
+    Share {
+        share: f64,
+        floor: f64,
+    },
 }
 
 /// One line of the table, its cells already formatted.
@@ -334,6 +339,11 @@ impl Bench {
         let target = match target {
             Target::None => String::new(),
             Target::AtMost(t) => format!("≤ {} {}", num(t), if value <= t { "ok" } else { "MISS" }),
+            Target::Share { share, floor } => format!(
+                "≥ {:.0}% of floor {}",
+                share * 100.0,
+                if value >= share * floor { "ok" } else { "MISS" }
+            ),
         };
         progress(&format!("{figure}: {} {unit} {target} {note}", num(value)));
         self.rows.push(Row {

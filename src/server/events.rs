@@ -37,6 +37,8 @@ pub enum Event {
     /// A batch executor's worker has news (a submission done, a job's
     /// state polled, a job's record written).
     Executor,
+    /// The flusher made results durable (or failed to): see its reports.
+    Flushed,
     /// SIGTERM or SIGINT: shut down.
     Stop,
 }

@@ -53,9 +53,10 @@ impl<E: Executor> Server<'_, E> {
         let now_us = now_micros();
         let retry_us = now_us + RETRY_AFTER.as_micros() as u64;
         for (id, submitter) in retention.take_due(now_us, EXPIRE_PER_PASS) {
-            if self.life.knows(id) {
-                // Its request file is still to be disposed of (a crash
-                // would otherwise find it without a result): later.
+            if self.life.knows(id) || self.in_flight.contains_key(&id) {
+                // Its request file is still to be disposed of, or its
+                // result is still with the flusher (a crash would otherwise
+                // find it without a result): later.
                 retention.retry(id, retry_us, submitter);
                 continue;
             }

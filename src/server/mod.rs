@@ -4,9 +4,11 @@
 //! back, in order, in one flat match ([`Server::apply`]). The rules live in
 //! the lifecycle; this module does the I/O and nothing else.
 
+mod durable;
 mod ended;
 mod events;
 mod expire;
+mod flusher;
 pub mod hooks;
 pub mod lifecycle;
 mod recovery;
@@ -148,6 +150,8 @@ fn run_server<E: Executor>(
         info!(mechanism = %name, available, "{detail}");
     }
     let mut server = Server::new(spool, config, meter, exec);
+    let flusher = flusher::Flusher::start(spool, sources.sender());
+    server.flusher = Some(flusher.at("starting the flusher thread", spool.root())?);
     server.heartbeat = Some(lock);
     server.sources = Some(sources);
     server.recover()?;
@@ -204,6 +208,16 @@ struct Server<'a, E: Executor> {
     /// Requests whose result lists recorded attempts: their
     /// `run/ID.attempts` goes with their `3-running/` entry.
     attempt_records: std::collections::HashSet<RequestId>,
+    /// The thread that makes results durable (see `flusher.rs`).
+    flusher: Option<flusher::Flusher>,
+    /// Results prepared in this round, for the next `Sync` of `4-complete/`.
+    prepared: Vec<crate::spool::Prepared>,
+    /// Requests whose result the flusher has, with what waits for it.
+    in_flight: HashMap<RequestId, durable::InFlight>,
+    /// Reports of batches flushed on this thread (the flusher was gone).
+    landed: Vec<flusher::Report>,
+    /// An abort marker for a request in flight waits for its report.
+    aborts_wait_flush: bool,
 }
 
 impl<'a, E: Executor> Server<'a, E> {
@@ -231,6 +245,11 @@ impl<'a, E: Executor> Server<'a, E> {
             retention: config.keep_results.map(Retention::new),
             hooks: config.on_finish.as_ref().map(hooks::run::Hooks::new),
             attempt_records: Default::default(),
+            flusher: None,
+            prepared: Vec::new(),
+            in_flight: HashMap::new(),
+            landed: Vec::new(),
+            aborts_wait_flush: false,
             dirty: Dirty {
                 requested: true,
                 aborting: true,
@@ -243,7 +262,8 @@ impl<'a, E: Executor> Server<'a, E> {
     fn run(&mut self, rx: &Receiver<Event>) {
         loop {
             self.wake();
-            if self.life.done() {
+            // Done once what the flusher has is durable too.
+            if self.life.done() && self.in_flight.is_empty() {
                 for id in self.life.unwritten() {
                     warn!(%id, "stopping with its result unwritten: the next start records it");
                 }
@@ -290,7 +310,7 @@ impl<'a, E: Executor> Server<'a, E> {
                     retention.forget(id);
                 }
             }
-            Event::ChildExited | Event::Executor => {}
+            Event::ChildExited | Event::Executor | Event::Flushed => {}
             Event::Stop => self.life.stop(clock()),
         }
     }
@@ -356,6 +376,7 @@ impl<'a, E: Executor> Server<'a, E> {
     /// One pass: reap → drain → intake → aborts → time → starts → publish.
     fn wake(&mut self) {
         self.life.tick_counted();
+        self.flushed();
         let now = Instant::now();
         if now >= self.next_rescan {
             self.next_rescan = now + self.config.poll_interval;
@@ -416,6 +437,11 @@ impl<'a, E: Executor> Server<'a, E> {
             self.forget_vanished_publications(&names);
         }
         for name in names {
+            if parse_name(&name).is_some_and(|id| self.in_flight.contains_key(&id)) {
+                // Refused already: its result is with the flusher, and
+                // then the file is set aside.
+                continue;
+            }
             let mut arrival = self.arrival(state, &name);
             let refused = arrival.found.as_ref().is_some_and(|f| f.read.is_err());
             let watched = arrival
@@ -548,6 +574,14 @@ impl<'a, E: Executor> Server<'a, E> {
     /// Where a dependency is: known or queued, ended with a result, or
     /// recorded in `ended.log`.
     fn dep_fact(&self, id: RequestId) -> DepFact {
+        if let Some(f) = self.in_flight.get(&id) {
+            // Ended; its result is with the flusher (or was published by
+            // an earlier server, and its file not yet disposed of).
+            let published = || self.spool.read_result(id).ok().map(|r| r.status);
+            if let Some(status) = f.status().or_else(published) {
+                return DepFact::Ended(status);
+            }
+        }
         let live = [State::Requested, State::Pending, State::Running];
         if self.life.knows(id) || live.iter().any(|s| self.spool.path(*s, id).exists()) {
             return DepFact::Live;
@@ -572,6 +606,12 @@ impl<'a, E: Executor> Server<'a, E> {
         };
         for name in names {
             let id = parse_name(&name);
+            if id.is_some_and(|id| self.in_flight.contains_key(&id)) {
+                // Ended, its result not yet in place: looked at again once
+                // it is (whether it completed first depends on that).
+                self.aborts_wait_flush = true;
+                continue;
+            }
             let located = id.and_then(|id| Some((id, self.spool.locate(id)?)));
             let target = |state| self.spool.entry(state, &name);
             let target_owner = located
@@ -613,6 +653,9 @@ impl<'a, E: Executor> Server<'a, E> {
             if effect.id().is_some_and(|id| skip.contains(&id)) {
                 continue;
             }
+            let Some(effect) = self.unless_in_flight(effect, &skip) else {
+                continue;
+            };
             if let Err(fault) = self.apply(&effect) {
                 if let Fault::Io(error) = &fault {
                     warn!(?effect, %error, "cannot carry out; will retry");
@@ -629,13 +672,11 @@ impl<'a, E: Executor> Server<'a, E> {
         let spool = self.spool;
         match effect {
             Effect::Move { id, from, to } => spool.move_request(*id, *from, *to).map_err(io)?,
-            Effect::Sync { state, ids } => {
-                let synced = spool.sync_state(*state).map_err(io);
-                if let (Some(hooks), State::Complete) = (&mut self.hooks, state) {
-                    hooks.synced(ids);
-                }
-                synced?
-            }
+            Effect::Sync {
+                state: State::Complete,
+                ids,
+            } => self.hand_over(ids),
+            Effect::Sync { state, .. } => spool.sync_state(*state).map_err(io)?,
             Effect::Claim { id } => {
                 let sub = match spool.read_submission(State::Pending, *id) {
                     Ok(sub) => sub,
@@ -676,9 +717,9 @@ impl<'a, E: Executor> Server<'a, E> {
                 };
                 let attempts = self.attempts_of(*id, outcome, request.as_ref());
                 let result = build_result(spool, *id, outcome, request, attempts);
-                spool
-                    .write_result_into(&result, self.spares.take())
-                    .map_err(io)?;
+                let prepared = spool.prepare_result(&result, self.spares.take());
+                self.prepared.push(prepared.map_err(io)?);
+                self.in_flight.insert(*id, durable::InFlight::of(effect));
                 let ending = match result.status {
                     Status::Rejected => Some(Ending::Rejected),
                     Status::Expired => Some(Ending::Expired),
@@ -697,14 +738,15 @@ impl<'a, E: Executor> Server<'a, E> {
             Effect::Dispose { id, how } => match how {
                 Dispose::Retire => {
                     let path = spool.path(State::Running, *id);
-                    if std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir()) {
+                    let meta = std::fs::symlink_metadata(&path).ok();
+                    if meta.as_ref().is_some_and(|m| m.is_dir()) {
                         // Planted there (only root can): it cannot be
                         // unlinked, so it would be retried for ever.
                         let to = spool.set_aside(State::Running, OsStr::new(id.as_str()));
                         let to = to.map_err(io)?;
                         warn!(%id, moved_to = %to.display(), "a directory in 3-running/; set aside");
                     } else {
-                        let retired = self.spares.retire(&path);
+                        let retired = self.spares.retire(&path, meta);
                         retired.map_err(|e| Fault::Io(format!("{}: {e}", path.display())))?;
                     }
                     self.forget_attempts(*id)?;

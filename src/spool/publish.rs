@@ -17,7 +17,7 @@ use crate::id::RequestId;
 pub const UNLESS_COMPLETE: &[u8] = b"{\"version\":1,\"unless_complete\":true}\n";
 
 use super::{Spool, State, SPARE_EXT};
-use crate::protocol::request::{JobResult, Request};
+use crate::protocol::request::Request;
 
 impl Spool {
     /// Publish a new request: write it under `tmp/`, flush it, then link it
@@ -142,7 +142,7 @@ impl Spool {
 
     /// [`write_new`](Self::write_new) with a mode, and an owner to give the
     /// file to (only when running as root).
-    fn write_new_owned(
+    pub(super) fn write_new_owned(
         &self,
         path: &Path,
         bytes: &[u8],
@@ -156,7 +156,8 @@ impl Spool {
             .mode(mode)
             .open(path)
             .at(action, path)?;
-        let filled = self.fill(f, path, bytes, action, owner);
+        let mut f = f;
+        let filled = self.fill(&mut f, path, bytes, action, owner, true);
         if filled.is_err() {
             // A full disk must not leave a half-written file behind.
             let _ = fs::remove_file(path);
@@ -164,24 +165,26 @@ impl Spool {
         filled
     }
 
-    /// Give a new file to `owner`, write `bytes` into it and flush it.
-    fn fill(
+    /// Give a new file to `owner`, write `bytes` into it and, with `sync`,
+    /// flush it (when this spool fsyncs).
+    pub(super) fn fill(
         &self,
-        mut f: File,
+        f: &mut File,
         path: &Path,
         bytes: &[u8],
         action: &'static str,
         owner: Option<(u32, u32)>,
+        sync: bool,
     ) -> Result<()> {
         // Only root can give files away, and root's own need no change.
         let give = owner.filter(|&(uid, _)| uid != 0 && rustix::process::geteuid().is_root());
         if let Some((uid, gid)) = give {
             use rustix::process::{Gid, Uid};
-            rustix::fs::fchown(&f, Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)))
+            rustix::fs::fchown(&*f, Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)))
                 .at(action, path)?;
         }
         f.write_all(bytes).at(action, path)?;
-        if self.fsync {
+        if sync && self.fsync {
             f.sync_all().at(action, path)?;
         }
         Ok(())
@@ -209,69 +212,6 @@ impl Spool {
             if let Some(parent) = path.parent() {
                 self.sync_dir(parent)?;
             }
-        }
-        Ok(())
-    }
-
-    /// Write a result into `4-complete/`: temporary file, fsync, rename. The
-    /// caller fsyncs `4-complete/` (once for a batch) before removing the
-    /// request's `3-running/` entry.
-    pub fn write_result(&self, result: &JobResult) -> Result<()> {
-        self.write_result_into(result, None)
-    }
-
-    /// [`write_result`](Self::write_result) into `blank`, an emptied file
-    /// of the server's in `run/` (see [`crate::spares`]), when given.
-    pub fn write_result_into(
-        &self,
-        result: &JobResult,
-        blank: Option<(File, PathBuf)>,
-    ) -> Result<()> {
-        let mut bytes = serde_json::to_vec_pretty(result).expect("results serialize");
-        bytes.push(b'\n');
-        // A result holds its request (with its environment): it belongs to
-        // the submitter alone. One with no parsed request says only why it
-        // was rejected, so whoever planted the file may read it.
-        let (mode, owner) = match &result.request {
-            Some(q) => (0o600, Some((q.uid, q.gid))),
-            None => (0o644, None),
-        };
-        let action = "writing result";
-        let tmp = match blank {
-            Some((file, path)) => {
-                let filled = rustix::fs::fchmod(&file, rustix::fs::Mode::from_raw_mode(mode))
-                    .map_err(io::Error::from)
-                    .at(action, &path)
-                    .and_then(|()| self.fill(file, &path, &bytes, action, owner));
-                if filled.is_err() {
-                    let _ = fs::remove_file(&path);
-                }
-                filled?;
-                path
-            }
-            None => {
-                let tmp = self.run_dir().join(format!("{}.result", result.id));
-                let _ = fs::remove_file(&tmp);
-                self.write_new_owned(&tmp, &bytes, action, mode, owner)?;
-                tmp
-            }
-        };
-        let dest = self.path(State::Complete, result.id);
-        if fs::rename(&tmp, &dest).is_err() {
-            // Something that is not a file was planted under the result's
-            // name (a directory cannot be renamed over): move it aside once.
-            let name = OsStr::new(result.id.as_str());
-            if self
-                .entry(State::Complete, name)
-                .is_some_and(|e| !e.regular)
-            {
-                self.set_aside(State::Complete, name)?;
-            }
-            let renamed = fs::rename(&tmp, &dest);
-            if renamed.is_err() {
-                let _ = fs::remove_file(&tmp);
-            }
-            renamed.at("publishing result", dest)?;
         }
         Ok(())
     }

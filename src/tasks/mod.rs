@@ -136,20 +136,20 @@ impl LocalTasks {
     /// children that are not jobs) whose environment names a job that is no
     /// longer running. A pidfd makes the kill safe against pid reuse. A
     /// process that cleared its environment escapes this; a cgroup does not.
+    ///
+    /// Only this thread's children are read (one file, not one per thread):
+    /// the kernel hands an orphan to the first live thread of the subreaper
+    /// (`find_new_reaper`), its main thread, which is the server's own —
+    /// the one that starts jobs and hooks and calls this.
     fn sweep_orphans(&self) {
-        let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        let Some(list) = proc::read_proc("/proc/thread-self/children") else {
             return;
         };
         let jobs: Vec<u32> = self.jobs.values().map(|j| j.child.id()).collect();
         let jobs = [jobs, self.spared.clone()].concat();
-        let children = tasks
-            .flatten()
-            .filter_map(|t| std::fs::read_to_string(t.path().join("children")).ok())
-            .flat_map(|list| {
-                list.split_whitespace()
-                    .filter_map(|p| p.parse::<u32>().ok())
-                    .collect::<Vec<_>>()
-            });
+        let children = list
+            .split_whitespace()
+            .filter_map(|p| p.parse::<u32>().ok());
         for pid in children.filter(|p| !jobs.contains(p)) {
             let Some(job) = job_of(pid) else { continue };
             if job.parse().is_ok_and(|id| self.jobs.contains_key(&id)) {

@@ -15,10 +15,30 @@ pub(super) fn job_of(pid: u32) -> Option<String> {
         .map(|v| String::from_utf8_lossy(v).into_owned())
 }
 
+/// A small `/proc` file whole, in as few reads as the kernel allows: one,
+/// and one more that says the end (`fs::read_to_string` asks the size, which
+/// `/proc` reports as 0, then reads 32 bytes, 32, 64, … — six reads for a
+/// `stat` line, once per job).
+pub(super) fn read_proc(path: &str) -> Option<String> {
+    use std::io::Read;
+    let mut f = std::fs::File::open(path).ok()?;
+    let mut buf = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 1024];
+    loop {
+        match f.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => return None,
+        }
+    }
+    String::from_utf8(buf).ok()
+}
+
 /// The start time of a process in clock ticks since boot (field 22 of
 /// `/proc/PID/stat`), to tell a live job from a reused pid.
 pub(super) fn process_start_time(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let stat = read_proc(&format!("/proc/{pid}/stat"))?;
     // The command name may contain spaces and parentheses: skip past the last ')'.
     let rest = &stat[stat.rfind(')')? + 2..];
     rest.split_whitespace().nth(19)?.parse().ok()

@@ -6,6 +6,8 @@
 //!   jobs and restarted at once, with 16 submitters, waiters and submit
 //!   clients killed at random points all the while;
 //! - `parent`: server deaths aimed at job starts (no job runs orphaned);
+//! - `flush`: server deaths while results are with the flusher thread, the
+//!   next jobs already starting (issue 15's pipeline);
 //! - `disk`: a full disk under a running server;
 //! - `hostile`: planted entries of every kind in every state directory;
 //! - `sigterm`: SIGTERM under load;
@@ -20,6 +22,7 @@
 
 mod disk;
 mod durable;
+mod flush;
 mod hostile;
 mod kill;
 mod parent;
@@ -47,6 +50,10 @@ pub struct Size {
     pub killed_submits: usize,
     /// Rounds of server deaths aimed at job starts.
     pub parent_rounds: usize,
+    /// Short jobs drained while the server is killed again and again.
+    pub flush_jobs: usize,
+    /// Server kills during that drain.
+    pub flush_kills: usize,
     /// Jobs queued when SIGTERM comes.
     pub sigterm_jobs: usize,
     /// Requests whose durability order is traced.
@@ -63,6 +70,8 @@ impl Size {
             max_jobs: 2,
             killed_submits: 60,
             parent_rounds: 40,
+            flush_jobs: 300,
+            flush_kills: 15,
             sigterm_jobs: 40,
             durable_requests: 10,
         }
@@ -77,6 +86,8 @@ impl Size {
             max_jobs: 2,
             killed_submits: 600,
             parent_rounds: 100,
+            flush_jobs: 2000,
+            flush_kills: 100,
             sigterm_jobs: 200,
             durable_requests: 50,
         }
@@ -151,9 +162,10 @@ fn main() {
     let full = args.iter().any(|a| a == "--full");
     let size = if full { Size::full() } else { Size::quick() };
     let chosen: Vec<&String> = args.iter().filter(|a| !a.starts_with('-')).collect();
-    let all: [(&'static str, Scenario); 6] = [
+    let all: [(&'static str, Scenario); 7] = [
         ("kill", kill::run),
         ("parent", parent::run),
+        ("flush", flush::run),
         ("disk", disk::run),
         ("hostile", hostile::run),
         ("sigterm", sigterm::run),
