@@ -13,6 +13,10 @@ use crate::executor::Executor;
 use crate::id::RequestId;
 use crate::spool::State;
 
+/// At most this many results wait for the flusher before the server stops
+/// starting jobs (each holds an open file; and a crash costs them all).
+pub(super) const MAX_IN_FLIGHT: usize = 128;
+
 /// A request whose result the flusher has.
 #[derive(Debug, Default)]
 pub(super) struct InFlight {
@@ -89,7 +93,7 @@ impl<E: Executor> Server<'_, E> {
         };
         if let Err(batch) = batch {
             // No thread (it died): flush here, report at the next wake.
-            self.landed.push(flusher::flush(self.spool, batch));
+            self.landed.push(flusher::flush(self.spool, None, batch));
         }
     }
 

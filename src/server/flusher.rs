@@ -67,6 +67,7 @@ impl Flusher {
         let thread = std::thread::Builder::new()
             .name("flusher".into())
             .spawn(move || {
+                let complete = spool.open_state(State::Complete);
                 while let Ok(first) = batches.recv() {
                     // Group commit: everything queued meanwhile, at once.
                     let mut batch = first;
@@ -74,7 +75,7 @@ impl Flusher {
                         batch.results.extend(more.results);
                         batch.ids.extend(more.ids);
                     }
-                    let report = flush(&spool, batch);
+                    let report = flush(&spool, complete.as_ref(), batch);
                     if reports.send(report).is_err() {
                         break;
                     }
@@ -114,8 +115,9 @@ impl Drop for Flusher {
     }
 }
 
-/// Flush and publish a batch's results, then `4-complete/` once.
-pub fn flush(spool: &Spool, batch: Batch) -> Report {
+/// Flush and publish a batch's results, then `4-complete/` once (through
+/// `complete`, a handle on it, when given).
+pub fn flush(spool: &Spool, complete: Option<&std::fs::File>, batch: Batch) -> Report {
     let mut report = Report {
         ids: batch.ids,
         ..Report::default()
@@ -128,7 +130,7 @@ pub fn flush(spool: &Spool, batch: Batch) -> Report {
         }
     }
     if !report.ids.is_empty() {
-        if let Err(e) = spool.sync_state(State::Complete) {
+        if let Err(e) = spool.sync_state_with(complete, State::Complete) {
             warn!(error = %e, "cannot flush 4-complete/");
             report.sync_error = Some(e.to_string());
         }

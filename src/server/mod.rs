@@ -218,6 +218,8 @@ struct Server<'a, E: Executor> {
     landed: Vec<flusher::Report>,
     /// An abort marker for a request in flight waits for its report.
     aborts_wait_flush: bool,
+    /// A handle on `3-running/`, flushed before every round of starts.
+    running_dir: Option<std::fs::File>,
 }
 
 impl<'a, E: Executor> Server<'a, E> {
@@ -250,6 +252,7 @@ impl<'a, E: Executor> Server<'a, E> {
             in_flight: HashMap::new(),
             landed: Vec::new(),
             aborts_wait_flush: false,
+            running_dir: spool.open_state(State::Running),
             dirty: Dirty {
                 requested: true,
                 aborting: true,
@@ -416,8 +419,17 @@ impl<'a, E: Executor> Server<'a, E> {
         self.expire();
         self.meter.resample(Instant::now());
         let admission = self.exec.admission().unwrap_or(&self.meter);
-        let effects = self.life.plan(admission, clock());
-        self.carry_out(effects);
+        if self.in_flight.len() < durable::MAX_IN_FLIGHT {
+            let effects = self.life.plan(admission, clock());
+            self.carry_out(effects);
+        } else {
+            // The disk is not keeping up: start nothing until the flusher
+            // catches up (its report wakes this loop).
+            debug!(
+                in_flight = self.in_flight.len(),
+                "starts wait for the flusher"
+            );
+        }
         self.beat(Instant::now());
         self.run_hooks();
         if let Err(e) = self.publish(false) {
@@ -676,6 +688,12 @@ impl<'a, E: Executor> Server<'a, E> {
                 state: State::Complete,
                 ids,
             } => self.hand_over(ids),
+            Effect::Sync {
+                state: State::Running,
+                ..
+            } => spool
+                .sync_state_with(self.running_dir.as_ref(), State::Running)
+                .map_err(io)?,
             Effect::Sync { state, .. } => spool.sync_state(*state).map_err(io)?,
             Effect::Claim { id } => {
                 let sub = match spool.read_submission(State::Pending, *id) {

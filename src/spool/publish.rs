@@ -296,6 +296,25 @@ impl Spool {
         self.sync_dir(&self.state_dir(state))
     }
 
+    /// Flush a state directory through `opened`, a handle on it the caller
+    /// keeps (the server: its state directories are never replaced while
+    /// it holds the lock, or its watches would be lost too), or by opening
+    /// it when there is none: an `open` and a `close` fewer per flush.
+    pub fn sync_state_with(&self, opened: Option<&File>, state: State) -> Result<()> {
+        match opened {
+            Some(dir) if self.fsync => dir
+                .sync_all()
+                .at("flushing directory", self.state_dir(state)),
+            Some(_) => Ok(()),
+            None => self.sync_state(state),
+        }
+    }
+
+    /// A handle on a state directory for [`sync_state_with`](Self::sync_state_with).
+    pub fn open_state(&self, state: State) -> Option<File> {
+        File::open(self.state_dir(state)).ok()
+    }
+
     /// Move a refused file out of the queue into `rejected/`, never replacing
     /// an earlier one of the same name. Returns where it went.
     pub fn set_aside(&self, state: State, name: &OsStr) -> Result<PathBuf> {
