@@ -1,8 +1,16 @@
 //! The `spoolq` binary: parse arguments, set up logging to stderr (for the
 //! commands that log), run the command, print any error once and map it to a
 //! documented exit code.
+//!
+//! `main` is the C runtime's entry point itself (`no_main`), not std's
+//! wrapper: `spoolq submit` is started once per job, and std's start-up
+//! reads and parses `/proc/self/maps` (`pthread_getattr_np`, for the main
+//! thread's stack-overflow message) and sets up a signal stack: 109k of a
+//! submit's 924k instructions and ~20 of its system calls. What of it a
+//! command relies on is done in [`start`]; the one thing given up is the
+//! "has overflowed its stack" line: a stack overflow is still a SIGSEGV.
 
-use std::process::ExitCode;
+#![cfg_attr(not(test), no_main)]
 
 use clap::error::{ContextKind, ContextValue, ErrorKind};
 use clap::{CommandFactory, FromArgMatches};
@@ -10,7 +18,53 @@ use tracing_subscriber::EnvFilter;
 
 use spoolq::cli::{self, args::Cli, EXIT_FAILURE};
 
-fn main() -> ExitCode {
+/// The process's entry point, called by the C runtime with the arguments
+/// std reads for itself (`std::env::args_os` works without std's `main`).
+#[cfg(not(test))]
+#[no_mangle]
+extern "C" fn main(
+    _argc: std::ffi::c_int,
+    _argv: *const *const std::ffi::c_char,
+) -> std::ffi::c_int {
+    start();
+    // `exit` flushes stdout as returning from std's `main` would.
+    std::process::exit(i32::from(spoolq()))
+}
+
+/// What std's start-up does that spoolq relies on: the standard streams
+/// are open (a closed stdout would otherwise be the next file opened, and
+/// our output would go into a request file), and SIGPIPE is ignored, so a
+/// closed pipe is an `EPIPE` each command handles (`spoolq list | head`).
+#[cfg_attr(test, allow(dead_code))]
+fn start() {
+    let mut fds = [0, 1, 2].map(|fd| libc::pollfd {
+        fd,
+        events: 0,
+        revents: 0,
+    });
+    // SAFETY: `fds` is a valid array of three pollfd; a zero timeout
+    // makes this a check, not a wait.
+    let polled = unsafe { libc::poll(fds.as_mut_ptr(), 3, 0) } >= 0;
+    for p in fds {
+        // SAFETY: F_GETFD only reads the descriptor's flags.
+        let closed = if polled {
+            p.revents & libc::POLLNVAL != 0
+        } else {
+            (unsafe { libc::fcntl(p.fd, libc::F_GETFD) }) == -1
+        };
+        // SAFETY: open takes a NUL-terminated path; the lowest free
+        // descriptor, the closed one, is the one it returns.
+        if closed && unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDWR) } == -1 {
+            std::process::abort();
+        }
+    }
+    // SAFETY: setting a signal's disposition to SIG_IGN runs no code.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
+}
+
+/// Parse, run, report: the process's exit code.
+#[cfg_attr(test, allow(dead_code))]
+fn spoolq() -> u8 {
     let mut command = Cli::command();
     // What `Cli::try_parse` does, on a command we keep.
     let parsed = match command.try_get_matches_from_mut(std::env::args_os()) {
@@ -33,12 +87,12 @@ fn main() -> ExitCode {
         init_log(&cli);
     }
     match cli::run(cli) {
-        Ok(code) => ExitCode::from(code),
+        Ok(code) => code,
         Err(err) => {
             // The crate's errors carry their cause in their message (never
             // also as a `source()`), so one line says it all.
             eprintln!("spoolq: {err}");
-            ExitCode::from(EXIT_FAILURE)
+            EXIT_FAILURE
         }
     }
 }
@@ -47,10 +101,10 @@ fn main() -> ExitCode {
 /// [`EXIT_FAILURE`] for every usage error: clap's own code, 2, is what
 /// `make` and many commands return for their own failures, so a script
 /// could not tell `spoolq run -- make`'s failure from a typo in its flags.
-fn usage_error(mut err: clap::Error) -> ExitCode {
+fn usage_error(mut err: clap::Error) -> u8 {
     if err.exit_code() == 0 {
         let _ = err.print();
-        return ExitCode::SUCCESS;
+        return 0;
     }
     if let Some(tip) = forgotten_dashes(&err) {
         err.insert(
@@ -59,7 +113,7 @@ fn usage_error(mut err: clap::Error) -> ExitCode {
         );
     }
     let _ = err.print();
-    ExitCode::from(EXIT_FAILURE)
+    EXIT_FAILURE
 }
 
 /// `spoolq run make`: the command must follow `--` (so that its own flags
