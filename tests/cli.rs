@@ -14,6 +14,7 @@ mod share;
 mod signals;
 mod slurm;
 mod spool_default;
+mod start;
 mod stream;
 mod unix;
 mod util;
