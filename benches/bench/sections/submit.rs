@@ -23,7 +23,9 @@ impl Bench {
         let n = self.opts.jobs;
         let shell = shell_loop_ms(self.opts.runs, n)?;
         let cli = self.cli_submit_ms(n)?;
+        let start = self.version_loop_ms(n)?;
         self.cli_rows(n, &cli, shell);
+        self.start_row(&cli, start, shell);
         let (lib, vs_floor) = self.lib_submit_us(n)?;
         let on_tmpfs = tmpfs_submit_us(n)?;
         let layout = self.layout_us(n)?;
@@ -73,6 +75,45 @@ impl Bench {
             format!(
                 "fsync is {} of the durable figure",
                 share(cli[&true], cli[&false])
+            ),
+        );
+    }
+
+    /// `spoolq --version` from a bash loop, ms per call: the process's
+    /// start (exec, loader, std, clap) without any work.
+    fn version_loop_ms(&self, n: usize) -> Res<f64> {
+        median_of(self.opts.runs, || {
+            let t = Instant::now();
+            let st = Command::new("bash")
+                .args([
+                    "-c",
+                    "bin=$1 n=$2; for i in $(seq \"$n\"); do \"$bin\" --version >/dev/null || exit 1; done",
+                    "bash",
+                ])
+                .arg(&self.bin)
+                .arg(n.to_string())
+                .stdin(Stdio::null())
+                .status()?;
+            if !st.success() {
+                return Err(format!("--version loop failed: {st}").into());
+            }
+            Ok(t.elapsed().as_secs_f64() * 1e3 / n as f64)
+        })
+    }
+
+    /// Where a CLI submit's time goes: the process start, the submit's own
+    /// work, its two fsyncs.
+    fn start_row(&mut self, cli: &ByFsync, start: f64, shell: f64) {
+        self.row(
+            "submit: CLI start alone (`spoolq --version`, bash loop)",
+            start,
+            "ms/call",
+            Target::None,
+            format!(
+                "{} ms over the bash loop of /bin/true; the submit's own work {} ms, its fsyncs {} ms",
+                num(start - shell),
+                num(cli[&false] - start),
+                num(cli[&true] - cli[&false])
             ),
         );
     }
