@@ -55,6 +55,8 @@ pub struct Submitter {
 pub struct Sandbox {
     policy: Policy,
     cgroups: Result<cgroup::Host, String>,
+    /// Job cgroups kept for later jobs.
+    slots: cgroup::SlotPool,
     privileged: bool,
     uid: u32,
     gid: u32,
@@ -82,6 +84,7 @@ impl Sandbox {
         Sandbox {
             policy,
             cgroups,
+            slots: cgroup::SlotPool::default(),
             privileged: rustix::process::geteuid().is_root(),
             uid: rustix::process::geteuid().as_raw(),
             gid: rustix::process::getegid().as_raw(),
@@ -91,6 +94,30 @@ impl Sandbox {
     /// The host's cgroups, if they are in use.
     pub fn cgroup_host(&self) -> Option<&cgroup::Host> {
         self.cgroups.as_ref().ok()
+    }
+
+    /// Take back the cgroup of a job that ended (its tree killed): kept for
+    /// a later job if its job left it clean, else removed.
+    pub fn release_cgroup(&mut self, group: cgroup::JobCgroup) {
+        let Ok(host) = &self.cgroups else {
+            let _ = group.remove();
+            return;
+        };
+        let name = group.name().to_string();
+        if let Err(e) = self.slots.give_back(host, group) {
+            tracing::warn!(group = %name, error = %e, "cannot remove a job's cgroup");
+        }
+    }
+
+    /// Whether `name` is a cgroup this server keeps for later jobs (not a
+    /// leftover of an earlier server).
+    pub fn keeps_cgroup(&self, name: &str) -> bool {
+        self.slots.holds(name)
+    }
+
+    /// Remove the cgroups kept for later jobs (server shutdown).
+    pub fn drain_cgroups(&mut self) {
+        self.slots.drain();
     }
 
     /// The policy in force.
@@ -114,7 +141,7 @@ impl Sandbox {
     /// reason to refuse it (strict policy, or a set-up failure that would
     /// leave it less confined than the plan says).
     pub fn prepare(
-        &self,
+        &mut self,
         id: RequestId,
         asked: &SandboxRequest,
         reservation: (u64, f64),
@@ -136,7 +163,7 @@ impl Sandbox {
         let cgroup = self.cgroup_for(id, &plan, &mut report);
         if self.policy.strict && !report.unavailable.is_empty() {
             if let Some(c) = cgroup {
-                let _ = c.remove();
+                self.release_cgroup(c);
             }
             return Err(format!(
                 "the sandbox policy is strict and this host cannot give: {}",
@@ -223,7 +250,7 @@ impl Sandbox {
     }
 
     fn cgroup_for(
-        &self,
+        &mut self,
         id: RequestId,
         plan: &JobPlan,
         report: &mut SandboxReport,
@@ -251,8 +278,9 @@ impl Sandbox {
                 .unavailable
                 .push(format!("{missing} limit: no cgroup controller"));
         }
-        match cgroup::JobCgroup::create(host, id.as_str(), &limits) {
+        match self.slots.take(host, &limits) {
             Ok(c) => {
+                tracing::debug!(%id, cgroup = c.name(), "the job's cgroup");
                 report
                     .applied
                     .extend(c.applied().iter().map(|p| p.to_string()));
@@ -408,7 +436,7 @@ mod tests {
             ..Policy::default()
         };
         policy.check().unwrap();
-        let sandbox = Sandbox::probe(policy, "unused".into());
+        let mut sandbox = Sandbox::probe(policy, "unused".into());
         std::fs::remove_dir(&cache).unwrap();
         let who = Submitter {
             ids: (sandbox.uid, sandbox.gid),

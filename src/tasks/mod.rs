@@ -110,6 +110,10 @@ impl LocalTasks {
             return;
         };
         for name in host.leftover_jobs().unwrap_or_default() {
+            // Never one this server keeps (only leftovers exist at start).
+            if self.sandbox.keeps_cgroup(&name) {
+                continue;
+            }
             let Ok(group) = JobCgroup::open(host, &name) else {
                 continue;
             };
@@ -123,8 +127,10 @@ impl LocalTasks {
         }
     }
 
-    /// On a clean exit: remove this spool's (now empty) cgroup parents.
-    fn remove_cgroup_parents(&self) {
+    /// On a clean exit: remove the kept job cgroups and this spool's (now
+    /// empty) cgroup parents.
+    fn remove_cgroup_parents(&mut self) {
+        self.sandbox.drain_cgroups();
         if let Some(host) = self.sandbox.cgroup_host() {
             if let Err(e) = host.remove_parents() {
                 tracing::debug!(error = %e, "cgroup parents not removed");
@@ -260,7 +266,7 @@ impl Executor for LocalTasks {
             Err(e) => {
                 if let Some(c) = cgroup {
                     let _ = c.kill_all();
-                    let _ = c.remove();
+                    self.sandbox.release_cgroup(c);
                 }
                 Err(Box::new(spawn_failure(&e, &request.argv[0], reservation.0)))
             }
@@ -342,9 +348,7 @@ impl Executor for LocalTasks {
                         oom_killed: u.oom_killed,
                     });
                 if let Some(c) = job.cgroup.take() {
-                    if let Err(e) = c.remove() {
-                        tracing::warn!(%id, error = %e, "cannot remove the job's cgroup");
-                    }
+                    self.sandbox.release_cgroup(c);
                 }
                 // With its whole tree dead the pipes are at their end; a
                 // process that escaped (no cgroup) may still hold them.

@@ -54,7 +54,7 @@ pub fn mkdir(path: &Path, action: &'static str) -> Result<bool, Error> {
 }
 
 /// Child cgroups of `dir` (jobs may create their own when delegated).
-fn subgroups(dir: &Path) -> Result<Vec<PathBuf>, Error> {
+pub fn subgroups(dir: &Path) -> Result<Vec<PathBuf>, Error> {
     let entries = match fs::read_dir(dir) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
         r => r.map_err(io_err("listing cgroup", dir))?,

@@ -1,6 +1,7 @@
-//! One job's cgroup: created with its limits before the job starts, joined by
-//! the job itself between fork and exec, killed as a whole, read for usage,
-//! and removed once empty.
+//! One job's cgroup: created with its limits before the job starts (or a
+//! slot group renewed for it, see `pool.rs`), joined by the job itself
+//! between fork and exec, killed as a whole, read for usage, and removed
+//! once empty.
 
 use std::ffi::CString;
 use std::io;
@@ -15,8 +16,9 @@ use rustix::process::{Pid, Signal};
 use tracing::warn;
 
 use super::fsio::{self, io_err};
-use super::host::{validate_name, Host, Place, Roles};
-use super::parse::{self, CpuQuota};
+use super::host::{validate_name, Host, Roles};
+use super::parse;
+use super::settings::{self, read_number};
 use super::{Error, KillMethod, Limits, Protection, Usage, Version};
 
 /// How long a freezer may take to reach the frozen state.
@@ -31,8 +33,22 @@ const REMOVE_TIMEOUT: Duration = Duration::from_secs(2);
 pub struct JobCgroup {
     pub(super) roles: Roles,
     dirs: Vec<PathBuf>,
-    applied: Vec<Protection>,
+    pub(super) applied: Vec<Protection>,
     enrolment: Enrolment,
+    /// The limits written in the groups now.
+    pub(super) limits: Limits,
+    /// The counters as they stood when this job got the groups: a reused
+    /// slot's usage is read by difference.
+    pub(super) base: Baseline,
+}
+
+/// Cumulative counters of a group at the start of a job.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(super) struct Baseline {
+    /// CPU time, µs.
+    pub cpu_usec: u64,
+    /// OOM kills.
+    pub oom_kills: u64,
 }
 
 impl JobCgroup {
@@ -53,6 +69,8 @@ impl JobCgroup {
             dirs: Vec::new(),
             applied: Vec::new(),
             enrolment,
+            limits: Limits::default(),
+            base: Baseline::default(),
         };
         for dir in &dirs {
             if let Err(e) = std::fs::create_dir(dir) {
@@ -61,9 +79,10 @@ impl JobCgroup {
             }
             job.dirs.push(dir.clone());
         }
-        match job.apply(limits) {
+        match settings::change(&job.roles, &Limits::default(), limits) {
             Ok(applied) => {
                 job.applied = applied;
+                job.limits = *limits;
                 Ok(job)
             }
             Err(e) => {
@@ -89,31 +108,20 @@ impl JobCgroup {
             roles,
             dirs,
             applied: Vec::new(),
+            limits: Limits::default(),
+            base: Baseline::default(),
         })
-    }
-
-    fn apply(&self, limits: &Limits) -> Result<Vec<Protection>, Error> {
-        let mut applied = Vec::new();
-        if let (Some(bytes), Some(place)) = (limits.mem, &self.roles.memory) {
-            applied.extend(set_memory(place, bytes)?);
-        }
-        if let (Some(n), Some(place)) = (limits.pids, &self.roles.pids) {
-            let path = place.dir.join("pids.max");
-            fsio::write(&path, &n.to_string(), "setting pids limit")?;
-            applied.push(Protection::Pids(place.version));
-        }
-        let quota = limits.cpus.and_then(CpuQuota::for_cpus);
-        if let (Some(quota), Some(place)) = (quota, &self.roles.cpu) {
-            set_cpu(place, quota)?;
-            applied.push(Protection::Cpu(place.version));
-        }
-        applied.push(Protection::Kill(self.roles.kill.0));
-        Ok(applied)
     }
 
     /// The protections really in force for this job, for its result.
     pub fn applied(&self) -> &[Protection] {
         &self.applied
+    }
+
+    /// The group's name, the same in every hierarchy.
+    pub fn name(&self) -> &str {
+        let dir = &self.roles.kill.1.dir;
+        dir.file_name().and_then(|n| n.to_str()).unwrap_or_default()
     }
 
     /// The job's directories, one per hierarchy.
@@ -175,11 +183,27 @@ impl JobCgroup {
     }
 
     /// What the job used so far. Read it before [`remove`](Self::remove).
+    /// CPU time and OOM kills count from the job's start, also in a group
+    /// that served jobs before.
     pub fn usage(&self) -> Result<Usage, Error> {
+        let oom_killed = match self.oom_kills()? {
+            Some(n) => n > self.base.oom_kills,
+            None => self.under_oom()?,
+        };
         Ok(Usage {
             peak_mem: self.peak_mem()?,
-            cpu_usec: self.cpu_usec()?,
-            oom_killed: self.oom_killed()?,
+            cpu_usec: self
+                .cpu_usec()?
+                .map(|t| t.saturating_sub(self.base.cpu_usec)),
+            oom_killed,
+        })
+    }
+
+    /// The counters a job's usage is measured from, as they are now.
+    pub(super) fn counters(&self) -> Result<Baseline, Error> {
+        Ok(Baseline {
+            cpu_usec: self.cpu_usec()?.unwrap_or(0),
+            oom_kills: self.oom_kills()?.unwrap_or(0),
         })
     }
 
@@ -201,18 +225,26 @@ impl JobCgroup {
         }
     }
 
-    fn oom_killed(&self) -> Result<bool, Error> {
+    /// The OOM kill counter, where the kernel has one (v1 since 4.13).
+    pub(super) fn oom_kills(&self) -> Result<Option<u64>, Error> {
         match &self.roles.memory {
             Some(p) if p.version == Version::V2 => {
-                let kills = read_keyed(&p.dir.join("memory.events"), "oom_kill")?;
-                Ok(kills.is_some_and(|n| n > 0))
+                read_keyed(&p.dir.join("memory.events"), "oom_kill")
             }
-            Some(p) => {
+            Some(p) => read_keyed(&p.dir.join("memory.oom_control"), "oom_kill"),
+            None => Ok(Some(0)),
+        }
+    }
+
+    /// Old v1 kernels without the counter: is the group under OOM now?
+    fn under_oom(&self) -> Result<bool, Error> {
+        match &self.roles.memory {
+            Some(p) if p.version == Version::V1 => {
                 let path = p.dir.join("memory.oom_control");
                 let text = fsio::read_optional(&path, "reading")?;
                 Ok(text.is_some_and(|t| parse::v1_oom_killed(&t)))
             }
-            None => Ok(false),
+            _ => Ok(false),
         }
     }
 
@@ -232,61 +264,6 @@ impl JobCgroup {
         }
         first_error.map_or(Ok(()), Err)
     }
-}
-
-fn set_memory(place: &Place, bytes: u64) -> Result<Vec<Protection>, Error> {
-    let (limit, swap, swap_value) = match place.version {
-        Version::V2 => ("memory.max", "memory.swap.max", "0".to_string()),
-        Version::V1 => (
-            "memory.limit_in_bytes",
-            "memory.memsw.limit_in_bytes",
-            bytes.to_string(),
-        ),
-    };
-    let mut applied = Vec::new();
-    fsio::write(
-        &place.dir.join(limit),
-        &bytes.to_string(),
-        "setting memory limit",
-    )?;
-    applied.push(Protection::Memory(place.version));
-    // Present only when the kernel accounts swap; without it a job could
-    // page out past its limit.
-    let swap = place.dir.join(swap);
-    if swap.exists() {
-        fsio::write(&swap, &swap_value, "forbidding swap")?;
-        applied.push(Protection::Swap(place.version));
-    }
-    Ok(applied)
-}
-
-fn set_cpu(place: &Place, quota: CpuQuota) -> Result<(), Error> {
-    let action = "setting CPU quota";
-    match place.version {
-        Version::V2 => fsio::write(&place.dir.join("cpu.max"), &quota.to_cpu_max(), action),
-        Version::V1 => {
-            // Each write re-checks the bandwidth of every group in the
-            // hierarchy (tg_set_bandwidth walks them all), so the period is
-            // written only if a new group's default (100 ms) is not already
-            // the one wanted.
-            let period = place.dir.join("cpu.cfs_period_us");
-            if read_number(&period)? != Some(quota.period_us) {
-                fsio::write(&period, &quota.period_us.to_string(), action)?;
-            }
-            let quota_file = place.dir.join("cpu.cfs_quota_us");
-            fsio::write(&quota_file, &quota.quota_us.to_string(), action)
-        }
-    }
-}
-
-fn read_number(path: &Path) -> Result<Option<u64>, Error> {
-    let Some(text) = fsio::read_optional(path, "reading")? else {
-        return Ok(None);
-    };
-    parse::parse_u64_or_max(&text).map_err(|reason| Error::Parse {
-        path: path.to_path_buf(),
-        reason,
-    })
 }
 
 fn read_keyed(path: &Path, key: &str) -> Result<Option<u64>, Error> {

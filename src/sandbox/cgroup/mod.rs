@@ -59,6 +59,8 @@ mod fsio;
 mod host;
 mod job;
 pub mod parse;
+mod pool;
+mod settings;
 
 #[cfg(test)]
 mod fixtures;
@@ -72,6 +74,7 @@ use std::time::Duration;
 
 pub use host::{detect, Config, Host};
 pub use job::{Enrolment, JobCgroup};
+pub use pool::SlotPool;
 
 /// Everything that can go wrong with cgroups.
 #[derive(Debug, thiserror::Error)]

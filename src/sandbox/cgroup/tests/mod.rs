@@ -7,6 +7,7 @@
 mod delegation;
 mod kill;
 mod limits;
+mod pool;
 
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Child, Command, ExitStatus};
