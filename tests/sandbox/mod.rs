@@ -16,6 +16,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+mod slots;
+
 use crate::util::{fake_id, held, wait_for, wait_until, Env, Output, Proc, TestCommand};
 pub(crate) use crate::util::{shared_env, test_user};
 
