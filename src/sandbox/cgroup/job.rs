@@ -28,7 +28,8 @@ const SIGNAL_TIMEOUT: Duration = Duration::from_secs(1);
 /// How long a killed group may take to empty before `remove` gives up.
 const REMOVE_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// A job's cgroup: one directory per hierarchy in use, named after the job.
+/// A job's cgroup: one directory per hierarchy in use, all of the same name
+/// (`slot-N` when a [`SlotPool`](super::SlotPool) made it).
 #[derive(Debug)]
 pub struct JobCgroup {
     pub(super) roles: Roles,

@@ -17,13 +17,16 @@
 //!
 //! Each controller comes from v2 when v2 has it enabled for us and from v1
 //! otherwise; a job's cgroup therefore spans up to one directory per
-//! hierarchy, all named after the job under a parent named after the server
-//! ([`Config::name`], `spoolq`) inside the server's own cgroup.
+//! hierarchy, all of one name under a parent named after the server
+//! ([`Config::name`], `spoolq`) inside the server's own cgroup. The server
+//! keeps the groups of finished jobs and serves later jobs in them
+//! ([`SlotPool`], `slot-N`): creating and removing groups in four
+//! hierarchies was most of the default sandbox's cost per job.
 //!
 //! **v2 delegation.** v2 forbids processes in a group that enables
 //! controllers for its children, so to hand memory, pids and cpu to job
 //! groups the server may move itself into a leaf `<own>/<name>-server`; jobs
-//! then live in `<own>/<name>/<job>` (details in `delegate.rs`). Under
+//! then live in `<own>/<name>/<group>` (details in `delegate.rs`). Under
 //! systemd the unit needs `Delegate=yes` for `<own>` to be offered
 //! controllers at all.
 //!
@@ -52,7 +55,9 @@
 //! ```
 //!
 //! Not done here: pid namespaces, and `clone3(CLONE_INTO_CGROUP)` (children
-//! enrol themselves before exec, see [`Enrolment`]).
+//! enrol themselves before exec, see [`Enrolment`]; on a pure v2 host that
+//! flag would start the child in its group with no migration at all, but
+//! while any controller is on v1 the child must still move itself there).
 
 mod delegate;
 mod fsio;
