@@ -3,7 +3,7 @@
 //! truncated; directories are only ever removed with `rmdir`.
 
 use std::fs::{self, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -33,6 +33,49 @@ pub fn read_optional(path: &Path, action: &'static str) -> Result<Option<String>
     }
 }
 
+/// Read a small control file with `open`, `read` and `close` only (std's
+/// `read_to_string` adds a `statx` for its buffer size): for the files read
+/// on every job's start and end.
+pub fn read_small(path: &Path, action: &'static str) -> Result<Option<String>, Error> {
+    let mut file = match fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io_err(action, path)(e)),
+    };
+    let mut buf = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 1024];
+    loop {
+        match file.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(io_err(action, path)(e)),
+        }
+    }
+    String::from_utf8(buf).map(Some).map_err(|_| Error::Parse {
+        path: path.to_path_buf(),
+        reason: "not UTF-8".into(),
+    })
+}
+
+/// Whether a cgroup has neither processes nor child groups, in one `read`
+/// of its `cgroup.procs` and one `stat` (a cgroup directory's link count
+/// is 2 plus its child groups).
+pub fn is_bare(dir: &Path) -> Result<bool, Error> {
+    use std::os::unix::fs::MetadataExt;
+    let procs = dir.join("cgroup.procs");
+    let mut file = fs::File::open(&procs).map_err(io_err("listing processes of", &procs))?;
+    let mut byte = [0u8; 1];
+    let n = file
+        .read(&mut byte)
+        .map_err(io_err("listing processes of", &procs))?;
+    if n > 0 {
+        return Ok(false);
+    }
+    let meta = fs::metadata(dir).map_err(io_err("reading", dir))?;
+    Ok(meta.nlink() <= 2)
+}
+
 /// Write `value` to an existing control file in a single `write`.
 pub fn write(path: &Path, value: &str, action: &'static str) -> Result<(), Error> {
     write_raw(path, value).map_err(io_err(action, path))
@@ -54,7 +97,7 @@ pub fn mkdir(path: &Path, action: &'static str) -> Result<bool, Error> {
 }
 
 /// Child cgroups of `dir` (jobs may create their own when delegated).
-pub fn subgroups(dir: &Path) -> Result<Vec<PathBuf>, Error> {
+fn subgroups(dir: &Path) -> Result<Vec<PathBuf>, Error> {
     let entries = match fs::read_dir(dir) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
         r => r.map_err(io_err("listing cgroup", dir))?,

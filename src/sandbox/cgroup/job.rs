@@ -268,7 +268,7 @@ impl JobCgroup {
 }
 
 fn read_keyed(path: &Path, key: &str) -> Result<Option<u64>, Error> {
-    let text = fsio::read_optional(path, "reading")?;
+    let text = fsio::read_small(path, "reading")?;
     Ok(text.and_then(|t| parse::keyed_value(&t, key)))
 }
 

@@ -41,11 +41,9 @@ pub struct SlotPool {
 /// What a group looks like after its job, for [`verdict`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct AfterJob {
-    /// Processes still in the group (strays that the kill has not yet
-    /// reached or that are still dying).
-    pub members: usize,
-    /// Child groups the job made.
-    pub subgroups: usize,
+    /// Every directory is without processes (strays that the kill has not
+    /// yet reached or that are still dying) and without child groups.
+    pub bare: bool,
     /// Memory still charged, if the host tells.
     pub charged: Option<u64>,
 }
@@ -59,10 +57,8 @@ pub(super) enum Verdict {
 
 /// Keep a group only if it is as good as a fresh one and the pool has room.
 pub(super) fn verdict(after: &AfterJob, free: usize) -> Verdict {
-    if after.members > 0 {
-        Verdict::Remove("processes left in it")
-    } else if after.subgroups > 0 {
-        Verdict::Remove("its job made child groups")
+    if !after.bare {
+        Verdict::Remove("processes or child groups left in it")
     } else if after.charged.is_some_and(|b| b > LEFTOVER_MAX) {
         Verdict::Remove("memory still charged to it")
     } else if free >= KEEP {
@@ -169,24 +165,21 @@ impl SlotPool {
 }
 
 fn after_job(group: &JobCgroup) -> Result<AfterJob, Error> {
-    let mut after = AfterJob {
-        members: 0,
-        subgroups: 0,
-        charged: None,
-    };
+    let mut bare = true;
     for dir in group.dirs() {
-        let procs = fsio::read(&dir.join("cgroup.procs"), "listing processes of")?;
-        after.members += procs.lines().count();
-        after.subgroups += fsio::subgroups(dir)?.len();
+        bare = bare && fsio::is_bare(dir)?;
     }
-    if let Some(p) = &group.roles.memory {
-        let file = match p.version {
-            Version::V1 => "memory.usage_in_bytes",
-            Version::V2 => "memory.current",
-        };
-        after.charged = read_number(&p.dir.join(file))?;
-    }
-    Ok(after)
+    let charged = match &group.roles.memory {
+        Some(p) if bare => {
+            let file = match p.version {
+                Version::V1 => "memory.usage_in_bytes",
+                Version::V2 => "memory.current",
+            };
+            read_number(&p.dir.join(file))?
+        }
+        _ => None,
+    };
+    Ok(AfterJob { bare, charged })
 }
 
 impl JobCgroup {
@@ -223,27 +216,22 @@ impl JobCgroup {
 mod tests {
     use super::*;
 
-    fn after(members: usize, subgroups: usize, charged: Option<u64>) -> AfterJob {
-        AfterJob {
-            members,
-            subgroups,
-            charged,
-        }
+    fn after(bare: bool, charged: Option<u64>) -> AfterJob {
+        AfterJob { bare, charged }
     }
 
     #[test]
     fn only_an_empty_clean_group_is_kept() {
-        assert_eq!(verdict(&after(0, 0, Some(300 << 10)), 0), Verdict::Keep);
-        assert_eq!(verdict(&after(0, 0, None), 3), Verdict::Keep);
+        assert_eq!(verdict(&after(true, Some(300 << 10)), 0), Verdict::Keep);
+        assert_eq!(verdict(&after(true, None), 3), Verdict::Keep);
         for (a, why) in [
-            (after(1, 0, Some(0)), "processes left in it"),
-            (after(0, 2, Some(0)), "its job made child groups"),
-            (after(0, 0, Some(20 << 20)), "memory still charged to it"),
+            (after(false, None), "processes or child groups left in it"),
+            (after(true, Some(20 << 20)), "memory still charged to it"),
         ] {
             assert_eq!(verdict(&a, 0), Verdict::Remove(why), "{a:?}");
         }
         assert_eq!(
-            verdict(&after(0, 0, Some(0)), KEEP),
+            verdict(&after(true, Some(0)), KEEP),
             Verdict::Remove("enough free groups")
         );
     }

@@ -114,7 +114,7 @@ fn set_cpu(place: &Place, quota: Option<CpuQuota>) -> Result<(), Error> {
 
 /// A number (or `max`) from a control file; `None` if the file is absent.
 pub(super) fn read_number(path: &Path) -> Result<Option<u64>, Error> {
-    let Some(text) = fsio::read_optional(path, "reading")? else {
+    let Some(text) = fsio::read_small(path, "reading")? else {
         return Ok(None);
     };
     parse::parse_u64_or_max(&text).map_err(|reason| Error::Parse {

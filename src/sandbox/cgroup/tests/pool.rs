@@ -134,3 +134,17 @@ fn a_slot_with_a_stray_process_is_removed_not_reused() {
     pool.give_back(&env.host, next).unwrap();
     pool.drain();
 }
+
+#[test]
+fn a_slot_its_job_made_child_groups_in_is_removed_not_reused() {
+    let Some(env) = env("a_slot_its_job_made_child_groups_in_is_removed_not_reused") else {
+        return;
+    };
+    let mut pool = SlotPool::default();
+    let group = pool.take(&env.host, &Limits::default()).unwrap();
+    let dirs = group.dirs().to_vec();
+    std::fs::create_dir(dirs[0].join("made-by-the-job")).unwrap();
+    pool.give_back(&env.host, group).unwrap();
+    assert!(dirs.iter().all(|d| !d.exists()), "{dirs:?} left");
+    pool.drain();
+}
