@@ -1,7 +1,7 @@
 //! The server's slot cgroups: one group serves job after job, and a job
 //! never inherits the limits, memory peak or OOM kill of the job before it
 //! in the same group; slot groups a killed server left are removed by the
-//! next one, with the job that was running in them.
+//! next one, with what was still running in them.
 
 use std::fs;
 use std::path::PathBuf;
@@ -113,8 +113,8 @@ fn a_slot_cgroup_serves_the_next_job_without_the_first_jobs_limits_or_peak() {
 }
 
 #[test]
-fn slot_cgroups_a_killed_server_left_are_removed_with_their_job() {
-    let name = "slot_cgroups_a_killed_server_left_are_removed_with_their_job";
+fn slot_cgroups_a_killed_server_left_are_removed_with_what_runs_in_them() {
+    let name = "slot_cgroups_a_killed_server_left_are_removed_with_what_runs_in_them";
     if !root_or_skip(name) {
         return;
     }
@@ -124,9 +124,12 @@ fn slot_cgroups_a_killed_server_left_are_removed_with_their_job() {
     }
     let env = Env::new();
     let mut server = env.serve(&["--max-jobs", "2"]);
-    // One slot holding a running job, and one free (its job ended).
+    // One slot holding a running job, and one free (its job ended). The
+    // job dies with its server (PR_SET_PDEATHSIG); what it started in a
+    // session of its own lives on, out of reach of the recorded process
+    // group: only its cgroup reaches it.
     let script = format!(
-        "{}; echo $$ > pid.tmp && mv pid.tmp pid; exec sleep 300",
+        "{}; setsid sleep 300 & echo $! > pid.tmp && mv pid.tmp pid; exec sleep 300",
         record_cgroups("busy")
     );
     let id = submit(&env, &[], &["sh", "-c", &script]);
@@ -141,13 +144,16 @@ fn slot_cgroups_a_killed_server_left_are_removed_with_their_job() {
         free.is_dir() && busy.is_dir(),
         "the groups outlive a SIGKILL"
     );
-    assert!(job.alive());
+    assert!(job.alive(), "the escaped process died with the server");
 
     let _server = env.serve(&["--max-jobs", "2"]);
     wait_until("the leftover slot groups to be removed", || {
         !free.exists() && !busy.exists()
     });
-    wait_until("the job of the killed server to be killed", || !job.alive());
+    wait_until(
+        "the escaped process of the killed server's job to be killed",
+        || !job.alive(),
+    );
     let result = env.result(&id);
     assert_eq!(result["status"], "interrupted", "{result}");
     // The new server serves jobs in slot groups of its own.
