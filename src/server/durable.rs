@@ -88,11 +88,13 @@ impl<E: Executor> Server<'_, E> {
             ids: ids.to_vec(),
         };
         let batch = match &self.flusher {
-            Some(f) => f.send(batch),
-            None => Err(batch),
+            // Without fsync there is nothing to wait for: no hand-off.
+            Some(f) if self.spool.fsyncs() => f.send(batch),
+            _ => Err(batch),
         };
         if let Err(batch) = batch {
-            // No thread (it died): flush here, report at the next wake.
+            // Here, then (no fsync, or the thread died): settled as soon as
+            // the effects being carried out are.
             self.landed.push(flusher::flush(self.spool, None, batch));
         }
     }

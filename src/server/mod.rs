@@ -657,6 +657,10 @@ impl<'a, E: Executor> Server<'a, E> {
         self.carry_out_inner(effects);
         // A claim whose start was dropped (its round undone) is not kept.
         self.claimed.clear();
+        if !self.landed.is_empty() {
+            // Flushed on this thread: what waited for it, now.
+            self.flushed();
+        }
     }
 
     fn carry_out_inner(&mut self, effects: Vec<Effect>) {
