@@ -33,6 +33,7 @@ pub mod error;
 pub(crate) mod executor;
 pub mod id;
 pub(crate) mod jobtable;
+pub(crate) mod kernfile;
 pub(crate) mod lock;
 pub(crate) mod meter;
 pub mod metrics;

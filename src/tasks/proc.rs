@@ -15,24 +15,9 @@ pub(super) fn job_of(pid: u32) -> Option<String> {
         .map(|v| String::from_utf8_lossy(v).into_owned())
 }
 
-/// A small `/proc` file whole, in as few reads as the kernel allows: one,
-/// and one more that says the end (`fs::read_to_string` asks the size, which
-/// `/proc` reports as 0, then reads 32 bytes, 32, 64, … — six reads for a
-/// `stat` line, once per job).
+/// A small `/proc` file whole (see [`crate::kernfile`]), if it is text.
 pub(super) fn read_proc(path: &str) -> Option<String> {
-    use std::io::Read;
-    let mut f = std::fs::File::open(path).ok()?;
-    let mut buf = Vec::with_capacity(1024);
-    let mut chunk = [0u8; 1024];
-    loop {
-        match f.read(&mut chunk) {
-            Ok(0) => break,
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(_) => return None,
-        }
-    }
-    String::from_utf8(buf).ok()
+    String::from_utf8(crate::kernfile::read(std::path::Path::new(path)).ok()?).ok()
 }
 
 /// The start time of a process in clock ticks since boot (field 22 of

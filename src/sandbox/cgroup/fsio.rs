@@ -37,21 +37,11 @@ pub fn read_optional(path: &Path, action: &'static str) -> Result<Option<String>
 /// `read_to_string` adds a `statx` for its buffer size): for the files read
 /// on every job's start and end.
 pub fn read_small(path: &Path, action: &'static str) -> Result<Option<String>, Error> {
-    let mut file = match fs::File::open(path) {
-        Ok(f) => f,
+    let buf = match crate::kernfile::read(path) {
+        Ok(buf) => buf,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(io_err(action, path)(e)),
     };
-    let mut buf = Vec::with_capacity(1024);
-    let mut chunk = [0u8; 1024];
-    loop {
-        match file.read(&mut chunk) {
-            Ok(0) => break,
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(io_err(action, path)(e)),
-        }
-    }
     String::from_utf8(buf).map(Some).map_err(|_| Error::Parse {
         path: path.to_path_buf(),
         reason: "not UTF-8".into(),

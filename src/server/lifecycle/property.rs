@@ -87,6 +87,8 @@ struct Disk {
     recorded: BTreeMap<RequestId, u32>,
     /// Retries each request asked for.
     retries: BTreeMap<RequestId, u32>,
+    /// The terms each id's file was first published with.
+    terms: BTreeMap<RequestId, Terms>,
 }
 
 struct Harness {
@@ -345,6 +347,13 @@ impl Harness {
                         ..Terms::default()
                     },
                 };
+                // A file seen again holds what it held: the terms of its
+                // first publication, whatever this op generated.
+                let terms = match self.disk.terms.get(&id(n.into())) {
+                    Some(first) if !fresh => first.clone(),
+                    _ => terms,
+                };
+                self.disk.terms.insert(id(n.into()), terms.clone());
                 let mut a = arrival(n.into(), terms);
                 if matches!(op, Op::ArriveInvalid(_)) {
                     a.found.as_mut().expect("found").read = Err(Rejection {

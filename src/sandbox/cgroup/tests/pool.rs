@@ -122,10 +122,19 @@ fn a_slot_with_a_stray_process_is_removed_not_reused() {
     let group = pool.take(&env.host, &Limits::default()).unwrap();
     let (name, dirs) = (group.name().to_string(), group.dirs().to_vec());
     let mut sleeper = spawn_in(&group, Command::new("sleep").arg("30"));
-    group.kill_all().unwrap();
-    // Returned while the killed process may still be in it: removed once
-    // it has left, never handed out again.
+    // Returned while a process is still in it (killed only once the pool
+    // has looked: a kill before could be complete by then, and an empty
+    // slot is rightly kept): removed once it has left, never handed out
+    // again. The delay orders the kill after the look (which takes
+    // microseconds); the removal waits up to 2 s for the group to empty.
+    let pid = sleeper.id();
+    let killer = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(200));
+        // SAFETY: signals a child of this test that it has not reaped.
+        unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    });
     pool.give_back(&env.host, group).unwrap();
+    killer.join().unwrap();
     let _ = sleeper.wait();
     assert!(dirs.iter().all(|d| !d.exists()), "{dirs:?} left");
     let next = pool.take(&env.host, &Limits::default()).unwrap();
