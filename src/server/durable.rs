@@ -80,12 +80,21 @@ impl<E: Executor> Server<'_, E> {
     /// results and the ids to the flusher; their next steps wait for its
     /// report. Never fails here: a failure comes in the report.
     pub(super) fn hand_over(&mut self, ids: &[RequestId]) {
-        for &id in ids {
+        let mut ids = ids.to_vec();
+        // (The lifecycle names every result it had written; a result
+        // prepared without being named would be published with this batch
+        // and never reported, and its request would wait for ever.)
+        for p in &self.prepared {
+            if !ids.contains(&p.id) {
+                ids.push(p.id);
+            }
+        }
+        for &id in &ids {
             self.in_flight.entry(id).or_default();
         }
         let batch = Batch {
             results: std::mem::take(&mut self.prepared),
-            ids: ids.to_vec(),
+            ids,
         };
         let batch = match &self.flusher {
             // Without fsync there is nothing to wait for: no hand-off.

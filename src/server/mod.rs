@@ -214,7 +214,8 @@ struct Server<'a, E: Executor> {
     prepared: Vec<crate::spool::Prepared>,
     /// Requests whose result the flusher has, with what waits for it.
     in_flight: HashMap<RequestId, durable::InFlight>,
-    /// Reports of batches flushed on this thread (the flusher was gone).
+    /// Reports of batches flushed on this thread (no fsync, or the flusher
+    /// thread is gone).
     landed: Vec<flusher::Report>,
     /// An abort marker for a request in flight waits for its report.
     aborts_wait_flush: bool,
