@@ -25,16 +25,9 @@ pub struct Prepared {
 }
 
 impl Spool {
-    /// Write a result into `4-complete/`: temporary file, fsync, rename. The
-    /// caller fsyncs `4-complete/` (once for a batch) before removing the
-    /// request's `3-running/` entry.
-    pub fn write_result(&self, result: &JobResult) -> Result<()> {
-        self.publish_result(self.prepare_result(result, None)?)
-    }
-
-    /// The first half of [`write_result`](Self::write_result): the result's
-    /// bytes in a temporary file of the server's in `run/` — `blank`, an
-    /// emptied file from [`crate::spares`], when given. Not flushed.
+    /// The first half of writing a result into `4-complete/`: its bytes in a
+    /// temporary file of the server's in `run/` — `blank`, a finished
+    /// request's file from [`crate::spares`], when given. Not flushed.
     pub fn prepare_result(
         &self,
         result: &JobResult,
@@ -88,7 +81,8 @@ impl Spool {
 
     /// The second half: flush the prepared file (when this spool fsyncs)
     /// and rename it into `4-complete/`. On failure the temporary file is
-    /// removed. `4-complete/` itself is the caller's to flush.
+    /// removed. `4-complete/` itself is the caller's to flush (once for a
+    /// batch) before the request's `3-running/` entry goes.
     pub fn publish_result(&self, p: Prepared) -> Result<()> {
         let Prepared { id, file, tmp } = p;
         if self.fsyncs() {

@@ -12,7 +12,10 @@ use std::path::Path;
 use rustix::process::Signal;
 
 use crate::sandbox::{root_or_skip, shared_env};
-use crate::util::{fake_id, held, is_id, now_us, read_json, wait_until, Env, TestCommand};
+use crate::util::{
+    add_system_user, fake_id, held, is_id, now_us, read_json, user_ids, wait_until, Env,
+    TestCommand,
+};
 
 /// An unprivileged user made for one test, removed on drop.
 pub(crate) struct TestUser {
@@ -27,20 +30,8 @@ impl TestUser {
         let name = format!("sq-{tag}{}", std::process::id() % 100_000);
         // Left over by a killed run of this pid: start afresh.
         let _ = TestCommand::new("userdel").arg(&name).output();
-        TestCommand::new("useradd")
-            .args([
-                "--system",
-                "--no-create-home",
-                "--shell",
-                "/usr/sbin/nologin",
-            ])
-            .arg(&name)
-            .expect_code(0);
-        let id = |flag: &str| -> u32 {
-            let o = TestCommand::new("id").args([flag, &name]).expect_code(0);
-            o.out().trim().parse().expect("a number")
-        };
-        let (uid, gid) = (id("-u"), id("-g"));
+        add_system_user(&name, &[]).expect_code(0);
+        let (uid, gid) = user_ids(&name).expect("the user just created");
         TestUser { name, uid, gid }
     }
 

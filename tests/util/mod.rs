@@ -772,28 +772,37 @@ impl Drop for Server {
 
 const TEST_USER: &str = "spoolq-test";
 
-/// The (uid, gid) of the unprivileged test user, created if missing.
-pub fn test_user() -> (u32, u32) {
+/// `useradd` of a system user with no home and no login shell, with
+/// `extra` options (`--groups G`).
+pub fn add_system_user(name: &str, extra: &[&str]) -> TestCommand {
+    TestCommand::new("useradd")
+        .args([
+            "--system",
+            "--no-create-home",
+            "--shell",
+            "/usr/sbin/nologin",
+        ])
+        .args(extra)
+        .arg(name)
+}
+
+/// The (uid, gid) of the user `name`, if it exists.
+pub fn user_ids(name: &str) -> Option<(u32, u32)> {
     let id = |flag: &str| -> Option<u32> {
-        let o = TestCommand::new("id").args([flag, TEST_USER]).output();
+        let o = TestCommand::new("id").args([flag, name]).output();
         o.status.success().then(|| o.out().trim().parse().ok())?
     };
-    if id("-u").is_none() {
+    Some((id("-u")?, id("-g")?))
+}
+
+/// The (uid, gid) of the unprivileged test user, created if missing.
+pub fn test_user() -> (u32, u32) {
+    if user_ids(TEST_USER).is_none() {
         // A concurrent run may create it first: only the result counts.
-        TestCommand::new("useradd")
-            .args([
-                "--system",
-                "--no-create-home",
-                "--shell",
-                "/usr/sbin/nologin",
-            ])
-            .arg(TEST_USER)
-            .output();
+        add_system_user(TEST_USER, &[]).output();
     }
-    match (id("-u"), id("-g")) {
-        (Some(u), Some(g)) => (u, g),
-        _ => panic!("cannot create the user {TEST_USER} (useradd, package passwd)"),
-    }
+    user_ids(TEST_USER)
+        .unwrap_or_else(|| panic!("cannot create the user {TEST_USER} (useradd, package passwd)"))
 }
 
 /// A spool served by root that the test user can reach.

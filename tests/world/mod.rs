@@ -138,26 +138,12 @@ impl GroupMember {
             user: user.clone(),
             group: group.clone(),
         };
-        run(&[
-            "useradd",
-            "--system",
-            "--no-create-home",
-            "--shell",
-            "/usr/sbin/nologin",
-            "--groups",
-            &group,
-            &user,
-        ]);
-        let id = |args: &[&str]| -> u32 {
-            let o = TestCommand::new(args[0]).args(&args[1..]).expect_code(0);
-            o.out().trim().parse().expect("a number")
-        };
+        crate::util::add_system_user(&user, &["--groups", &group]).expect_code(0);
+        (member.uid, member.gid) = crate::util::user_ids(&user).expect("the user just created");
         let getent = TestCommand::new("getent")
             .args(["group", &group])
             .expect_code(0);
         member.shared_gid = getent.out().split(':').nth(2).unwrap().parse().unwrap();
-        member.uid = id(&["id", "-u", &user]);
-        member.gid = id(&["id", "-g", &user]);
         member
     }
 }
