@@ -122,20 +122,20 @@ fn a_slot_with_a_stray_process_is_removed_not_reused() {
     let group = pool.take(&env.host, &Limits::default()).unwrap();
     let (name, dirs) = (group.name().to_string(), group.dirs().to_vec());
     let mut sleeper = spawn_in(&group, Command::new("sleep").arg("30"));
-    // Returned while a process is still in it (killed only once the pool
-    // has looked: a kill before could be complete by then, and an empty
-    // slot is rightly kept): removed once it has left, never handed out
-    // again. The delay orders the kill after the look (which takes
-    // microseconds); the removal waits up to 2 s for the group to empty.
-    let pid = sleeper.id();
-    let killer = std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_millis(200));
-        // SAFETY: signals a child of this test that it has not reaped.
-        unsafe { libc::kill(pid as i32, libc::SIGKILL) };
-    });
-    pool.give_back(&env.host, group).unwrap();
-    killer.join().unwrap();
+    // Returned with a process still in it: the pool must not keep it. Its
+    // removal waits for the group to empty and, the process living on,
+    // gives up with an error; the group is not the pool's any more.
+    assert!(
+        pool.give_back(&env.host, group).is_err(),
+        "a group with a live process in it taken back without an error"
+    );
+    assert!(!pool.holds(&name), "a busy group kept as a free slot");
+    // The server kills a job's group before it gives it back; here the
+    // leftover path cleans up, as after a crash.
+    let left = super::super::JobCgroup::open(&env.host, &name).unwrap();
+    left.kill_all().unwrap();
     let _ = sleeper.wait();
+    left.remove().unwrap();
     assert!(dirs.iter().all(|d| !d.exists()), "{dirs:?} left");
     let next = pool.take(&env.host, &Limits::default()).unwrap();
     assert_ne!(next.name(), name);
