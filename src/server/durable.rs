@@ -37,9 +37,9 @@ impl InFlight {
     }
 
     /// In flight after `write` prepared its result.
-    pub(super) fn of(write: &Effect) -> InFlight {
+    pub(super) fn of(write: Effect) -> InFlight {
         InFlight {
-            write: Some(write.clone()),
+            write: Some(write),
             deferred: Vec::new(),
         }
     }

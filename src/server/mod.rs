@@ -673,13 +673,22 @@ impl<'a, E: Executor> Server<'a, E> {
             let Some(effect) = self.unless_in_flight(effect, &skip) else {
                 continue;
             };
-            if let Err(fault) = self.apply(&effect) {
-                if let Fault::Io(error) = &fault {
-                    warn!(?effect, %error, "cannot carry out; will retry");
+            match self.apply(&effect) {
+                // Its result is with the flusher now; the write is kept (not
+                // copied) to be undone if publishing fails.
+                Ok(()) => {
+                    if let Effect::Write { id, .. } = &effect {
+                        self.in_flight.insert(*id, durable::InFlight::of(effect));
+                    }
                 }
-                let rec = self.life.failed(effect, fault, clock());
-                skip.extend(rec.skip);
-                self.carry_out_inner(rec.then);
+                Err(fault) => {
+                    if let Fault::Io(error) = &fault {
+                        warn!(?effect, %error, "cannot carry out; will retry");
+                    }
+                    let rec = self.life.failed(effect, fault, clock());
+                    skip.extend(rec.skip);
+                    self.carry_out_inner(rec.then);
+                }
             }
         }
     }
@@ -742,7 +751,6 @@ impl<'a, E: Executor> Server<'a, E> {
                 let result = build_result(spool, *id, outcome, request, attempts);
                 let prepared = spool.prepare_result(&result, self.spares.take());
                 self.prepared.push(prepared.map_err(io)?);
-                self.in_flight.insert(*id, durable::InFlight::of(effect));
                 let ending = match result.status {
                     Status::Rejected => Some(Ending::Rejected),
                     Status::Expired => Some(Ending::Expired),
